@@ -1,0 +1,1 @@
+"""Point-in-time-correct customer lifecycle features from CRM tables."""
