@@ -1,0 +1,393 @@
+"""Tests of the demo CRM data generator: contract, consistency, determinism and the mechanism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churn_risk.demo import (
+    ADOPTION_FAMILIES,
+    DOMINANT_DRIVERS,
+    DemoData,
+    HazardCoefficients,
+    generate,
+    write_demo,
+)
+from churn_risk.features.contract import TABLES
+from churn_risk.features.io import read_tables
+
+START = pd.Timestamp("2023-01-01")
+CONTRACT_TABLES = [name for name in TABLES if name != "labels"]
+EVENT_TIME = {name: TABLES[name].event_time for name in CONTRACT_TABLES}
+ACTIVITY = ["transactions", "interactions", "tickets", "deliveries", "surveys", "campaigns"]
+
+
+@pytest.fixture(scope="module")
+def small() -> DemoData:
+    return generate(customers=1500, months=15, seed=3)
+
+
+@pytest.fixture(scope="module")
+def large() -> DemoData:
+    """Big enough for stable rates (about 40k customer-months)."""
+    return generate(customers=3000, months=18, seed=11)
+
+
+def churn_dates(data: DemoData) -> pd.Series:
+    """Churn date per churned customer, read from the tables: all subscriptions ended."""
+    subs = data.tables["subscriptions"]
+    ended = subs.groupby("customer_id")["end_date"].agg(lambda s: s.notna().all())
+    last = subs.groupby("customer_id")["end_date"].max()
+    return last[ended[ended].index]
+
+
+def auc(label: np.ndarray, score: np.ndarray) -> float:
+    ranks = pd.Series(score).rank().to_numpy()
+    pos = label.astype(bool)
+    n_pos, n_neg = pos.sum(), (~pos).sum()
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+# ----------------------------------------------------------------------------------------------
+# determinism
+
+
+def test_same_seed_gives_identical_data():
+    a = generate(customers=400, months=8, seed=5)
+    b = generate(customers=400, months=8, seed=5)
+    assert list(a.tables) == list(b.tables)
+    for name in a.tables:
+        pd.testing.assert_frame_equal(a.tables[name], b.tables[name])
+    for name in a.truth:
+        pd.testing.assert_frame_equal(a.truth[name], b.truth[name])
+
+
+def test_different_seeds_give_different_data():
+    a = generate(customers=400, months=8, seed=5)
+    b = generate(customers=400, months=8, seed=6)
+    assert not a.tables["transactions"].equals(b.tables["transactions"])
+    assert not a.tables["customers"]["signup_date"].equals(b.tables["customers"]["signup_date"])
+
+
+def test_progress_is_called_once_per_month():
+    calls: list[tuple[int, int]] = []
+    generate(customers=50, months=4, seed=1, progress=lambda m, n: calls.append((m, n)))
+    assert calls == [(0, 4), (1, 4), (2, 4), (3, 4)]
+
+
+# ----------------------------------------------------------------------------------------------
+# the data contract
+
+
+def test_tables_are_the_nine_contract_tables(small):
+    assert sorted(small.tables) == sorted(CONTRACT_TABLES)
+    assert "labels" not in small.tables
+
+
+@pytest.mark.parametrize("name", CONTRACT_TABLES)
+def test_table_follows_the_contract(small, name):
+    table, frame = TABLES[name], small.tables[name]
+    assert len(frame) > 0
+    for col in table.columns:
+        assert col.name in frame.columns, f"{name}.{col.name} missing"
+        values = frame[col.name]
+        if not col.nullable:
+            assert values.notna().all(), f"{name}.{col.name} has nulls"
+        if col.kind == "datetime":
+            assert values.dtype == np.dtype("datetime64[ns]"), f"{name}.{col.name}"
+        if col.kind == "float":
+            assert pd.api.types.is_float_dtype(values), f"{name}.{col.name}"
+        if col.kind == "bool":
+            assert pd.api.types.is_bool_dtype(values), f"{name}.{col.name}"
+        if col.min_value is not None:
+            assert (values.dropna() >= col.min_value).all(), f"{name}.{col.name} below min"
+        if col.max_value is not None:
+            assert (values.dropna() <= col.max_value).all(), f"{name}.{col.name} above max"
+        if col.allowed is not None:
+            assert set(values.dropna().unique()) <= set(col.allowed), f"{name}.{col.name}"
+    if table.key:
+        assert not frame.duplicated(list(table.key)).any(), f"{name} key not unique"
+    for column, referenced in table.references:
+        key = TABLES[referenced].key[0]
+        assert frame[column].isin(small.tables[referenced][key]).all(), f"{name}.{column}"
+    for a, b in table.ordered:
+        both = frame[a].notna() & frame[b].notna()
+        assert (frame.loc[both, a] <= frame.loc[both, b]).all(), f"{name}: {a} > {b}"
+
+
+def test_ids_and_attributes(small):
+    customers = small.tables["customers"]
+    assert customers["customer_id"].dtype == np.int64
+    assert small.tables["transactions"]["transaction_id"].dtype == np.int64
+    assert small.tables["products"]["product_id"].str.fullmatch(r"P\d{3}").all()
+    agents = small.tables["interactions"]["agent_id"].dropna()
+    assert agents.str.fullmatch(r"A\d{4,}").all()
+    assert {"acquisition_channel", "seats"} <= set(customers.columns)
+    assert customers["seats"].isna().any() and customers["region"].isna().any()
+    assert customers["region"].isna().mean() < 0.05
+    new = (customers["signup_date"] >= START).mean()
+    assert 0.25 <= new <= 0.35
+    assert customers["signup_date"].min() < START - pd.DateOffset(years=8)
+    assert set(customers["segment"]) == {"consumer", "small_business", "enterprise"}
+    families = small.tables["products"]["family"]
+    assert 15 <= len(families) <= 25 and 4 <= families.nunique() <= 6
+
+
+def test_events_fall_in_the_window(small):
+    end = START + pd.DateOffset(months=15)
+    for name in ACTIVITY:
+        times = small.tables[name][EVENT_TIME[name]]
+        assert times.min() >= START and times.max() < end, name
+    subs = small.tables["subscriptions"]
+    assert subs["end_date"].dropna().max() < end
+    assert (subs["start_date"].dropna() < end).all()
+
+
+def test_mess_is_there(small):
+    t = small.tables
+    assert 0.01 < t["transactions"]["is_return"].mean() < 0.06
+    assert t["deliveries"]["delivered_date"].isna().any()
+    late = t["deliveries"]["delivered_date"] > t["deliveries"]["promised_date"]
+    assert 0.05 < late.mean() < 0.3
+    assert t["deliveries"]["damaged"].isna().any()
+    assert t["tickets"]["closed_at"].isna().any()
+    assert (t["tickets"]["resolved"] == False).any()  # noqa: E712 - nullable boolean
+    assert t["surveys"][["satisfaction", "nps", "price", "benefits", "problems"]].isna().any().all()
+    months = t["transactions"]["timestamp"].dt.month
+    per_month = months.value_counts()
+    assert per_month[12] > per_month[[3, 4, 5, 6]].mean() * 1.2  # December peak
+
+
+def test_volumes_per_active_customer_month(small):
+    exposure = len(small.truth["churn"])
+    per = {name: len(small.tables[name]) / exposure for name in ACTIVITY}
+    assert 0.8 <= per["transactions"] <= 2.5
+    assert 0.5 <= per["interactions"] <= 2.0
+    for name in ("deliveries", "tickets", "surveys"):
+        assert per[name] < per["transactions"], name
+    assert 0.05 <= per["surveys"] <= 0.3
+
+
+# ----------------------------------------------------------------------------------------------
+# churn consistency
+
+
+def test_no_events_after_churn(small):
+    churned = churn_dates(small)
+    assert len(churned) > 0
+    for name in ACTIVITY:
+        frame = small.tables[name]
+        when = frame["customer_id"].map(churned)
+        after = when.notna() & (frame[EVENT_TIME[name]] >= when)
+        assert not after.any(), f"{name}: {after.sum()} events after churn"
+
+
+def test_churned_customers_end_all_subscriptions_in_their_churn_month(small):
+    truth = small.truth["churn"]
+    subs = small.tables["subscriptions"]
+    churned_rows = truth[truth["churned_in_month"]]
+    assert churned_rows["customer_id"].is_unique
+    dates = churn_dates(small)
+    assert set(dates.index) == set(churned_rows["customer_id"])
+    as_of = churned_rows.set_index("customer_id")["as_of"]
+    when = dates[as_of.index]
+    assert ((when >= as_of) & (when < as_of + pd.DateOffset(months=1))).all()
+    # every subscription of a churner ended on the churn day at the latest
+    of_churners = subs[subs["customer_id"].isin(dates.index)]
+    assert of_churners["end_date"].notna().all()
+    assert (of_churners["end_date"] <= of_churners["customer_id"].map(dates)).all()
+    # everyone else still holds an active subscription (a core plan)
+    active = subs[subs["end_date"].isna()]
+    others = set(small.tables["customers"]["customer_id"]) - set(dates.index)
+    assert others <= set(active["customer_id"])
+    products = small.tables["products"].set_index("product_id")["family"]
+    assert (active.groupby("customer_id")["product_id"]
+            .agg(lambda p: (p.map(products) == "core_plan").sum()) == 1).all()
+
+
+def test_truth_rows_are_the_customers_active_at_each_month_start(small):
+    truth = small.truth["churn"]
+    customers = small.tables["customers"].set_index("customer_id")["signup_date"]
+    assert (truth["customer_id"].map(customers) < truth["as_of"]).all()
+    assert not truth.duplicated(["customer_id", "as_of"]).any()
+    # no row after the churn month
+    dates = churn_dates(small)
+    when = truth["customer_id"].map(dates)
+    assert not (when.notna() & (truth["as_of"] > when)).any()
+
+
+# ----------------------------------------------------------------------------------------------
+# the mechanism
+
+
+def _trailing_late_and_open(data: DemoData, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Late deliveries and open tickets as a point-in-time feature sees them at `as_of`."""
+    since = as_of - pd.DateOffset(months=3)
+    d = data.tables["deliveries"]
+    d = d[(d["promised_date"] >= since) & (d["promised_date"] < as_of)]
+    seen = d["delivered_date"] < as_of
+    late_days = (d["delivered_date"].where(seen, as_of) - d["promised_date"]).dt.days
+    late = d[late_days > 0].groupby("customer_id").size()
+    t = data.tables["tickets"]
+    t = t[(t["opened_at"] < as_of) & ~(t["closed_at"] < as_of)]
+    open_ = t.groupby("customer_id").size()
+    return pd.DataFrame({"late": late, "open": open_}).fillna(0)
+
+
+def test_bad_experiences_raise_realised_churn(large):
+    truth = large.truth["churn"]
+    months = sorted(truth["as_of"].unique())[3:-2]
+    rows = []
+    for as_of in months:
+        rows_now = truth[truth["as_of"] == as_of].set_index("customer_id")
+        hist = _trailing_late_and_open(large, pd.Timestamp(as_of)).reindex(rows_now.index)
+        hist = hist.fillna(0)
+        rows.append(pd.DataFrame({
+            "bad": (hist["late"] >= 2) | (hist["open"] >= 1),
+            "none": (hist["late"] == 0) & (hist["open"] == 0),
+            "churned": rows_now["churned_in_month"],
+        }))
+    panel = pd.concat(rows)
+    bad = panel.loc[panel["bad"], "churned"]
+    none = panel.loc[panel["none"], "churned"]
+    assert len(bad) > 500 and len(none) > 10_000
+    assert bad.mean() > 1.5 * none.mean()
+
+
+def test_observable_terms_can_be_recomputed_from_the_tables(large):
+    """The delivery and service terms are functions of what the tables show before as_of."""
+    c = HazardCoefficients()
+    truth = large.truth["churn"]
+    as_of = pd.Timestamp(sorted(truth["as_of"].unique())[9])
+    since = as_of - pd.DateOffset(months=3)
+    rows = truth[truth["as_of"] == as_of].set_index("customer_id")
+
+    d = large.tables["deliveries"]
+    d = d[(d["promised_date"] >= since) & (d["promised_date"] < as_of)]
+    seen = d["delivered_date"] < as_of
+    late_days = (d["delivered_date"].where(seen, as_of) - d["promised_date"]).dt.days
+    d = d.assign(late=late_days > 0, late_days=late_days.where(late_days > 0),
+                 dmg=seen & d["damaged"].fillna(False).astype(bool))
+    g = d.groupby("customer_id").agg(late=("late", "sum"), days=("late_days", "mean"),
+                                     dmg=("dmg", "sum")).reindex(rows.index).fillna(0)
+    delivery = (
+        c.late_delivery * g["late"].clip(upper=4)
+        + c.lateness_day * g["days"].clip(upper=15)
+        + c.damaged_delivery * g["dmg"].clip(upper=3)
+    )
+    np.testing.assert_allclose(rows["term_delivery"], delivery, atol=1e-9)
+
+    t = large.tables["tickets"]
+    t = t[t["opened_at"] < as_of]
+    open_ = t[~(t["closed_at"] < as_of)].groupby("customer_id").size()
+    unresolved = t[(t["closed_at"] >= since) & (t["closed_at"] < as_of)
+                   & (t["resolved"] == False)].groupby("customer_id").size()  # noqa: E712
+    recent = t[t["opened_at"] >= since].groupby("customer_id")["category"]
+    repeated = recent.size() - recent.nunique()
+    s = pd.DataFrame({"open": open_, "unres": unresolved, "rep": repeated})
+    s = s.reindex(rows.index).fillna(0)
+    service = (c.open_ticket * s["open"].clip(upper=3) + c.unresolved_ticket
+               * s["unres"].clip(upper=3) + c.repeat_ticket * s["rep"].clip(upper=3))
+    np.testing.assert_allclose(rows["term_service"], service, atol=1e-9)
+
+    i = large.tables["interactions"]
+    i = i[(i["timestamp"] >= since) & (i["timestamp"] < as_of) & i["agent_id"].notna()]
+    comm = i.groupby("customer_id").agg(agents=("agent_id", "nunique"),
+                                        share=("outsourced", "mean"))
+    comm = comm.reindex(rows.index).fillna(0)
+    communication = (c.distinct_agent * (comm["agents"] - 2).clip(0, 8)
+                     + c.outsourced_share * comm["share"])
+    np.testing.assert_allclose(rows["term_communication"], communication, atol=1e-9)
+
+
+def test_truth_probability_ranks_realised_churn(large):
+    truth = large.truth["churn"].sort_values(["customer_id", "as_of"])
+    as_ofs = sorted(truth["as_of"].unique())
+    index = {a: k for k, a in enumerate(as_ofs)}
+    month = truth["as_of"].map(index)
+    churn_month = truth[truth["churned_in_month"]].set_index("customer_id")["as_of"].map(index)
+    cm = truth["customer_id"].map(churn_month)
+    label = (cm.notna() & (cm - month < 3)).to_numpy()
+    ok = (month <= len(as_ofs) - 3).to_numpy()
+    assert 0.03 < label[ok].mean() < 0.12  # 90-day churn
+    assert 0.01 < truth["hazard"].mean() < 0.04  # monthly hazard
+    assert (truth["hazard"] > 0.2).any()
+    assert auc(label[ok], truth["churn_probability_90d"].to_numpy()[ok]) > 0.7
+
+
+def test_campaign_treatment_is_randomised_and_recorded(large):
+    campaigns = large.tables["campaigns"]
+    effects = large.truth["campaign_effects"]
+    assert set(campaigns["campaign_id"]) == set(effects["campaign_id"])
+    share = (campaigns["group"] == "treatment").mean()
+    assert 0.75 < share < 0.85
+    responded = campaigns.groupby("group")["responded"].mean()
+    assert responded["treatment"] > 5 * responded["control"]
+    assert effects["relative_hazard_reduction"].between(0.15, 0.35).all()
+    assert effects["effect_months"].between(2, 4).all()
+    assert (effects["true_retention_uplift_90d"] > 0).all()
+    # the truth applies exactly the recorded reduction to the treated customers
+    truth = large.truth["churn"]
+    applied = truth.loc[truth["campaign_reduction"] > 0, "campaign_reduction"]
+    assert set(applied.round(2)) <= set(effects["relative_hazard_reduction"])
+    treated = set(campaigns.loc[campaigns["group"] == "treatment", "customer_id"])
+    assert set(truth.loc[truth["campaign_reduction"] > 0, "customer_id"]) <= treated
+
+
+# ----------------------------------------------------------------------------------------------
+# ground truth
+
+
+def test_truth_columns_and_ranges(small):
+    churn, adoption = small.truth["churn"], small.truth["adoption"]
+    assert not set(small.truth) & set(small.tables)
+    assert set(small.truth) == {"churn", "adoption", "campaign_effects"}
+    p = churn["churn_probability_90d"]
+    assert p.between(0, 1).all() and (p >= churn["hazard"]).all()
+    assert set(churn["dominant_driver"]) <= set(DOMINANT_DRIVERS)
+    assert churn["dominant_driver"].nunique() >= 6
+    for group in DOMINANT_DRIVERS:
+        assert f"term_{group}" in churn.columns
+    assert churn["as_of"].dtype == np.dtype("datetime64[ns]")
+    assert churn["churned_in_month"].dtype == bool
+    assert adoption["adoption_probability_90d"].between(0, 1).all()
+    assert set(adoption["family"]) == set(ADOPTION_FAMILIES)
+
+
+def test_adoption_truth_only_for_families_not_held(small):
+    adoption = small.truth["adoption"]
+    as_of = pd.Timestamp(sorted(adoption["as_of"].unique())[6])
+    subs = small.tables["subscriptions"]
+    family = small.tables["products"].set_index("product_id")["family"]
+    active = subs[(subs["start_date"] < as_of) & ~(subs["end_date"] < as_of)]
+    held = set(zip(active["customer_id"], active["product_id"].map(family), strict=True))
+    rows = adoption[(adoption["as_of"] == as_of) & (adoption["family"] != "hardware")]
+    assert len(rows) > 0
+    assert not any((c, f) in held for c, f in zip(rows["customer_id"], rows["family"],
+                                                   strict=True))
+
+
+def test_write_demo_writes_tables_and_ground_truth(tmp_path):
+    data = write_demo(tmp_path / "demo", customers=200, months=6, seed=2)
+    folder = tmp_path / "demo"
+    for name in CONTRACT_TABLES:
+        assert (folder / f"{name}.parquet").is_file(), name
+    assert not (folder / "labels.parquet").exists()
+    truth = folder / "ground_truth"
+    for name in ("churn", "adoption", "campaign_effects"):
+        back = pd.read_parquet(truth / f"{name}.parquet")
+        assert len(back) == len(data.truth[name])
+    readme = (truth / "README.md").read_text()
+    assert "sigmoid" in readme and str(HazardCoefficients().base) in readme
+    assert "dominant_driver" in readme and "churn_probability_90d" in readme
+    tables = read_tables(folder)
+    assert sorted(tables) == sorted(CONTRACT_TABLES)
+    pd.testing.assert_frame_equal(tables["customers"], data.tables["customers"])
+
+
+def test_write_demo_csv(tmp_path):
+    write_demo(tmp_path, customers=100, months=4, seed=2, fmt="csv")
+    assert (tmp_path / "transactions.csv").is_file()
+    assert (tmp_path / "ground_truth" / "churn.parquet").is_file()
+    assert sorted(read_tables(tmp_path)) == sorted(CONTRACT_TABLES)
