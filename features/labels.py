@@ -1,0 +1,181 @@
+"""Who is a customer at an as-of date, and the training labels observed after it.
+
+- Population: customers signed up before `as_of` who have not already left. With subscription
+  data a customer is a customer while they hold an active subscription; with transactions only,
+  a customer who bought nothing during the last `horizon_days` (and has been a customer that
+  long) has already left.
+- Churn label (the first that applies): the company's own `labels` table; else, with
+  subscriptions, no active subscription at `as_of + horizon_days`; else no purchase in
+  `[as_of, as_of + horizon_days)`. A label is NaN when the data do not cover the whole horizon.
+- Adoption label per product family: the customer starts or buys a product of the family within
+  the horizon; NaN (not eligible) when they held it at `as_of` or bought it during the lookback.
+
+Labels deliberately read data at and after `as_of`; features never do (see `lifecycle.py`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from churn_risk.features.config import FeatureConfig
+from churn_risk.features.contract import TABLES
+from churn_risk.features.lifecycle import (
+    DAY,
+    PreparedData,
+    _optional_times,
+    _times,
+    signed_up_before,
+)
+
+ChurnDefinition = Literal["labels", "subscriptions", "transactions"]
+
+
+def churn_definition(prep: PreparedData) -> ChurnDefinition:
+    if prep.data.has("labels"):
+        return "labels"
+    if prep.has("subscriptions"):
+        return "subscriptions"
+    return "transactions"
+
+
+def data_end(prep: PreparedData) -> np.datetime64:
+    """The last moment the data cover: the latest event time of any event table."""
+    latest = [
+        _times(frame[TABLES[name].event_time]).max()
+        for name, frame in prep.events.items()
+        if len(frame)
+    ]
+    return np.max(latest) if latest else np.datetime64("NaT")
+
+
+def _active_subscription(prep: PreparedData, at: np.datetime64) -> np.ndarray:
+    """Per customer position: holds a subscription active at `at`."""
+    subs = prep.events["subscriptions"]
+    start = _times(subs["start_date"])
+    end = _optional_times(subs, "end_date")
+    active = (start < at) & (np.isnat(end) | (end >= at))
+    out = np.zeros(len(prep.customers), dtype=bool)
+    out[subs["_pos"].to_numpy()[active]] = True
+    return out
+
+
+def _purchased(prep: PreparedData, start: np.datetime64, end: np.datetime64) -> np.ndarray:
+    """Per customer position: made a purchase (not a return) in [start, end)."""
+    tx = prep.events["transactions"]
+    times = _times(tx["timestamp"])
+    lo, hi = np.searchsorted(times, [start, end], side="left")
+    window = tx.iloc[lo:hi]
+    if "is_return" in window:
+        window = window.loc[~window["is_return"].fillna(False).astype(bool).to_numpy()]
+    out = np.zeros(len(prep.customers), dtype=bool)
+    out[window["_pos"].to_numpy()] = True
+    return out
+
+
+def population(
+    prep: PreparedData, as_of: np.datetime64, cfg: FeatureConfig = FeatureConfig()
+) -> pd.DataFrame:
+    """Customers to score at `as_of` (rows of `prep.customers` with `_pos`): signed up before
+    it and not already gone. Reads only data dated before `as_of`."""
+    customers = signed_up_before(prep, as_of)
+    pos = customers["_pos"].to_numpy()
+    if prep.has("subscriptions"):
+        keep = _active_subscription(prep, as_of)[pos]
+    elif prep.has("transactions"):
+        horizon = cfg.horizon_days * DAY
+        recent_buyer = _purchased(prep, as_of - horizon, as_of)[pos]
+        too_new_to_judge = _times(customers["signup_date"]) > as_of - horizon
+        keep = recent_buyer | too_new_to_judge
+    else:  # validation requires an activity table; keep everyone rather than guess
+        keep = np.ones(len(customers), dtype=bool)
+    return customers.loc[keep]
+
+
+def horizon_complete(prep: PreparedData, as_of: np.datetime64, cfg: FeatureConfig,
+                     end: np.datetime64 | None = None) -> bool:
+    end = data_end(prep) if end is None else end
+    return bool(as_of + cfg.horizon_days * DAY <= end)
+
+
+def churn_labels(
+    prep: PreparedData,
+    customers: pd.DataFrame,
+    as_of: np.datetime64,
+    cfg: FeatureConfig = FeatureConfig(),
+    end: np.datetime64 | None = None,
+) -> np.ndarray:
+    """1.0 churned / 0.0 stayed / NaN unknown, aligned with `customers`."""
+    pos = customers["_pos"].to_numpy()
+    definition = churn_definition(prep)
+    if definition == "labels":
+        labels = prep.data["labels"]
+        at = labels.loc[_times(labels["as_of"]) == as_of]
+        lookup = pd.Series(
+            at["churned"].astype(float).to_numpy(), index=pd.Index(at["customer_id"])
+        )
+        return lookup.reindex(customers["customer_id"].to_numpy()).to_numpy(dtype=float)
+    if not horizon_complete(prep, as_of, cfg, end):
+        return np.full(len(customers), np.nan)
+    horizon_end = as_of + cfg.horizon_days * DAY
+    if definition == "subscriptions":
+        stays = _active_subscription(prep, horizon_end)[pos]
+    else:
+        stays = _purchased(prep, as_of, horizon_end)[pos]
+    return (~stays).astype(float)
+
+
+def adoption_labels(
+    prep: PreparedData,
+    customers: pd.DataFrame,
+    as_of: np.datetime64,
+    cfg: FeatureConfig = FeatureConfig(),
+    end: np.datetime64 | None = None,
+) -> dict[str, np.ndarray]:
+    """Per product family: 1.0 adopted within the horizon / 0.0 did not / NaN not eligible or
+    horizon incomplete. Empty without a products table."""
+    fams = prep.families
+    if not fams:
+        return {}
+    pos = customers["_pos"].to_numpy()
+    n_all = len(prep.customers)
+    held = np.zeros((n_all, len(fams)), dtype=bool)
+    adopted = np.zeros((n_all, len(fams)), dtype=bool)
+    horizon_end = as_of + cfg.horizon_days * DAY
+    lookback_start = as_of - cfg.lookback_days * DAY
+
+    if prep.has("subscriptions"):
+        subs = prep.events["subscriptions"]
+        start = _times(subs["start_date"])
+        end_date = _optional_times(subs, "end_date")
+        fam = subs["_family"].to_numpy()
+        spos = subs["_pos"].to_numpy()
+        ok = fam >= 0
+        active = ok & (start < as_of) & (np.isnat(end_date) | (end_date >= as_of))
+        held[spos[active], fam[active]] = True
+        new = ok & (start >= as_of) & (start < horizon_end)
+        adopted[spos[new], fam[new]] = True
+    if prep.has("transactions") and "_family" in prep.events["transactions"]:
+        tx = prep.events["transactions"]
+        times = _times(tx["timestamp"])
+        fam = tx["_family"].to_numpy()
+        tpos = tx["_pos"].to_numpy()
+        ok = fam >= 0
+        if "is_return" in tx:
+            ok &= ~tx["is_return"].fillna(False).astype(bool).to_numpy()
+        bought_before = ok & (times >= lookback_start) & (times < as_of)
+        held[tpos[bought_before], fam[bought_before]] = True
+        bought_after = ok & (times >= as_of) & (times < horizon_end)
+        adopted[tpos[bought_after], fam[bought_after]] = True
+
+    complete = horizon_complete(prep, as_of, cfg, end)
+    out: dict[str, np.ndarray] = {}
+    for i, f in enumerate(fams):
+        label = adopted[pos, i].astype(float)
+        label[held[pos, i]] = np.nan
+        if not complete:
+            label[:] = np.nan
+        out[f] = label
+    return out

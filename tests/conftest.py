@@ -1,0 +1,36 @@
+"""Shared, seeded, small synthetic CRM data for fast tests."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from churn_risk.demo import DemoData, generate
+from churn_risk.features.io import write_tables
+from churn_risk.features.lifecycle import PreparedData, prepare
+from churn_risk.features.validation import validate
+
+SEED = 7
+
+
+@pytest.fixture(scope="session")
+def demo() -> DemoData:
+    return generate(customers=600, months=24, seed=SEED)
+
+
+@pytest.fixture(scope="session")
+def raw_tables(demo: DemoData) -> dict[str, pd.DataFrame]:
+    """The demo tables; tests must copy before changing them."""
+    return demo.tables
+
+
+@pytest.fixture(scope="session")
+def prep(raw_tables) -> PreparedData:
+    return prepare(validate(raw_tables))
+
+
+@pytest.fixture(scope="session")
+def demo_folder(tmp_path_factory, raw_tables):
+    folder = tmp_path_factory.mktemp("crm")
+    write_tables(raw_tables, folder, "parquet")
+    return folder
