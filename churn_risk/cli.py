@@ -1,0 +1,284 @@
+"""The `churn` command: one subcommand per thing a user does."""
+
+from __future__ import annotations
+
+import sys
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from churn_risk.runtime import configure_offline
+
+app = typer.Typer(
+    name="churn",
+    help="Churn-risk scoring: CRM data → point-in-time features → models → scores with reasons.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+DEFAULT_DATA = Path("demo-data")
+
+
+class Engine(StrEnum):
+    pandas = "pandas"
+    dask = "dask"
+
+
+DataOpt = Annotated[
+    str,
+    typer.Option(
+        "--data",
+        help="Folder of Parquet/CSV tables, or a SQLAlchemy URL (e.g. sqlite:///crm.db).",
+    ),
+]
+EngineOpt = Annotated[
+    Engine, typer.Option("--engine", help="pandas (one process) or dask (partitioned by customer).")
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option("--scheduler", help="Dask scheduler address; default: a LocalCluster."),
+]
+
+
+@app.callback()
+def _start() -> None:
+    configure_offline()
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+@app.command("generate-data")
+def generate_data(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the tables to.")] = (
+        DEFAULT_DATA
+    ),
+    customers: Annotated[int, typer.Option("--customers", min=10)] = 20_000,
+    months: Annotated[int, typer.Option("--months", min=6)] = 36,
+    seed: Annotated[int, typer.Option("--seed")] = 42,
+    fmt: Annotated[str, typer.Option("--format", help="parquet or csv")] = "parquet",
+    start: Annotated[str, typer.Option("--start", help="First month of the data.")] = "2023-01-01",
+) -> None:
+    """Write realistic demo CRM tables (and a separate ground_truth/ folder) to OUT."""
+    from churn_risk.demo import write_demo
+
+    started = time.perf_counter()
+    with _progress() as progress:
+        task = progress.add_task("Simulating months", total=months)
+        demo = write_demo(
+            out, customers=customers, months=months, seed=seed, fmt=fmt, start=start,
+            progress=lambda done, total: progress.update(task, completed=done + 1),
+        )
+    table = Table(title=f"Demo CRM data in {out} (seed {seed})")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    table.add_column("columns")
+    for name, frame in demo.tables.items():
+        table.add_row(name, f"{len(frame):,}", ", ".join(map(str, frame.columns)))
+    console.print(table)
+    console.print(
+        f"Ground truth (for evaluation only, never read by features): {Path(out) / 'ground_truth'}"
+        f"  [{time.perf_counter() - started:.1f} s]"
+    )
+
+
+@app.command()
+def validate(data: DataOpt = str(DEFAULT_DATA)) -> None:
+    """Check every table in DATA against the data contract; exit 1 with a report if any fails."""
+    crm = _load(data)
+    table = Table(title=f"{data}: valid")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    table.add_column("columns")
+    for name, frame in crm.tables.items():
+        table.add_row(name, f"{len(frame):,}", ", ".join(map(str, frame.columns)))
+    console.print(table)
+    if crm.attributes:
+        console.print(
+            "Customer attributes used as features: "
+            + ", ".join(f"{k} ({v})" for k, v in crm.attributes.items())
+        )
+
+
+def _load(data: str):
+    """Read and validate; on bad data print the report and exit 1 before anything runs."""
+    from churn_risk.features.io import DataSourceError
+    from churn_risk.features.validation import DataContractError, load_crm
+
+    try:
+        return load_crm(data)
+    except DataContractError as exc:
+        err.print(f"[bold red]{data}: the data break the contract[/bold red]")
+        err.print(str(exc), markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    except DataSourceError as exc:
+        err.print(f"[bold red]{exc}[/bold red]")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def features(
+    as_of: Annotated[str, typer.Option("--as-of", help="Date the features are computed as of.")],
+    data: DataOpt = str(DEFAULT_DATA),
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the rows to a .parquet or .csv file.")
+    ] = None,
+    engine: EngineOpt = Engine.pandas,
+    scheduler: SchedulerOpt = None,
+) -> None:
+    """Build point-in-time lifecycle features for every current customer as of a date."""
+    from churn_risk.features.config import FeatureConfig
+    from churn_risk.features.io import write_frame
+    from churn_risk.features.lifecycle import feature_specs, prepare
+
+    cfg = FeatureConfig()
+    as_of_ts = _parse_date(as_of, "--as-of")
+    started = time.perf_counter()
+    crm = _load(data)
+    prep = prepare(crm)
+    if engine is Engine.dask:
+        from churn_risk.features.dask_engine import build_snapshot_dask
+
+        frame = build_snapshot_dask(data, as_of_ts, cfg, scheduler=scheduler)
+    else:
+        from churn_risk.features.snapshots import build_snapshot
+
+        frame = build_snapshot(prep, as_of_ts, cfg)
+    elapsed = time.perf_counter() - started
+    if out is not None:
+        write_frame(frame, out)
+    print_feature_summary(frame, feature_specs(prep, cfg), as_of_ts, elapsed, out)
+
+
+def _parse_date(value: str, option: str):
+    import pandas as pd
+
+    try:
+        return pd.Timestamp(value).normalize()
+    except (ValueError, TypeError):
+        raise typer.BadParameter(
+            f"{value!r} is not a date (use YYYY-MM-DD)", param_hint=option
+        ) from None
+
+
+def print_feature_summary(frame, specs, as_of, elapsed: float, out: Path | None) -> None:
+    """One line per driver group: how many features, which, and how much is missing."""
+    by_group: dict[str, list] = {}
+    for spec in specs:
+        by_group.setdefault(spec.group, []).append(spec)
+    table = Table(title=f"Lifecycle features as of {as_of:%Y-%m-%d}: {len(frame):,} customers")
+    table.add_column("driver group")
+    table.add_column("features", justify="right")
+    table.add_column("actionable")
+    table.add_column("missing", justify="right")
+    table.add_column("examples (median)")
+    for group, group_specs in by_group.items():
+        names = [s.name for s in group_specs]
+        missing = frame[names].isna().to_numpy().mean() if len(frame) else 0.0
+        examples = []
+        for s in group_specs[:3]:
+            if s.kind == "numeric" and len(frame):
+                examples.append(f"{s.name}={frame[s.name].median():.3g}")
+            else:
+                examples.append(s.name)
+        table.add_row(
+            group,
+            str(len(group_specs)),
+            "yes" if group_specs[0].actionable else "no",
+            f"{missing:.0%}",
+            ", ".join(examples),
+        )
+    console.print(table)
+    where = f"; written to {out}" if out is not None else ""
+    console.print(f"{len(specs)} features in {elapsed:.1f} s{where}")
+
+
+@app.command()
+def snapshots(
+    out: Annotated[Path, typer.Option("--out", help=".parquet or .csv file to write.")],
+    data: DataOpt = str(DEFAULT_DATA),
+    first: Annotated[str | None, typer.Option("--first", help="First as-of month.")] = None,
+    last: Annotated[str | None, typer.Option("--last", help="Last as-of month.")] = None,
+    horizon_days: Annotated[int, typer.Option("--horizon-days", min=1)] = 90,
+) -> None:
+    """Stack labelled monthly snapshots (features + churn and adoption labels) for training."""
+    from churn_risk.features.config import FeatureConfig
+    from churn_risk.features.io import write_frame
+    from churn_risk.features.lifecycle import prepare
+    from churn_risk.features.snapshots import CHURN_LABEL, build_training_frame, monthly_as_ofs
+
+    cfg = FeatureConfig(horizon_days=horizon_days)
+    prep = prepare(_load(data))
+    as_ofs = monthly_as_ofs(prep, cfg, first=first, last=last)
+    if not as_ofs:
+        err.print("[red]No as-of month has a complete label horizon in these data.[/red]")
+        raise typer.Exit(1)
+    with _progress() as progress:
+        task = progress.add_task("Building snapshots", total=len(as_ofs))
+        frame = build_training_frame(
+            prep, as_ofs, cfg, progress=lambda done, total: progress.update(task, completed=done)
+        )
+    write_frame(frame, out)
+    table = Table(title=f"Training frame → {out}")
+    table.add_column("as_of")
+    table.add_column("customers", justify="right")
+    table.add_column("churn rate", justify="right")
+    for as_of, rows in frame.groupby("as_of"):
+        table.add_row(f"{as_of:%Y-%m-%d}", f"{len(rows):,}", f"{rows[CHURN_LABEL].mean():.1%}")
+    console.print(table)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the demo data.")] = DEFAULT_DATA,
+    customers: Annotated[int, typer.Option("--customers", min=10)] = 20_000,
+    months: Annotated[int, typer.Option("--months", min=6)] = 36,
+    seed: Annotated[int, typer.Option("--seed")] = 42,
+) -> None:
+    """The main job end to end on demo data: generate → validate → features → summary."""
+    from churn_risk.features.lifecycle import prepare
+    from churn_risk.features.snapshots import monthly_as_ofs
+
+    console.rule("1/3 Generate demo CRM data")
+    generate_data(out=out, customers=customers, months=months, seed=seed)
+    console.rule("2/3 Validate against the data contract")
+    validate(data=str(out))
+    console.rule("3/3 Point-in-time lifecycle features for the latest month")
+    prep = prepare(_load(str(out)))
+    latest = monthly_as_ofs(prep, labelled=False)[-1]
+    features(as_of=f"{latest:%Y-%m-%d}", data=str(out), out=None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code (testable without a subprocess)."""
+    try:
+        result = app(args=argv, prog_name="churn", standalone_mode=False)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        return 130
+    except typer.exceptions.TyperException as exc:  # usage errors: bad option values
+        exc.show()
+        return getattr(exc, "exit_code", 2)
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

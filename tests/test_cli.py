@@ -1,0 +1,89 @@
+"""The `churn` command as a user runs it."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from churn_risk.cli import main
+from churn_risk.features.io import write_tables
+
+
+def test_validate_accepts_good_data(demo_folder, capsys):
+    assert main(["validate", "--data", str(demo_folder)]) == 0
+    assert "valid" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "break_it, table, column, rule",
+    [
+        (lambda t: t["transactions"].assign(amount=t["transactions"]["amount"].astype(object))
+         .pipe(lambda f: f.assign(amount=f["amount"].where(f.index % 97 != 0, "lots"))),
+         "transactions", "amount", "type"),
+        (lambda t: t["tickets"].drop(columns=["opened_at"]), "tickets", "opened_at",
+         "required_column"),
+        (lambda t: t["interactions"].assign(
+            customer_id=t["interactions"]["customer_id"].where(
+                t["interactions"].index % 50 != 0, 999_999_999)),
+         "interactions", "customer_id", "orphan_id"),
+    ],
+    ids=["wrong-type", "missing-column", "orphan-id"],
+)
+def test_validate_reports_table_column_rule_and_examples(
+    raw_tables, tmp_path, capsys, break_it, table, column, rule
+):
+    tables = dict(raw_tables)
+    tables[table] = break_it(raw_tables)
+    write_tables(tables, tmp_path, "csv")
+    assert main(["validate", "--data", str(tmp_path)]) == 1
+    report = capsys.readouterr().err
+    assert table in report and column in report and rule in report
+    if rule != "required_column":
+        assert "row" in report  # example rows are shown
+
+
+def test_features_write_a_file_and_a_failed_run_keeps_the_old_one(raw_tables, demo_folder,
+                                                                  tmp_path, capsys):
+    out = tmp_path / "features.parquet"
+    assert main(["features", "--data", str(demo_folder), "--as-of", "2024-07-01",
+                 "--out", str(out)]) == 0
+    written = pd.read_parquet(out)
+    assert len(written) > 100 and "tenure_days" in written
+    assert "Lifecycle features as of 2024-07-01" in capsys.readouterr().out
+
+    broken = tmp_path / "broken"
+    shutil.copytree(demo_folder, broken)
+    tx = raw_tables["transactions"].copy()
+    tx.loc[tx.index[:3], "amount"] = -5.0
+    write_tables({"transactions": tx}, broken, "parquet")
+    assert main(["features", "--data", str(broken), "--as-of", "2024-08-01",
+                 "--out", str(out)]) == 1
+    assert "min_value" in capsys.readouterr().err
+    pd.testing.assert_frame_equal(pd.read_parquet(out), written)
+
+
+def test_bad_dates_and_missing_folders_are_user_errors(demo_folder, tmp_path, capsys):
+    assert main(["features", "--data", str(demo_folder), "--as-of", "someday"]) == 2
+    assert main(["validate", "--data", str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_snapshots_write_a_labelled_training_frame(demo_folder, tmp_path):
+    out = tmp_path / "training.parquet"
+    assert main(["snapshots", "--data", str(demo_folder), "--first", "2024-03-01",
+                 "--last", "2024-05-01", "--out", str(out)]) == 0
+    frame = pd.read_parquet(out)
+    assert sorted(frame["as_of"].unique()) == list(pd.date_range("2024-03-01", "2024-05-01",
+                                                                 freq="MS"))
+    assert frame["churned"].isin([0.0, 1.0]).all()
+
+
+@pytest.mark.slow
+def test_generate_data_then_demo_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--customers", "400", "--months", "18"]) == 0
+    printed = capsys.readouterr().out
+    assert "valid" in printed and "Lifecycle features as of" in printed
+    assert (out / "customers.parquet").exists() and (out / "ground_truth").is_dir()
