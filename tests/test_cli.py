@@ -87,3 +87,19 @@ def test_generate_data_then_demo_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "valid" in printed and "Lifecycle features as of" in printed
     assert (out / "customers.parquet").exists() and (out / "ground_truth").is_dir()
+
+
+def test_features_from_a_sqlite_database_equal_those_from_files(raw_tables, demo_folder,
+                                                                tmp_path):
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    engine = sa.create_engine(url)
+    for name, frame in raw_tables.items():
+        frame.to_sql(name, engine, index=False)
+    engine.dispose()
+    from_db, from_files = tmp_path / "db.parquet", tmp_path / "files.parquet"
+    assert main(["features", "--data", url, "--as-of", "2024-07-01", "--out", str(from_db)]) == 0
+    assert main(["features", "--data", str(demo_folder), "--as-of", "2024-07-01",
+                 "--out", str(from_files)]) == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(from_db), pd.read_parquet(from_files))
