@@ -70,7 +70,7 @@ def _dask(folder: str, as_ofs: list) -> dict:
     started = time.perf_counter()
     with dask_client() as client:
         t = time.perf_counter()
-        frame = build_frame_dask(folder, as_ofs, labelled=len(as_ofs) > 1,
+        frame, _ = build_frame_dask(folder, as_ofs, labelled=len(as_ofs) > 1,
                                  scheduler=client.scheduler.address)
         seconds = time.perf_counter() - t
         worker_peaks = client.run(_peak_mib)

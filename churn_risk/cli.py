@@ -245,6 +245,127 @@ def snapshots(
     console.print(table)
 
 
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="TOML file with training settings.")
+]
+
+
+def _step_reporter(progress: Progress):
+    tasks: dict[str, object] = {}
+
+    def step(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total)
+        progress.update(tasks[stage], completed=done, total=total)
+
+    return step
+
+
+@app.command()
+def train(
+    data: DataOpt = str(DEFAULT_DATA),
+    config: ConfigOpt = None,
+    engine: EngineOpt = Engine.pandas,
+    scheduler: SchedulerOpt = None,
+) -> None:
+    """Train the churn and propensity models on monthly snapshots; track and register in MLflow."""
+    from churn_risk.training.config import load_config
+    from churn_risk.training.train import train as run_training
+
+    cfg = load_config(config)
+    _load(data)  # bad data stops here, with the report, before any run is created
+    with _progress() as progress:
+        result = run_training(data, cfg, engine=engine.value, scheduler=scheduler,
+                              step=_step_reporter(progress))
+    for note in result.notes:
+        console.print(f"• {note}")
+    print_metrics(result.metrics, f"Test metrics ({result.split.method} split)")
+    console.print(
+        f"Registered [bold]churn-risk[/bold] version {result.version} (run {result.run_id})."
+        f" Promote it with: churn promote --data {data}"
+    )
+    console.print(f"MLflow UI: {result.tracking.ui_command}")
+
+
+HEADLINE = (
+    ("roc_auc", "ROC-AUC"),
+    ("oracle_roc_auc", "oracle ROC-AUC (true probabilities)"),
+    ("pr_auc", "PR-AUC"),
+    ("log_loss", "log loss"),
+    ("brier", "Brier score"),
+    ("ece", "expected calibration error"),
+    ("top_decile_lift", "top-decile lift"),
+    ("explanation_fidelity_top3", "true driver in top-3 reasons (top decile)"),
+    ("propensity_precision_at_3", "next-product precision@3"),
+    ("explain_ms_per_customer", "ms per explained customer"),
+    ("rows", "customers in the test snapshot"),
+)
+
+
+def print_metrics(metrics: dict[str, float], title: str, prefix: str = "test_") -> None:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, label in HEADLINE:
+        if f"{prefix}{key}" in metrics:
+            table.add_row(label, f"{metrics[prefix + key]:.4g}")
+    for key in sorted(metrics):
+        if key.startswith(f"{prefix}propensity_auc_") and "truth_rows" not in key:
+            family = key[len(f"{prefix}propensity_auc_"):]
+            oracle = metrics.get(f"{prefix}oracle_propensity_auc_{family}")
+            suffix = f" (oracle {oracle:.3f})" if oracle is not None else ""
+            table.add_row(f"propensity AUC: {family}", f"{metrics[key]:.3f}{suffix}")
+    console.print(table)
+
+
+@app.command()
+def promote(
+    data: DataOpt = str(DEFAULT_DATA),
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote even if worse: a recorded human decision.")
+    ] = False,
+    version: Annotated[
+        str | None, typer.Option("--version", help="Version to promote (default: newest).")
+    ] = None,
+) -> None:
+    """Make the newest version @champion if it is at least as good on the newest test snapshot."""
+    from churn_risk.training.evaluate import newest_test_snapshot_evaluator
+    from churn_risk.training.registry import promote as run_promotion
+    from churn_risk.training.tracking import configure_tracking
+
+    configure_tracking()
+    _load(data)
+    evaluate_uri = newest_test_snapshot_evaluator(data)
+    decision = run_promotion(evaluate_uri, force=force, version=version)
+    style = "green" if decision.promoted else "yellow"
+    console.print(f"[{style}]{decision.reason}[/{style}]")
+    console.print(f"(judged on the snapshot of {evaluate_uri.as_of:%Y-%m-%d})")
+
+
+@app.command()
+def evaluate(
+    data: DataOpt = str(DEFAULT_DATA),
+    model: Annotated[
+        str, typer.Option("--model", help="Model URI to evaluate.")
+    ] = "models:/churn-risk@champion",
+) -> None:
+    """Evaluate a registered model on the newest snapshot with a complete label horizon."""
+    import mlflow
+
+    from churn_risk.training.evaluate import newest_test_snapshot_evaluator
+    from churn_risk.training.tracking import configure_tracking
+
+    configure_tracking()
+    _load(data)
+    evaluate_uri = newest_test_snapshot_evaluator(data)
+    metrics = evaluate_uri(model)
+    with mlflow.start_run(run_name=f"evaluate {model}"):
+        mlflow.set_tags({"model_uri": model, "as_of": f"{evaluate_uri.as_of:%Y-%m-%d}",
+                         "data": str(data)})
+        mlflow.log_metrics({k: v for k, v in metrics.items() if v == v})
+    print_metrics(metrics, f"{model} on {evaluate_uri.as_of:%Y-%m-%d}", prefix="")
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for the demo data.")] = DEFAULT_DATA,
@@ -252,18 +373,23 @@ def demo(
     months: Annotated[int, typer.Option("--months", min=6)] = 36,
     seed: Annotated[int, typer.Option("--seed")] = 42,
 ) -> None:
-    """The main job end to end on demo data: generate → validate → features → summary."""
+    """The main job end to end on demo data: generate → validate → features → train (tracked in
+    MLflow) → promote the champion."""
     from churn_risk.features.lifecycle import prepare
     from churn_risk.features.snapshots import monthly_as_ofs
 
-    console.rule("1/3 Generate demo CRM data")
+    console.rule("1/5 Generate demo CRM data")
     generate_data(out=out, customers=customers, months=months, seed=seed)
-    console.rule("2/3 Validate against the data contract")
+    console.rule("2/5 Validate against the data contract")
     validate(data=str(out))
-    console.rule("3/3 Point-in-time lifecycle features for the latest month")
+    console.rule("3/5 Point-in-time lifecycle features for the latest month")
     prep = prepare(_load(str(out)))
     latest = monthly_as_ofs(prep, labelled=False)[-1]
     features(as_of=f"{latest:%Y-%m-%d}", data=str(out), out=None)
+    console.rule("4/5 Train churn and next-product models (tracked in MLflow)")
+    train(data=str(out))
+    console.rule("5/5 Promote the new version to @champion if it is at least as good")
+    promote(data=str(out))
 
 
 def main(argv: list[str] | None = None) -> int:

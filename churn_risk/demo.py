@@ -78,7 +78,8 @@ hazard reduction, effect months and expected and realised 90-day retention uplif
 Mess, on purpose: ~2% unknown regions, unknown seat counts, late and lost deliveries, damage
 unknown, tickets still open at the end, closed-unresolved tickets followed by a reopened problem
 (a new ticket of the same category shortly after), returns (~3% of transactions), Nov/Dec
-seasonality, segments with different volumes, tenures from 0 to 10 years, sparse surveys with
+seasonality, segments with different volumes, tenures from 0 to 10 years, a monthly pulse survey
+(answered by about half the customers in a month, each at their own rate) with
 missing answers.
 """
 
@@ -463,7 +464,7 @@ def _init_customers(rng: np.random.Generator, n: int, end_day: int, n_home: int)
         seats_known=seats_known,
         carrier=rng.choice(len(_CARRIER_OFFSET), n, p=_CARRIER_SHARE).astype(np.int64),
         ticket_proneness=rng.normal(0.0, 0.6, n),
-        survey_propensity=rng.beta(2.0, 11.0, n),
+        survey_propensity=rng.beta(5.0, 6.0, n),
         delivery_share=np.where(segment == 0, 0.45, 0.75),
         home_agent=rng.integers(0, n_home, n),
         satisfaction_mean=rng.normal(0.0, 0.8, n) + 0.1 * (segment == 2),
@@ -1107,7 +1108,8 @@ def generate(
         )
         events["interactions"].append(ia)
 
-        # surveys: sparse, noisy observations of the latent states
+        # surveys: noisy observations of the latent states by a monthly pulse survey (dense
+        # enough that satisfaction and price perception are observable, as the models need)
         answered = pidx[rng.random(pidx.size) < cust.survey_propensity[pidx] * exposure[pidx]]
         c = answered
         problems_now = _count(tk["cust"], n)[c] + _count(dl["cust"][true_late >= 2], n)[c]
@@ -1116,9 +1118,9 @@ def generate(
             {
                 "cust": c,
                 "day": _days_in(rng, c, lo, hi),
-                "satisfaction": _score(rng, sat, 0.8, 0.03),
+                "satisfaction": _score(rng, sat, 0.5, 0.03),
                 "nps": _score(rng, 0.85 * sat + 1.0, 1.2, 0.08),
-                "price": _score(rng, 5.5 + 1.6 * state.price[c], 0.9, 0.10),
+                "price": _score(rng, 5.5 + 1.6 * state.price[c], 0.6, 0.10),
                 "benefits": _score(
                     rng, 5.5 + 0.6 * (tr.products[c] - 1) + 0.6 * s[c], 1.2, 0.10
                 ),

@@ -124,7 +124,7 @@ def _partition_frame(
     labelled: bool,
     end: np.datetime64 | None,
 ) -> pd.DataFrame:
-    from churn_risk.features.lifecycle import prepare
+    from churn_risk.features.lifecycle import feature_specs, prepare
     from churn_risk.features.snapshots import (
         CHURN_LABEL,
         build_labelled_snapshot,
@@ -134,6 +134,7 @@ def _partition_frame(
 
     raw = {name: frame.reset_index(drop=True) for name, frame in parts.items()} | shared
     prep = prepare(validate(raw))
+    specs = feature_specs(prep, cfg)
     frames = []
     for as_of in as_ofs:
         if labelled:
@@ -141,7 +142,7 @@ def _partition_frame(
             frames.append(frame.loc[frame[CHURN_LABEL].notna()])
         else:
             frames.append(build_snapshot(prep, as_of, cfg))
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True), specs
 
 
 def build_frame_dask(
@@ -152,8 +153,9 @@ def build_frame_dask(
     scheduler: str | None = None,
     n_workers: int = 2,
     npartitions: int | None = None,
-) -> pd.DataFrame:
-    """Snapshots (labelled or not) for `as_ofs`, computed per customer partition on Dask.
+) -> tuple[pd.DataFrame, list]:
+    """Snapshots (labelled or not) for `as_ofs`, computed per customer partition on Dask, and
+    the specs of their features (every partition must agree on them).
 
     Rows come back sorted by (as_of, customer_id)."""
     import dask
@@ -176,9 +178,18 @@ def build_frame_dask(
             )
             for i in range(nparts)
         ]
-        frames = client.compute(tasks, sync=True)
-    frame = pd.concat([f for f in frames if len(f)], ignore_index=True)
-    return frame.sort_values(["as_of", "customer_id"], kind="stable").reset_index(drop=True)
+        results = client.compute(tasks, sync=True)
+    specs = results[0][1]
+    for _, other in results[1:]:
+        if other != specs:
+            raise ValueError(
+                "customer partitions disagree on the feature set (an attribute column looks "
+                "categorical in one partition and not in another); declare it or use the "
+                "pandas engine"
+            )
+    frame = pd.concat([f for f, _ in results if len(f)], ignore_index=True)
+    frame = frame.sort_values(["as_of", "customer_id"], kind="stable").reset_index(drop=True)
+    return frame, specs
 
 
 def _data_end(tables: dict[str, object]) -> np.datetime64:
@@ -203,5 +214,6 @@ def build_snapshot_dask(
     n_workers: int = 2,
 ) -> pd.DataFrame:
     """`snapshots.build_snapshot` for one as-of date, on Dask."""
-    return build_frame_dask(source, [as_of], cfg, labelled=False, scheduler=scheduler,
-                            n_workers=n_workers)
+    frame, _ = build_frame_dask(source, [as_of], cfg, labelled=False, scheduler=scheduler,
+                                n_workers=n_workers)
+    return frame

@@ -156,6 +156,10 @@ class _Rows:
         return np.bincount(pairs // (int(k.max(initial=0)) + 1), minlength=self.n).astype(float)
 
 
+def _title(name: str) -> str:
+    return name.replace("_", " ").capitalize()
+
+
 def _days(delta: np.ndarray) -> np.ndarray:
     return delta / DAY
 
@@ -206,16 +210,22 @@ def tenure_features(signup: np.ndarray, as_of: np.datetime64) -> Block:
         FeatureSpec("lifecycle_stage", "Lifecycle stage", "tenure", "categorical", "customers"),
         stage,
     )
+    # Yearly contracts come up for renewal on the signup anniversary: a classic churn moment.
+    yield (
+        FeatureSpec("days_to_anniversary", "Days until the customer's yearly anniversary",
+                    "tenure", source="customers"),
+        365.25 - np.mod(tenure, 365.25),
+    )
 
 
 def attribute_features(customers: pd.DataFrame, attributes: dict[str, str]) -> Block:
     for name in ("segment", "region"):
         if name in customers:
             values = customers[name].astype(object).where(customers[name].notna(), None)
-            label = name.replace("_", " ").capitalize()
+            label = _title(name)
             yield FeatureSpec(name, label, "profile", "categorical", "customers"), values.to_numpy()
     for name, kind in attributes.items():
-        label = name.replace("_", " ").capitalize()
+        label = _title(name)
         if kind == "numeric":
             values = _as_float(customers[name])
             yield FeatureSpec(name, label, "profile", "numeric", "customers"), values
@@ -225,7 +235,7 @@ def attribute_features(customers: pd.DataFrame, attributes: dict[str, str]) -> B
 
 
 def transaction_features(
-    rows: _Rows, as_of: np.datetime64, cfg: FeatureConfig
+    rows: _Rows, as_of: np.datetime64, cfg: FeatureConfig, families: tuple[str, ...]
 ) -> Block:
     f = rows.frame
     times = _times(f["timestamp"])
@@ -294,15 +304,22 @@ def transaction_features(
         )
     if "_family" in f:
         codes = f["_family"].to_numpy()
+        bought = history & purchase
         yield (
             FeatureSpec(f"families_bought_{h}d", f"Product families bought over {h} days",
                         "products", source=src),
-            rows.distinct(codes, history & purchase),
+            rows.distinct(codes, bought),
         )
+        for i, family in enumerate(families):
+            yield (
+                FeatureSpec(f"bought_{family}_{h}d", f"{_title(family)} purchases over {h} days",
+                            "products", source=src),
+                rows.count(bought & (codes == i)),
+            )
 
 
 def subscription_features(
-    rows: _Rows, as_of: np.datetime64, cfg: FeatureConfig
+    rows: _Rows, as_of: np.datetime64, cfg: FeatureConfig, families: tuple[str, ...]
 ) -> Block:
     f = rows.frame
     src = "subscriptions"
@@ -322,6 +339,12 @@ def subscription_features(
             FeatureSpec("families_held", "Product families held", "products", source=src),
             rows.distinct(codes, active),
         )
+        for i, family in enumerate(families):
+            yield (
+                FeatureSpec(f"holds_{family}", f"{_title(family)} products held", "products",
+                            source=src),
+                rows.count(active & (codes == i)),
+            )
     yield (
         FeatureSpec(f"products_added_{r}d", f"Products added in the last {r} days", "products",
                     source=src),
@@ -361,10 +384,10 @@ def ticket_features(rows: _Rows, as_of: np.datetime64, cfg: FeatureConfig) -> Bl
     if "resolved" in f:
         unresolved = closed & (_flag(f["resolved"]) == 0.0)
         yield (
-            FeatureSpec(f"tickets_closed_unresolved_{h}d",
-                        f"Tickets closed without a solution over {h} days", "service",
+            FeatureSpec(f"tickets_closed_unresolved_{r}d",
+                        f"Tickets closed without a solution in the last {r} days", "service",
                         source=src, monotone=1),
-            rows.count(unresolved & (age <= h)),
+            rows.count(unresolved & (age <= r)),
         )
     resolution = np.where(closed, _days(np.where(closed, closed_at, opened) - opened), np.nan)
     yield (
@@ -374,12 +397,11 @@ def ticket_features(rows: _Rows, as_of: np.datetime64, cfg: FeatureConfig) -> Bl
     )
     if "_category" in f:
         codes = f["_category"].to_numpy()
-        in_history = age <= h
-        known = in_history & (codes >= 0)
+        known = (age <= r) & (codes >= 0)
         yield (
-            FeatureSpec(f"repeat_tickets_{h}d",
-                        f"Repeated problems (same category again) over {h} days", "service",
-                        source=src, monotone=1),
+            FeatureSpec(f"repeat_tickets_{r}d",
+                        f"Repeated problems (same category again) in the last {r} days",
+                        "service", source=src, monotone=1),
             rows.count(known) - rows.distinct(codes, known),
         )
 
@@ -445,9 +467,11 @@ def interaction_features(rows: _Rows, as_of: np.datetime64, cfg: FeatureConfig) 
                           f"Different agents the customer dealt with in the last {r} days",
                           "communication", source=src, monotone=1), rows.distinct(agents, recent)
     if "outsourced" in f:
+        # Of the contacts a person handled (self-service has no agent and no outsourcing).
+        handled = recent & f["agent_id"].notna().to_numpy() if "agent_id" in f else recent
         yield FeatureSpec(f"outsourced_share_{r}d",
                           f"Share of contacts handled by outsourced support, last {r} days",
-                          "communication", source=src), rows.mean(_flag(f["outsourced"]), recent)
+                          "communication", source=src), rows.mean(_flag(f["outsourced"]), handled)
 
 
 def survey_features(
@@ -497,6 +521,12 @@ def campaign_features(rows: _Rows, as_of: np.datetime64, cfg: FeatureConfig) -> 
     in_history = age <= h
     yield FeatureSpec(f"campaigns_{h}d", f"Campaigns received over {h} days", "engagement",
                       source=src), rows.count(in_history)
+    if "group" in f:
+        treated = (f["group"] == "treatment").fillna(False).to_numpy(dtype=bool)
+        r = cfg.recent_days
+        yield FeatureSpec(f"retention_offers_{r}d",
+                          f"Retention offers received (treatment group) in the last {r} days",
+                          "engagement", source=src), rows.count(treated & (age <= r))
     if "responded" in f:
         # A response is only known once the response window after the campaign has passed.
         settled = in_history & (age >= cfg.response_window_days)
@@ -522,8 +552,10 @@ def _blocks(
         return _rows(prep, table, TABLES[table].event_time, slot_of, n, as_of)
 
     blocks: dict[str, Callable[[], Block]] = {
-        "transactions": lambda: transaction_features(rows("transactions"), as_of, cfg),
-        "subscriptions": lambda: subscription_features(rows("subscriptions"), as_of, cfg),
+        "transactions": lambda: transaction_features(rows("transactions"), as_of, cfg,
+                                                     prep.families),
+        "subscriptions": lambda: subscription_features(rows("subscriptions"), as_of, cfg,
+                                                       prep.families),
         "tickets": lambda: ticket_features(rows("tickets"), as_of, cfg),
         "deliveries": lambda: delivery_features(rows("deliveries"), as_of, cfg),
         "interactions": lambda: interaction_features(rows("interactions"), as_of, cfg),

@@ -61,10 +61,14 @@ def monthly_as_ofs(
 ) -> list[pd.Timestamp]:
     """Month starts from `first` (default: one `history_days` after the data begin, so windows
     are full) to `last` (default: the latest month start whose label horizon is complete, or the
-    latest month start of the data when `labelled` is False)."""
+    latest month start of the data when `labelled` is False).
+
+    The data begin with the first record of the largest event table: subscriptions often reach
+    far back (a plan signed in 2015) while transactions or contacts are only kept since a recent
+    date, and snapshots before that would show every customer as inactive."""
     end = data_end(prep)
-    begin = min(_times(frame[TABLES[name].event_time]).min()
-                for name, frame in prep.events.items() if len(frame))
+    densest = max(prep.events, key=lambda name: len(prep.events[name]))
+    begin = _times(prep.events[densest][TABLES[densest].event_time]).min()
     start = pd.Timestamp(first) if first is not None else (
         pd.Timestamp(begin) + pd.Timedelta(days=cfg.history_days)
     )

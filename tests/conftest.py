@@ -34,3 +34,17 @@ def demo_folder(tmp_path_factory, raw_tables):
     folder = tmp_path_factory.mktemp("crm")
     write_tables(raw_tables, folder, "parquet")
     return folder
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A fresh project folder as the working directory, with the embedded MLflow store.
+
+    MLflow exports MLFLOW_TRACKING_URI when a tracking URI is set; setting and then deleting it
+    here makes pytest restore the variable's absence after the test."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", "unset")
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI")
+    return tmp_path

@@ -81,12 +81,15 @@ def test_snapshots_write_a_labelled_training_frame(demo_folder, tmp_path):
 
 
 @pytest.mark.slow
-def test_generate_data_then_demo_end_to_end(tmp_path, capsys):
-    out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--customers", "400", "--months", "18"]) == 0
+def test_demo_end_to_end(project, capsys):
+    out = project / "demo"
+    assert main(["demo", "--out", str(out), "--customers", "1500", "--months", "24"]) == 0
     printed = capsys.readouterr().out
     assert "valid" in printed and "Lifecycle features as of" in printed
+    assert "Test metrics" in printed and "mlflow ui --backend-store-uri" in printed
+    assert "promoted" in printed
     assert (out / "customers.parquet").exists() and (out / "ground_truth").is_dir()
+    assert (project / "mlflow.db").exists()
 
 
 def test_features_from_a_sqlite_database_equal_those_from_files(raw_tables, demo_folder,

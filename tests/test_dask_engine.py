@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from churn_risk.features.dask_engine import build_frame_dask, dask_client
+from churn_risk.features.lifecycle import feature_specs
 from churn_risk.features.snapshots import build_snapshot, build_training_frame, monthly_as_ofs
 
 pytestmark = pytest.mark.slow
@@ -21,9 +22,11 @@ def test_dask_equals_pandas_on_a_two_worker_local_cluster(demo_folder, prep):
     with dask_client(n_workers=2) as client:
         assert len(client.scheduler_info()["workers"]) == 2
         address = client.scheduler.address
-        snapshot = build_frame_dask(demo_folder, [latest], scheduler=address, npartitions=4)
-        training = build_frame_dask(demo_folder, as_ofs, labelled=True, scheduler=address,
-                                    npartitions=3)
+        snapshot, specs = build_frame_dask(demo_folder, [latest], scheduler=address,
+                                           npartitions=4)
+        training, _ = build_frame_dask(demo_folder, as_ofs, labelled=True, scheduler=address,
+                                       npartitions=3)
+    assert specs == feature_specs(prep)
     pd.testing.assert_frame_equal(snapshot, _sorted(build_snapshot(prep, latest)),
                                   check_exact=True)
     pd.testing.assert_frame_equal(training, _sorted(build_training_frame(prep, as_ofs)),

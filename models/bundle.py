@@ -1,0 +1,262 @@
+"""What a trained model *is*: the bundle that MLflow logs and batch scoring and serving load.
+
+A `ChurnBundle` holds the calibrated churn model, one propensity model per product family, the
+feature specs (names, labels, driver groups, order), the category levels of categorical
+features and the explanation logic. Everything that turns a feature frame into scores and
+reasons lives here, so training and serving can never disagree.
+
+Explanations are XGBoost's native TreeSHAP (`pred_contribs`) of the churn model, in log-odds:
+`base_value + sum(contributions) == margin`, and `churn_probability == calibrate(margin)`.
+Contributions are also summed per driver group, the business vocabulary reasons are shown in.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+from churn_risk.features.config import FeatureConfig
+from churn_risk.features.lifecycle import FeatureSpec
+
+BUNDLE_FORMAT = 1
+DEFAULT_RISK_BANDS: tuple[tuple[str, float], ...] = (
+    ("low", 0.0),
+    ("medium", 0.05),
+    ("high", 0.15),
+    ("very_high", 0.30),
+)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+@dataclass(frozen=True)
+class Calibrator:
+    """Maps the churn model's margin to a calibrated probability.
+
+    `isotonic`: piecewise-linear interpolation through (raw probability, calibrated) knots.
+    `platt`: sigmoid(a * margin + b).
+    """
+
+    method: str
+    x: tuple[float, ...] = ()
+    y: tuple[float, ...] = ()
+    a: float = 1.0
+    b: float = 0.0
+
+    def __call__(self, margin: np.ndarray) -> np.ndarray:
+        margin = np.asarray(margin, dtype=float)
+        if self.method == "isotonic":
+            return np.interp(sigmoid(margin), self.x, self.y)
+        if self.method == "platt":
+            return sigmoid(self.a * margin + self.b)
+        if self.method == "none":
+            return sigmoid(margin)
+        raise ValueError(f"unknown calibration method {self.method!r}")
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "x": list(self.x), "y": list(self.y), "a": self.a,
+                "b": self.b}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Calibrator:
+        return cls(d["method"], tuple(d.get("x", ())), tuple(d.get("y", ())), d.get("a", 1.0),
+                   d.get("b", 0.0))
+
+
+def encode_features(
+    specs: list[FeatureSpec], categories: dict[str, list[str]], frame: pd.DataFrame
+) -> pd.DataFrame:
+    """The model input: features in training order, categoricals with the training levels
+    (an unseen level becomes missing). Raises KeyError naming missing features."""
+    missing = [s.name for s in specs if s.name not in frame.columns]
+    if missing:
+        raise KeyError(f"missing features: {', '.join(missing)}")
+    columns = {}
+    for spec in specs:
+        values = frame[spec.name]
+        if spec.kind == "categorical":
+            levels = categories[spec.name]
+            known = values.isin(levels)  # an unseen level is unknown to the model: missing
+            columns[spec.name] = pd.Categorical(
+                values.astype(object).where(known, None), categories=levels
+            )
+        else:
+            columns[spec.name] = pd.to_numeric(values, errors="coerce").astype("float64")
+    return pd.DataFrame(columns, index=frame.index)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """TreeSHAP of the churn model for a batch, in log-odds."""
+
+    base_value: float
+    contributions: pd.DataFrame  # one column per feature, rows aligned with the input
+    groups: pd.DataFrame  # one column per driver group: the sum of its features' contributions
+    margin: np.ndarray  # base_value + contributions.sum(axis=1)
+
+
+@dataclass
+class ChurnBundle:
+    specs: list[FeatureSpec]
+    categories: dict[str, list[str]]
+    churn: xgb.Booster
+    calibrator: Calibrator
+    propensity: dict[str, xgb.Booster] = field(default_factory=dict)
+    risk_bands: tuple[tuple[str, float], ...] = DEFAULT_RISK_BANDS
+    info: dict = field(default_factory=dict)  # feature set, training window, ... (metadata)
+
+    # ---------------------------------------------------------------- inputs
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [s.name for s in self.specs]
+
+    @property
+    def feature_config(self) -> FeatureConfig:
+        """The feature set the model was trained on: serving and scoring rebuild it exactly."""
+        raw = self.info.get("feature_config", {})
+        return FeatureConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+
+    @property
+    def families(self) -> list[str]:
+        return sorted(self.propensity)
+
+    def spec(self, name: str) -> FeatureSpec:
+        return self._spec_index[name]
+
+    @property
+    def _spec_index(self) -> dict[str, FeatureSpec]:
+        index = self.__dict__.get("_spec_cache")
+        if index is None:
+            index = {s.name: s for s in self.specs}
+            self.__dict__["_spec_cache"] = index
+        return index
+
+    def matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return encode_features(self.specs, self.categories, frame)
+
+    def dmatrix(self, frame: pd.DataFrame) -> xgb.DMatrix:
+        return xgb.DMatrix(self.matrix(frame), enable_categorical=True, nthread=1)
+
+    # ---------------------------------------------------------------- scores
+
+    def churn_margin(self, dm: xgb.DMatrix) -> np.ndarray:
+        return self.churn.predict(dm, output_margin=True, validate_features=False)
+
+    def risk_band(self, probability: np.ndarray) -> np.ndarray:
+        names = np.array([name for name, _ in self.risk_bands], dtype=object)
+        lower = np.array([low for _, low in self.risk_bands])
+        return names[np.searchsorted(lower, probability, side="right") - 1]
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Scores per row: calibrated churn probability, risk band, and one propensity per
+        product family (`propensity_<family>`)."""
+        dm = self.dmatrix(frame)
+        probability = self.calibrator(self.churn_margin(dm))
+        out = {"churn_probability": probability, "risk_band": self.risk_band(probability)}
+        for family in self.families:
+            out[f"propensity_{family}"] = self.propensity[family].predict(
+                dm, validate_features=False
+            )
+        return pd.DataFrame(out, index=frame.index)
+
+    # ---------------------------------------------------------------- reasons
+
+    def explain(self, frame: pd.DataFrame) -> Explanation:
+        dm = self.dmatrix(frame)
+        contribs = self.churn.predict(dm, pred_contribs=True, validate_features=False)
+        base = float(contribs[0, -1]) if len(contribs) else float(self.info.get("base_value", 0))
+        contributions = pd.DataFrame(contribs[:, :-1], columns=self.feature_names,
+                                     index=frame.index)
+        return Explanation(
+            base_value=base,
+            contributions=contributions,
+            groups=self.group_contributions(contributions),
+            margin=contribs.sum(axis=1),
+        )
+
+    def group_contributions(self, contributions: pd.DataFrame) -> pd.DataFrame:
+        groups: dict[str, list[str]] = {}
+        for spec in self.specs:
+            groups.setdefault(spec.group, []).append(spec.name)
+        return pd.DataFrame(
+            {g: contributions[names].sum(axis=1) for g, names in groups.items()},
+            index=contributions.index,
+        )
+
+    def top_reasons(self, frame: pd.DataFrame, explanation: Explanation, top_k: int = 5
+                    ) -> list[list[dict]]:
+        """Per row, the `top_k` features pushing risk up the most (then down, if fewer push
+        up), with their driver group, label, the customer's value and the contribution."""
+        values = explanation.contributions.to_numpy()
+        names = self.feature_names
+        out = []
+        for i, (_, row) in enumerate(frame.iterrows()):
+            order = np.argsort(-values[i], kind="stable")[:top_k]
+            reasons = []
+            for j in order:
+                spec = self._spec_index[names[j]]
+                value = row[spec.name]
+                reasons.append({
+                    "feature": spec.name,
+                    "label": spec.label,
+                    "driver_group": spec.group,
+                    "value": None if pd.isna(value) else (
+                        value if isinstance(value, str) else float(value)
+                    ),
+                    "contribution": float(values[i, j]),
+                    "direction": "raises_risk" if values[i, j] > 0 else "lowers_risk",
+                    "actionable": spec.actionable,
+                })
+            out.append(reasons)
+        return out
+
+    # ---------------------------------------------------------------- persistence
+
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.churn.save_model(folder / "churn.ubj")
+        for family, booster in self.propensity.items():
+            booster.save_model(folder / f"propensity_{family}.ubj")
+        meta = {
+            "format": BUNDLE_FORMAT,
+            "specs": [asdict(spec) for spec in self.specs],
+            "categories": self.categories,
+            "calibrator": self.calibrator.to_dict(),
+            "families": self.families,
+            "risk_bands": [list(b) for b in self.risk_bands],
+            "info": self.info,
+        }
+        (folder / "bundle.json").write_text(json.dumps(meta, indent=2, default=str))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> ChurnBundle:
+        folder = Path(folder)
+        meta = json.loads((folder / "bundle.json").read_text())
+        if meta.get("format") != BUNDLE_FORMAT:
+            raise ValueError(f"unsupported bundle format {meta.get('format')!r} in {folder}")
+
+        def booster(path: Path) -> xgb.Booster:
+            b = xgb.Booster()
+            b.load_model(path)
+            b.set_param({"nthread": 1})
+            return b
+
+        return cls(
+            specs=[FeatureSpec(**s) for s in meta["specs"]],
+            categories=meta["categories"],
+            churn=booster(folder / "churn.ubj"),
+            calibrator=Calibrator.from_dict(meta["calibrator"]),
+            propensity={f: booster(folder / f"propensity_{f}.ubj") for f in meta["families"]},
+            risk_bands=tuple((name, float(low)) for name, low in meta["risk_bands"]),
+            info=meta["info"],
+        )

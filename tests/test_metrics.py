@@ -1,0 +1,317 @@
+"""Evaluation metrics (hand-checked and against scikit-learn) and the evaluation figures."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    log_loss,
+    roc_auc_score,
+)
+
+from churn_risk.features.contract import DRIVER_GROUPS
+from churn_risk.training import plots
+from churn_risk.training.metrics import (
+    MISSING_SEGMENT,
+    calibration_table,
+    classification_metrics,
+    expected_calibration_error,
+    gains_curve,
+    precision_at_k,
+    reason_group_hit_rate,
+    segment_auc,
+    top_decile_lift,
+)
+
+
+@pytest.fixture(scope="module")
+def scored() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(y, model p, true p): a churn-like population (~7% churn) and an imperfect model."""
+    rng = np.random.default_rng(3)
+    n = 5000
+    logit = -2.8 + rng.normal(0, 1.0, n)
+    truth = 1 / (1 + np.exp(-logit))
+    y = (rng.random(n) < truth).astype(int)
+    p = 1 / (1 + np.exp(-(0.8 * logit - 0.4 + rng.normal(0, 0.5, n))))
+    return y, p, truth
+
+
+# ---------------------------------------------------------------------------- calibration
+
+
+def test_ece_near_zero_when_calibrated_and_large_when_shifted():
+    rng = np.random.default_rng(0)
+    p = rng.beta(1, 12, 200_000)
+    y = (rng.random(len(p)) < p).astype(int)
+    assert expected_calibration_error(y, p) < 0.01
+    assert expected_calibration_error(y, np.minimum(p + 0.2, 1.0)) > 0.1
+
+
+def test_ece_and_calibration_table_by_hand():
+    # 4 rows, 2 equal-frequency bins: {0.1, 0.2} and {0.3, 0.4}
+    y = np.array([0, 1, 0, 0])
+    p = np.array([0.1, 0.2, 0.3, 0.4])
+    # bin 0: mean p 0.15, rate 0.5; bin 1: mean p 0.35, rate 0.0
+    expected = 0.5 * abs(0.5 - 0.15) + 0.5 * abs(0.0 - 0.35)
+    assert expected_calibration_error(y, p, bins=2) == pytest.approx(expected)
+    table = calibration_table(y, p, bins=2)
+    assert list(table.columns) == ["bin", "mean_predicted", "observed_rate", "rows"]
+    assert table["bin"].tolist() == [0, 1]
+    assert table["mean_predicted"].tolist() == pytest.approx([0.15, 0.35])
+    assert table["observed_rate"].tolist() == pytest.approx([0.5, 0.0])
+    assert table["rows"].tolist() == [2, 2]
+
+
+def test_ece_ignores_row_order_and_keeps_ties_in_one_bin():
+    y = np.array([1, 0, 0, 1, 0, 0])
+    p = np.array([0.2, 0.2, 0.2, 0.2, 0.6, 0.6])
+    table = calibration_table(y, p, bins=3)
+    assert table["rows"].sum() == 6
+    assert set(table["mean_predicted"].round(6)) == {0.2, 0.6}  # ties never split
+    reversed_ = expected_calibration_error(y[::-1], p[::-1], bins=3)
+    assert expected_calibration_error(y, p, bins=3) == pytest.approx(reversed_)
+
+
+def test_invalid_input_is_rejected():
+    with pytest.raises(ValueError, match="lengths"):
+        expected_calibration_error(np.array([0, 1]), np.array([0.5]))
+    with pytest.raises(ValueError, match="0/1"):
+        classification_metrics(np.array([0, 2]), np.array([0.1, 0.2]))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        classification_metrics(np.array([0, 1]), np.array([0.1, np.nan]))
+
+
+# ---------------------------------------------------------------------------- headline metrics
+
+
+def test_classification_metrics_match_sklearn(scored):
+    y, p, _ = scored
+    m = classification_metrics(y, p)
+    assert list(m) == [
+        "roc_auc", "pr_auc", "log_loss", "brier", "ece", "ece_noise", "top_decile_lift",
+        "positive_rate", "rows",
+    ]
+    assert all(isinstance(v, float) for v in m.values())
+    assert m["roc_auc"] == pytest.approx(roc_auc_score(y, p))
+    assert m["pr_auc"] == pytest.approx(average_precision_score(y, p))
+    assert m["log_loss"] == pytest.approx(log_loss(y, p))
+    assert m["brier"] == pytest.approx(brier_score_loss(y, p))
+    assert m["ece"] == pytest.approx(expected_calibration_error(y, p))
+    assert m["positive_rate"] == pytest.approx(y.mean())
+    assert m["rows"] == len(y)
+    assert m["top_decile_lift"] > 1.5  # an informative model
+
+
+def test_classification_metrics_single_class_is_nan_not_error():
+    m = classification_metrics(np.zeros(20, dtype=int), np.full(20, 0.1))
+    assert math.isnan(m["roc_auc"]) and math.isnan(m["pr_auc"])
+    assert math.isnan(m["top_decile_lift"])
+    assert m["brier"] == pytest.approx(0.01)
+
+
+def test_top_decile_lift_by_hand():
+    n = 100
+    p = np.linspace(1.0, 0.0, n)  # row i is the i-th highest score
+    # 5% churn, all in the top decile: lift capped by 10 (the top decile's rate is 5/10)
+    y = np.zeros(n, dtype=int)
+    y[:5] = 1
+    assert top_decile_lift(y, p) == pytest.approx(10.0)
+    # 40% churn, the top decile all churners: lift = 1 / positive rate
+    y = np.zeros(n, dtype=int)
+    y[:40] = 1
+    assert top_decile_lift(y, p) == pytest.approx(1 / 0.4)
+    # 2 churners among the top 10 of 100 rows with 10 churners: (2/10) / (10/100) = 2
+    y = np.zeros(n, dtype=int)
+    y[[3, 7]] = 1
+    y[50:58] = 1
+    assert top_decile_lift(y, p) == pytest.approx(2.0)
+
+
+def test_top_decile_lift_shares_ties_and_ignores_row_order():
+    rng = np.random.default_rng(1)
+    y = (rng.random(1000) < 0.1).astype(int)
+    assert top_decile_lift(y, np.full(1000, 0.3)) == pytest.approx(1.0)
+    p = np.round(rng.random(1000), 1)  # many ties
+    order = rng.permutation(1000)
+    assert top_decile_lift(y, p) == pytest.approx(top_decile_lift(y[order], p[order]))
+
+
+def test_gains_curve_endpoints_and_monotone(scored):
+    y, p, _ = scored
+    contacted, captured = gains_curve(y, p)
+    assert (contacted[0], captured[0]) == (0.0, 0.0)
+    assert contacted[-1] == pytest.approx(1.0) and captured[-1] == pytest.approx(1.0)
+    assert np.all(np.diff(contacted) > 0) and np.all(np.diff(captured) >= 0)
+    # small hand example: scores 0.9, 0.8, 0.8, 0.1 with labels 1, 1, 0, 0 (tie block of two)
+    contacted, captured = gains_curve(np.array([1, 1, 0, 0]), np.array([0.9, 0.8, 0.8, 0.1]))
+    assert contacted.tolist() == pytest.approx([0, 0.25, 0.75, 1.0])
+    assert captured.tolist() == pytest.approx([0, 0.5, 1.0, 1.0])
+
+
+# ---------------------------------------------------------------------------- segments
+
+
+def test_segment_auc_skips_tiny_segments_and_matches_sklearn(scored):
+    y, p, _ = scored
+    segments = np.where(np.arange(len(y)) % 2 == 0, "consumer", "small_business").astype(object)
+    tiny = np.flatnonzero(y == 1)[:3]
+    segments[tiny] = "enterprise"  # 3 positives only
+    segments[np.flatnonzero(y == 0)[:50]] = "enterprise"
+    segments[np.flatnonzero(y == 0)[50:60]] = None  # missing, and no positives
+    result = segment_auc(y, p, pd.Series(segments, index=np.arange(len(y))[::-1]))
+    assert set(result) == {"consumer", "small_business"}
+    inside = segments == "consumer"
+    assert result["consumer"] == pytest.approx(roc_auc_score(y[inside], p[inside]))
+    assert "enterprise" in segment_auc(y, p, segments, min_positives=3)
+    assert MISSING_SEGMENT not in segment_auc(y, p, segments, min_positives=0)  # one class
+
+
+def test_segment_auc_reports_missing_segment():
+    y = np.array([0, 1, 0, 1])
+    p = np.array([0.1, 0.9, 0.2, 0.8])
+    assert segment_auc(y, p, np.array([None, None, "a", "a"]), min_positives=1) == {
+        MISSING_SEGMENT: 1.0,
+        "a": 1.0,
+    }
+
+
+# ---------------------------------------------------------------------------- next product
+
+
+def test_precision_at_k_by_hand():
+    families = ["add_on", "hardware", "insurance", "premium_support"]
+    labels = pd.DataFrame(
+        [
+            [1, 0, 0, 1],  # top 2 by score: add_on (1), insurance (0) -> 1/2
+            [np.nan, 1, 0, np.nan],  # 2 eligible, k=2 -> hardware (1), insurance (0) -> 1/2
+            [np.nan, np.nan, np.nan, 1],  # 1 eligible, adopted -> 1/1
+            [0, 0, 0, 0],  # no adoption: left out
+            [np.nan] * 4,  # nothing eligible: left out
+        ],
+        columns=families,
+        index=["c1", "c2", "c3", "c4", "c5"],
+    )
+    scores = pd.DataFrame(
+        [
+            [0.9, 0.1, 0.5, 0.3],
+            [0.99, 0.2, 0.8, 0.95],  # the highest scores are ineligible and must be skipped
+            [0.5, 0.5, 0.5, 0.1],
+            [0.9, 0.1, 0.5, 0.3],
+            [0.9, 0.1, 0.5, 0.3],
+        ],
+        columns=families,
+        index=labels.index,
+    )
+    assert precision_at_k(labels, scores, k=2) == pytest.approx((0.5 + 0.5 + 1.0) / 3)
+    # k=1: c1 add_on 1, c2 insurance 0, c3 premium_support 1
+    assert precision_at_k(labels, scores, k=1) == pytest.approx(2 / 3)
+    # same result with shuffled columns and rows in scores (aligned on labels)
+    shuffled = scores.loc[scores.index[::-1], families[::-1]]
+    assert precision_at_k(labels, shuffled, k=2) == pytest.approx((0.5 + 0.5 + 1.0) / 3)
+    assert math.isnan(precision_at_k(labels.loc[["c4", "c5"]], scores.loc[["c4", "c5"]]))
+    with pytest.raises(ValueError, match="product families"):
+        precision_at_k(labels, scores.drop(columns="add_on"))
+
+
+# ---------------------------------------------------------------------------- explanations
+
+
+def test_reason_group_hit_rate_by_hand():
+    contributions = pd.DataFrame(
+        {
+            "delivery": [0.9, -0.2, 0.1, 0.0],
+            "service": [0.5, 0.3, 0.2, 0.0],
+            "price": [0.1, 0.4, -0.5, 0.0],
+            "tenure": [-0.3, 0.6, 0.3, 0.0],
+        }
+    )
+    # ranks: row0 delivery>service>price>tenure; row1 tenure>price>service>delivery;
+    #        row2 tenure>service>delivery>price
+    truth = ["delivery", "delivery", "price", None]
+    assert reason_group_hit_rate(truth, contributions, k=1) == pytest.approx(1 / 3)
+    assert reason_group_hit_rate(truth, contributions, k=3) == pytest.approx(1 / 3)
+    assert reason_group_hit_rate(truth, contributions, k=4) == pytest.approx(1.0)
+    assert reason_group_hit_rate(["value"] * 4, contributions, k=4) == 0.0  # not a column
+
+
+# ---------------------------------------------------------------------------- figures
+
+
+def _shap_example(n: int = 800) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
+    rng = np.random.default_rng(5)
+    features = pd.DataFrame(
+        {
+            "tickets_open": rng.poisson(0.4, n).astype(float),
+            "tenure_days": rng.gamma(2, 400, n),
+            "satisfaction": np.where(rng.random(n) < 0.3, np.nan, rng.normal(7, 1.5, n)),
+            "segment": rng.choice(["consumer", "small_business", "enterprise"], n),
+        }
+    )
+    contributions = pd.DataFrame(
+        {
+            "tickets_open": 0.5 * (features["tickets_open"] - 0.4),
+            "tenure_days": -0.0006 * (features["tenure_days"] - 800),
+            "satisfaction": -0.3 * (features["satisfaction"].fillna(7) - 7),
+            "segment": features["segment"].map({"consumer": 0.1, "small_business": -0.05,
+                                                "enterprise": -0.4}),
+        }
+    )
+    labels = {"tickets_open": "Open tickets", "tenure_days": "Days as a customer",
+              "satisfaction": "Latest satisfaction score", "segment": "Segment"}
+    return contributions, features, labels
+
+
+def _figures(scored) -> dict[str, Figure]:
+    y, p, truth = scored
+    contributions, features, labels = _shap_example()
+    rng = np.random.default_rng(2)
+    groups = pd.DataFrame(rng.normal(0, 0.3, (len(y), len(DRIVER_GROUPS))),
+                          columns=list(DRIVER_GROUPS))
+    segments = pd.Series(rng.choice(["consumer", "small_business", "enterprise"], len(y)))
+    return {
+        "roc": plots.roc_figure(y, p, oracle=truth),
+        "calibration": plots.calibration_figure(y, p),
+        "gains": plots.gains_figure(y, p),
+        "shap_summary": plots.shap_summary_figure(contributions, features, labels),
+        "key_drivers": plots.key_drivers_figure(groups, segments),
+    }
+
+
+def test_every_figure_renders_to_png(scored, tmp_path):
+    for name, fig in _figures(scored).items():
+        assert isinstance(fig, Figure), name
+        assert fig.axes, name
+        path = tmp_path / f"{name}.png"
+        fig.savefig(path)
+        assert path.stat().st_size > 5_000, name
+
+
+def test_figures_use_no_pyplot_state(scored):
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    _figures(scored)
+    assert plt.get_fignums() == before
+
+
+def test_key_drivers_figure_title_and_values():
+    groups = pd.DataFrame({"service": [1.0, -3.0, 0.5], "price": [0.2, 0.2, -0.4]})
+    fig = plots.key_drivers_figure(groups, pd.Series(["a", "a", "b"]))
+    heatmap = fig.axes[0]
+    assert heatmap.get_title() == "Key drivers by segment"
+    texts = sorted(t.get_text() for t in heatmap.texts)
+    # mean |SHAP|: a: service 2.00, price 0.20; b: service 0.50, price 0.40
+    assert texts == ["0.20", "0.40", "0.50", "2.00"]
+
+
+def test_figures_survive_degenerate_input(tmp_path):
+    y = np.zeros(50, dtype=int)
+    p = np.full(50, 0.2)
+    for fig in (plots.roc_figure(y, p), plots.calibration_figure(y, p), plots.gains_figure(y, p)):
+        fig.savefig(tmp_path / "x.png")

@@ -1,0 +1,222 @@
+"""Training: time split, the bundle, calibration, behaviour, quality bars, promotion."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from churn_risk.demo import write_demo
+from churn_risk.features.lifecycle import feature_specs
+from churn_risk.features.snapshots import build_training_frame, monthly_as_ofs
+from churn_risk.models.bundle import Calibrator, ChurnBundle
+from churn_risk.training.config import SearchSpace, TrainConfig
+from churn_risk.training.fit import fit_calibrator
+from churn_risk.training.split import split_by_time
+from churn_risk.training.train import fit_bundle, train
+
+FAST = TrainConfig(search=SearchSpace(max_depth=(3,), num_boost_round=150), min_positives=10)
+
+
+@pytest.fixture(scope="module")
+def training_frame(prep) -> pd.DataFrame:
+    return build_training_frame(prep, monthly_as_ofs(prep))
+
+
+@pytest.fixture(scope="module")
+def fitted(prep, training_frame):
+    bundle, split, metrics, notes = fit_bundle(training_frame, feature_specs(prep), FAST)
+    return bundle, split
+
+
+# ---------------------------------------------------------------------------- time split
+
+
+def test_split_is_by_time_with_gaps(training_frame):
+    split = split_by_time(training_frame, gap=3)
+    assert split.method == "time"
+    train_dates = pd.to_datetime(split.train["as_of"])
+    val_date = pd.to_datetime(split.validation["as_of"]).unique()
+    test_date = pd.to_datetime(split.test["as_of"]).unique()
+    assert len(val_date) == 1 and len(test_date) == 1
+    # No test row is earlier than any training row; labels never overlap across the sides.
+    assert train_dates.max() + pd.DateOffset(months=3) <= val_date[0]
+    assert val_date[0] + pd.DateOffset(months=3) <= test_date[0]
+    assert test_date[0] == pd.to_datetime(training_frame["as_of"]).max()
+    assert len(split.train) + len(split.validation) + len(split.test) <= len(training_frame)
+
+
+def test_a_single_snapshot_falls_back_to_a_customer_holdout(training_frame):
+    one = training_frame.loc[training_frame["as_of"] == training_frame["as_of"].max()]
+    split = split_by_time(one, gap=3)
+    assert split.method == "customer_holdout"
+    assert "customer-level holdout" in split.description and "1 labelled snapshot" in \
+        split.description
+    sides = [set(s["customer_id"]) for s in (split.train, split.validation, split.test)]
+    assert not (sides[0] & sides[1]) and not (sides[0] & sides[2]) and not (sides[1] & sides[2])
+    assert sum(map(len, sides)) == one["customer_id"].nunique()
+
+
+# ---------------------------------------------------------------------------- the bundle
+
+
+def test_bundle_round_trip_gives_identical_scores(fitted, tmp_path):
+    bundle, split = fitted
+    loaded = ChurnBundle.load(bundle.save(tmp_path / "bundle"))
+    pd.testing.assert_frame_equal(loaded.predict(split.test), bundle.predict(split.test))
+    assert loaded.feature_config == bundle.feature_config
+
+
+def test_explanations_add_up_to_the_model_output(fitted):
+    bundle, split = fitted
+    rows = split.test.head(200)
+    explanation = bundle.explain(rows)
+    total = explanation.base_value + explanation.contributions.sum(axis=1).to_numpy()
+    np.testing.assert_allclose(total, explanation.margin, atol=1e-4)
+    np.testing.assert_allclose(bundle.calibrator(total),
+                               bundle.predict(rows)["churn_probability"], atol=1e-6)
+    np.testing.assert_allclose(explanation.groups.sum(axis=1),
+                               explanation.contributions.sum(axis=1), atol=1e-6)
+    reasons = bundle.top_reasons(rows.head(3), explanation, top_k=4)
+    assert all(len(r) == 4 for r in reasons)
+    first = reasons[0]
+    assert [r["contribution"] for r in first] == sorted((r["contribution"] for r in first),
+                                                        reverse=True)
+    assert {"feature", "label", "driver_group", "value", "contribution", "direction",
+            "actionable"} <= set(first[0])
+
+
+def test_unseen_category_levels_are_missing_not_errors(fitted):
+    bundle, split = fitted
+    rows = split.test.head(5).copy()
+    rows["segment"] = "a segment never seen"
+    scores = bundle.predict(rows)
+    assert scores["churn_probability"].between(0, 1).all()
+    with pytest.raises(KeyError, match="tenure_days"):
+        bundle.predict(rows.drop(columns=["tenure_days"]))
+
+
+def test_calibrator_choice_is_out_of_fold():
+    rng = np.random.default_rng(0)
+    margin = rng.normal(-2, 1, 20_000)
+    y = rng.random(20_000) < 1 / (1 + np.exp(-(0.5 * margin - 1)))  # mis-scaled margins
+    calibrator, losses = fit_calibrator(margin, y)
+    assert calibrator.method in ("platt", "isotonic")
+    assert set(losses) == {"calibration_logloss_isotonic", "calibration_logloss_platt"}
+    p = calibrator(margin)
+    assert abs(p.mean() - y.mean()) < 0.01  # calibrated in the large
+    assert Calibrator.from_dict(calibrator.to_dict())(margin[:10]).tolist() == p[:10].tolist()
+
+
+# ---------------------------------------------------------------------------- behaviour
+
+
+@pytest.mark.parametrize("feature", ["tickets_open", "late_deliveries_90d",
+                                     "tickets_closed_unresolved_90d", "damaged_deliveries_90d"])
+def test_more_problems_never_lower_churn_risk(fitted, feature):
+    """All else equal, more unresolved tickets or late deliveries never lower the risk."""
+    bundle, split = fitted
+    rows = split.test.head(300)
+    previous = bundle.predict(rows.assign(**{feature: 0.0}))["churn_probability"].to_numpy()
+    for value in (1.0, 2.0, 3.0, 5.0, 8.0):
+        current = bundle.predict(rows.assign(**{feature: value}))["churn_probability"].to_numpy()
+        assert (current >= previous - 1e-12).all(), f"{feature}={value} lowered some risks"
+        previous = current
+
+
+# ---------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def demo_data(tmp_path_factory):
+    """The README's default demo data: 20k customers x 36 months, seed 42."""
+    folder = tmp_path_factory.mktemp("demo") / "demo-data"
+    write_demo(folder, customers=20_000, months=36, seed=42)
+    return folder
+
+
+@pytest.mark.slow
+def test_quality_bars_on_demo_data_and_loading_the_champion(demo_data, project):
+    from churn_risk.cli import main
+
+    result = train(demo_data, TrainConfig(), project_dir=project)
+    m = result.metrics
+    # Churn: close to the oracle that knows the true probabilities, and calibrated.
+    assert m["test_roc_auc"] >= m["test_oracle_roc_auc"] - 0.02, m
+    assert m["test_ece"] <= 0.02
+    # Every propensity model with an oracle is close to it, on the same rows.
+    oracles = {k.rsplit("_auc_", 1)[1]: v for k, v in m.items()
+               if k.startswith("test_oracle_propensity_auc_")}
+    assert len(oracles) >= 3
+    for family, oracle in oracles.items():
+        assert m[f"test_propensity_auc_on_truth_rows_{family}"] >= oracle - 0.03, family
+    # Explanations point at the true driver for the riskiest customers.
+    assert m["test_explanation_fidelity_top3"] >= 0.70
+    assert m["test_explain_ms_per_customer"] > 0
+
+    # Everything is in the MLflow run.
+    run = mlflow.get_run(result.run_id)
+    for key in ("test_roc_auc", "test_oracle_roc_auc", "test_ece", "test_pr_auc",
+                "test_log_loss", "test_brier", "test_top_decile_lift",
+                "test_propensity_precision_at_3", "test_explanation_fidelity_top3",
+                "test_explain_ms_per_customer"):
+        assert key in run.data.metrics, key
+    assert run.data.params["feature_set"] == "lifecycle_v1"
+    assert run.data.params["split.method"] == "time"
+    assert any(k.startswith("test_roc_auc_segment_") for k in run.data.metrics)
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(result.run_id, "plots")}
+    assert {"plots/roc.png", "plots/calibration.png", "plots/gains.png",
+            "plots/shap_summary.png", "plots/key_drivers_by_segment.png"} <= artifacts
+    assert run.inputs.dataset_inputs, "dataset lineage is logged"
+
+    # Promote, then load models:/churn-risk@champion in a fresh process: same scores.
+    assert main(["promote", "--data", str(demo_data)]) == 0
+    rows = result.split.test.head(50)
+    expected = result.bundle.predict(rows)["churn_probability"].to_numpy()
+    rows[result.bundle.feature_names].to_parquet(project / "rows.parquet")
+    code = (
+        "import json, mlflow, pandas as pd;"
+        "m = mlflow.pyfunc.load_model('models:/churn-risk@champion');"
+        "p = m.predict(pd.read_parquet('rows.parquet'));"
+        "print(json.dumps(p['churn_probability'].tolist()))"
+    )
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=project, env=env, check=True,
+                         capture_output=True, text=True).stdout
+    np.testing.assert_allclose(json.loads(out.strip().splitlines()[-1]), expected, rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_promotion_refuses_a_worse_challenger_and_takes_a_better_one(demo_folder, project):
+    from churn_risk.training.evaluate import newest_test_snapshot_evaluator
+    from churn_risk.training.registry import champion_history, champion_version, promote
+
+    weak = TrainConfig(search=SearchSpace(max_depth=(1,), num_boost_round=2,
+                                          early_stopping_rounds=1), propensity=False)
+    good = TrainConfig(search=SearchSpace(max_depth=(3,), num_boost_round=200),
+                       propensity=False)
+    evaluate_uri = newest_test_snapshot_evaluator(demo_folder)
+
+    assert train(demo_folder, weak, project_dir=project).version == "1"
+    first = promote(evaluate_uri)
+    assert first.promoted and champion_version() == "1"
+
+    assert train(demo_folder, good, project_dir=project).version == "2"
+    better = promote(evaluate_uri)
+    assert better.promoted and champion_version() == "2", better.reason
+
+    assert train(demo_folder, weak, project_dir=project).version == "3"
+    worse = promote(evaluate_uri)
+    assert not worse.promoted and champion_version() == "2"
+    assert "AUC" in worse.reason
+
+    forced = promote(evaluate_uri, force=True)
+    assert forced.forced and champion_version() == "3"
+    assert [(h["version"], h["forced"]) for h in champion_history()] == [
+        ("1", False), ("2", False), ("3", True)]

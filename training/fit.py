@@ -1,0 +1,172 @@
+"""Fitting the pieces of the bundle: churn model (with a small model search), calibrator,
+propensity models. Pure model code: no MLflow, no files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss, roc_auc_score
+from sklearn.model_selection import StratifiedKFold
+
+from churn_risk.features.lifecycle import FeatureSpec
+from churn_risk.models.bundle import Calibrator, sigmoid
+from churn_risk.training.config import SearchSpace
+
+Step = Callable[[str, int, int], None]
+
+
+def category_levels(specs: list[FeatureSpec], frame: pd.DataFrame) -> dict[str, list[str]]:
+    """Levels of each categorical feature as seen in training (they travel with the model)."""
+    return {
+        s.name: sorted(map(str, frame[s.name].dropna().unique()))
+        for s in specs
+        if s.kind == "categorical"
+    }
+
+
+@dataclass(frozen=True)
+class Candidate:
+    max_depth: int
+    booster: xgb.Booster
+    best_iteration: int
+    validation_auc: float
+    validation_logloss: float
+    leaves: int  # total leaves: what TreeSHAP's cost grows with
+
+
+def _params(space: SearchSpace, depth: int, nthread: int, seed: int,
+            monotone: tuple[int, ...] | None) -> dict:
+    params = {
+        "objective": "binary:logistic",
+        "eval_metric": ["auc", "logloss"],  # the last one drives early stopping
+        "tree_method": "hist",
+        "max_depth": depth,
+        "eta": space.learning_rate,
+        "min_child_weight": space.min_child_weight,
+        "subsample": space.subsample,
+        "colsample_bytree": space.colsample_bytree,
+        "lambda": space.reg_lambda,
+        "nthread": nthread,
+        "seed": seed,
+        "max_cat_to_onehot": 1,
+    }
+    if monotone is not None and any(monotone):
+        params["monotone_constraints"] = "(" + ",".join(map(str, monotone)) + ")"
+    return params
+
+
+def count_leaves(booster: xgb.Booster) -> int:
+    return sum(tree.count("leaf=") for tree in booster.get_dump())
+
+
+def train_booster(
+    params: dict,
+    dtrain,
+    dval,
+    space: SearchSpace,
+    client=None,
+) -> tuple[xgb.Booster, int]:
+    """xgb.train with early stopping on the validation set (local DMatrix, or DaskDMatrix when
+    a Dask client is given); returns the booster cut at its best iteration."""
+    kwargs = dict(
+        num_boost_round=space.num_boost_round,
+        evals=[(dval, "validation")],
+        early_stopping_rounds=space.early_stopping_rounds,
+        verbose_eval=False,
+    )
+    if client is None:
+        booster = xgb.train(params, dtrain, **kwargs)
+    else:
+        from xgboost import dask as dxgb
+
+        booster = dxgb.train(client, params, dtrain, **kwargs)["booster"]
+    best = int(booster.best_iteration)
+    return booster[: best + 1], best
+
+
+def search_model(
+    specs: list[FeatureSpec],
+    train_X: pd.DataFrame,
+    train_y: np.ndarray,
+    val_X: pd.DataFrame,
+    val_y: np.ndarray,
+    space: SearchSpace,
+    depths: tuple[int, ...],
+    monotone: bool,
+    nthread: int,
+    seed: int,
+    step: Callable[[int, int], None] | None = None,
+    client=None,
+) -> tuple[Candidate, list[Candidate]]:
+    """Try each depth with early stopping on validation; keep the smallest model whose
+    validation AUC is within `auc_tolerance` of the best (quality equal → the model that is
+    cheaper to explain)."""
+    constraints = tuple(s.monotone for s in specs) if monotone else None
+    dtrain, dval = _matrices(train_X, train_y, val_X, val_y, nthread, client)
+    local_val = xgb.DMatrix(val_X, enable_categorical=True, nthread=nthread)
+    candidates = []
+    for i, depth in enumerate(depths):
+        params = _params(space, depth, nthread, seed, constraints)
+        booster, best = train_booster(params, dtrain, dval, space, client)
+        p = booster.predict(local_val)
+        candidates.append(Candidate(
+            depth, booster, best, float(roc_auc_score(val_y, p)),
+            float(log_loss(val_y, np.clip(p, 1e-7, 1 - 1e-7))), count_leaves(booster),
+        ))
+        if step:
+            step(i + 1, len(depths))
+    best_auc = max(c.validation_auc for c in candidates)
+    good = [c for c in candidates if c.validation_auc >= best_auc - space.auc_tolerance]
+    return min(good, key=lambda c: c.leaves), candidates
+
+
+def _matrices(train_X, train_y, val_X, val_y, nthread, client):
+    if client is None:
+        return (
+            xgb.DMatrix(train_X, label=train_y, enable_categorical=True, nthread=nthread),
+            xgb.DMatrix(val_X, label=val_y, enable_categorical=True, nthread=nthread),
+        )
+    import dask.dataframe as dd
+    from xgboost import dask as dxgb
+
+    n = max(1, len(client.scheduler_info()["workers"]))
+
+    def dask_matrix(X, y):
+        X_d = dd.from_pandas(X.reset_index(drop=True), npartitions=n)
+        y_d = dd.from_pandas(pd.Series(y), npartitions=n)
+        return dxgb.DaskDMatrix(client, X_d, y_d, enable_categorical=True)
+
+    return dask_matrix(train_X, train_y), dask_matrix(val_X, val_y)
+
+
+def fit_calibrator(margin: np.ndarray, y: np.ndarray, seed: int = 42) -> tuple[Calibrator, dict]:
+    """Isotonic or Platt, whichever has the lower out-of-fold log loss on the validation
+    snapshot (choosing on in-sample loss would always favour isotonic)."""
+    y = np.asarray(y, dtype=int)
+    losses = {"isotonic": [], "platt": []}
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
+    for fit_idx, eval_idx in folds.split(margin.reshape(-1, 1), y):
+        for method in losses:
+            cal = _fit_one(method, margin[fit_idx], y[fit_idx])
+            p = np.clip(cal(margin[eval_idx]), 1e-7, 1 - 1e-7)
+            losses[method].append(log_loss(y[eval_idx], p, labels=[0, 1]))
+    mean = {m: float(np.mean(v)) for m, v in losses.items()}
+    method = min(mean, key=mean.get)
+    return _fit_one(method, margin, y), {f"calibration_logloss_{m}": v for m, v in mean.items()}
+
+
+def _fit_one(method: str, margin: np.ndarray, y: np.ndarray) -> Calibrator:
+    if method == "isotonic":
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
+        iso.fit(sigmoid(margin), y)
+        return Calibrator("isotonic", x=tuple(map(float, iso.X_thresholds_)),
+                          y=tuple(map(float, iso.y_thresholds_)))
+    lr = LogisticRegression(C=1e6)
+    lr.fit(margin.reshape(-1, 1), y)
+    return Calibrator("platt", a=float(lr.coef_[0, 0]), b=float(lr.intercept_[0]))

@@ -1,0 +1,125 @@
+"""Where MLflow writes: set up once when a job starts, never at import.
+
+The default is embedded: a SQLite file (`mlflow.db`) and an artifact folder (`mlartifacts/`) in
+the project folder, so a fresh checkout needs no server. A team points every job at its shared
+server by exporting ``MLFLOW_TRACKING_URI``; the model registry always follows the tracking URI.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+from churn_risk.runtime import configure_offline
+
+DEFAULT_DB = "mlflow.db"
+DEFAULT_ARTIFACTS = "mlartifacts"
+EXPERIMENT = "churn-risk"
+MODEL_NAME = "churn-risk"
+
+ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
+
+#: Loggers that announce SQLite store creation and schema migrations at INFO on every fresh store.
+QUIET_LOGGERS = ("alembic", "mlflow.store.db.utils", "mlflow.pyfunc", "mlflow.models")
+
+# `mlflow.set_tracking_uri` exports the URI as MLFLOW_TRACKING_URI so that child processes inherit
+# it. That export must not be mistaken for a user's choice the next time this process configures
+# tracking (a second project folder, the next test): remember the default URI we exported.
+_exported_default: str | None = None
+
+
+@dataclass(frozen=True)
+class TrackingSetup:
+    """What a job is writing to, and how a person looks at it."""
+
+    tracking_uri: str
+    experiment_id: str
+    artifact_root: str
+    ui_command: str
+
+
+def default_tracking_uri(project_dir: Path | None = None) -> str:
+    """The embedded store: ``sqlite:////<absolute project dir>/mlflow.db``."""
+    folder = Path(project_dir) if project_dir is not None else Path.cwd()
+    return f"sqlite:///{(folder.resolve() / DEFAULT_DB).as_posix()}"
+
+
+def tracking_uri(project_dir: Path | None = None) -> str:
+    """``MLFLOW_TRACKING_URI`` when the user set it (a team's server), else the embedded store."""
+    from_env = os.environ.get(ENV_TRACKING_URI, "").strip()
+    if from_env and from_env != _exported_default:
+        return from_env
+    return default_tracking_uri(project_dir)
+
+
+def artifact_root(project_dir: Path | None = None) -> str:
+    """The embedded artifact folder as a ``file://`` URI."""
+    folder = Path(project_dir) if project_dir is not None else Path.cwd()
+    return (folder / DEFAULT_ARTIFACTS).resolve().as_uri()
+
+
+def configure_tracking(
+    project_dir: Path | None = None, experiment: str = EXPERIMENT
+) -> TrackingSetup:
+    """Point MLflow (tracking and registry) at the store and make `experiment` the active one.
+
+    Creates the SQLite file and the experiment when missing; safe to call again.
+    """
+    global _exported_default
+
+    configure_offline()
+    # Artifact transfers are local and instant here: no per-file progress bars in our output.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+    folder = Path(project_dir) if project_dir is not None else Path.cwd()
+    uri = tracking_uri(folder)
+    embedded = uri == default_tracking_uri(folder)
+    if embedded:
+        folder.mkdir(parents=True, exist_ok=True)
+        _exported_default = uri
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+
+    experiment_id = _ensure_experiment(experiment, artifact_root(folder) if embedded else None)
+    active = mlflow.set_experiment(experiment_id=experiment_id)
+    return TrackingSetup(
+        tracking_uri=uri,
+        experiment_id=active.experiment_id,
+        artifact_root=active.artifact_location,
+        ui_command=ui_command(uri, active.artifact_location if embedded else None, experiment_id),
+    )
+
+
+def ui_command(uri: str, artifacts: str | None, experiment_id: str | None = None) -> str:
+    """The exact command (or address) a person uses to look at the runs and the registry."""
+    if uri.startswith(("http://", "https://")):
+        page = f"{uri.rstrip('/')}/#/experiments/{experiment_id}" if experiment_id else uri
+        return f"open {page}"
+    command = f"mlflow ui --backend-store-uri {shlex.quote(uri)}"
+    if artifacts:
+        command += f" --default-artifact-root {shlex.quote(artifacts)}"
+    return command
+
+
+def _ensure_experiment(name: str, artifact_location: str | None) -> str:
+    client = MlflowClient()
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except MlflowException as error:  # another job created it between our two calls
+        if error.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+            raise
+        return client.get_experiment_by_name(name).experiment_id
