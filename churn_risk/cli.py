@@ -272,7 +272,7 @@ def train(
     from churn_risk.training.config import load_config
     from churn_risk.training.train import train as run_training
 
-    cfg = load_config(config)
+    cfg = load_config(config if config is not None and str(config) not in ("", ".") else None)
     _load(data)  # bad data stops here, with the report, before any run is created
     with _progress() as progress:
         result = run_training(data, cfg, engine=engine.value, scheduler=scheduler,

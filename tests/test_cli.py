@@ -90,6 +90,8 @@ def test_demo_end_to_end(project, capsys):
     assert "promoted" in printed
     assert (out / "customers.parquet").exists() and (out / "ground_truth").is_dir()
     assert (project / "mlflow.db").exists()
+    assert main(["evaluate", "--data", str(out)]) == 0
+    assert "models:/churn-risk@champion on" in capsys.readouterr().out
 
 
 def test_features_from_a_sqlite_database_equal_those_from_files(raw_tables, demo_folder,

@@ -220,3 +220,52 @@ def test_promotion_refuses_a_worse_challenger_and_takes_a_better_one(demo_folder
     assert forced.forced and champion_version() == "3"
     assert [(h["version"], h["forced"]) for h in champion_history()] == [
         ("1", False), ("2", False), ("3", True)]
+
+
+@pytest.mark.slow
+def test_mlflow_run_train_entry_point(demo_folder, project):
+    """`mlflow run . -e train --env-manager local` trains, logs into the project run, and
+    registers a version."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run(
+        [sys.executable, "-m", "mlflow", "run", str(repo), "-e", "train",
+         "-P", f"data={demo_folder}", "--env-manager", "local", "--experiment-name", "churn-risk"],
+        cwd=project, env=env, check=True, capture_output=True, text=True, timeout=600,
+    )
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    versions = client.search_model_versions("name = 'churn-risk'")
+    assert len(versions) == 1
+    run = client.get_run(versions[0].run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags.get("mlflow.project.entryPoint") == "train"
+    assert "test_roc_auc" in run.data.metrics
+
+
+@pytest.mark.slow
+def test_dask_engine_trains_as_well_as_the_local_engine(demo_data, project):
+    cfg = TrainConfig(search=SearchSpace(max_depth=(3,)), propensity=False)
+    local = train(demo_data, cfg, engine="pandas", project_dir=project)
+    distributed = train(demo_data, cfg, engine="dask", project_dir=project)
+    assert mlflow.get_run(distributed.run_id).data.params["engine"] == "dask"
+    assert abs(distributed.metrics["test_roc_auc"] - local.metrics["test_roc_auc"]) <= 0.01
+    assert len(distributed.split.test) == len(local.split.test)
+
+
+def test_config_file_sets_any_field_and_rejects_unknown_ones(tmp_path):
+    from churn_risk.training.config import load_config
+
+    path = tmp_path / "train.toml"
+    path.write_text('propensity = false\n[search]\nmax_depth = [3, 4]\n'
+                    '[features]\nhorizon_days = 60\n')
+    cfg = load_config(path)
+    assert cfg.propensity is False and cfg.search.max_depth == (3, 4)
+    assert cfg.features.horizon_days == 60 and cfg.features.windows == (30, 90, 180, 365)
+    assert cfg.as_params()["features.horizon_days"] == "60"
+    path.write_text("learning_rate = 0.1\n")
+    with pytest.raises(ValueError, match="unknown settings"):
+        load_config(path)

@@ -108,6 +108,8 @@ def search_model(
     validation AUC is within `auc_tolerance` of the best (quality equal → the model that is
     cheaper to explain)."""
     constraints = tuple(s.monotone for s in specs) if monotone else None
+    if client is not None:
+        nthread = 1  # one thread per Dask worker: more would oversubscribe the cores
     dtrain, dval = _matrices(train_X, train_y, val_X, val_y, nthread, client)
     local_val = xgb.DMatrix(val_X, enable_categorical=True, nthread=nthread)
     candidates = []

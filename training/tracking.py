@@ -91,7 +91,11 @@ def configure_tracking(
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
 
-    experiment_id = _ensure_experiment(experiment, artifact_root(folder) if embedded else None)
+    launched = os.environ.get("MLFLOW_RUN_ID")
+    if launched:  # started by `mlflow run`: log into the run (and experiment) it created
+        experiment_id = MlflowClient().get_run(launched).info.experiment_id
+    else:
+        experiment_id = _ensure_experiment(experiment, artifact_root(folder) if embedded else None)
     active = mlflow.set_experiment(experiment_id=experiment_id)
     return TrackingSetup(
         tracking_uri=uri,
