@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from enum import StrEnum
@@ -367,6 +368,70 @@ def evaluate(
 
 
 @app.command()
+def serve(
+    data: DataOpt = str(DEFAULT_DATA),
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 3000,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    insecure_dev: Annotated[
+        bool, typer.Option("--insecure-dev", help="Serve without API keys (local demo only).")
+    ] = False,
+    poll_seconds: Annotated[
+        float, typer.Option("--poll-seconds", help="How often to check the champion alias.")
+    ] = 5.0,
+) -> None:
+    """Serve models:/churn-risk@champion and the latest snapshot of DATA over HTTP (BentoML)."""
+    import subprocess
+
+    from churn_risk.serving import auth, launch
+
+    env = launch.server_env(data, insecure=insecure_dev, poll_seconds=poll_seconds)
+    try:
+        auth.required_keys(env)
+    except auth.NoKeysConfigured as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    _load(data)
+    console.print(f"Serving on http://{host}:{port}  (Ctrl-C stops)")
+    with contextlib.suppress(KeyboardInterrupt):
+        subprocess.run(launch.server_command(host, port), env=env, check=False)
+
+
+def _demo_service(data: Path) -> None:
+    """Start the service on the demo data, call it for two customers, show the page's URL."""
+    import json
+    import urllib.request
+
+    from churn_risk.serving import launch
+
+    env = launch.server_env(data, insecure=True)
+    process, base = launch.start(env)
+    try:
+        launch.wait_ready(base, process)
+        console.print(f"Service ready at {base} (demo mode: --insecure-dev, no API key)")
+        from churn_risk.features.lifecycle import prepare
+        from churn_risk.features.validation import load_crm
+
+        customers = prepare(load_crm(str(data))).customers["customer_id"].tolist()
+        request = urllib.request.Request(
+            f"{base}/score", method="POST", headers={"Content-Type": "application/json"},
+            data=json.dumps({"customer_ids": customers[:200], "top_k": 3}).encode(),
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.loads(response.read())
+        ranked = sorted(answer["results"], key=lambda r: r["churn_probability"])
+        two = [ranked[-1], ranked[0]]  # the riskiest and the safest of the first 200
+        console.print("The riskiest and the safest of the first 200 customers:")
+        console.print_json(json.dumps({**answer, "results": two,
+                                       "unknown_customer_ids": answer["unknown_customer_ids"][:5]}))
+        console.print(f"Account-manager page: {base}/customers/{two[0]['customer_id']}")
+        console.print(f"API documentation: {base}/")
+        if sys.stdin.isatty():
+            console.input("[bold]Press Enter to stop the service.[/bold]")
+    finally:
+        launch.stop(process)
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for the demo data.")] = DEFAULT_DATA,
     customers: Annotated[int, typer.Option("--customers", min=10)] = 20_000,
@@ -374,22 +439,24 @@ def demo(
     seed: Annotated[int, typer.Option("--seed")] = 42,
 ) -> None:
     """The main job end to end on demo data: generate → validate → features → train (tracked in
-    MLflow) → promote the champion."""
+    MLflow) → promote the champion → serve and call it."""
     from churn_risk.features.lifecycle import prepare
     from churn_risk.features.snapshots import monthly_as_ofs
 
-    console.rule("1/5 Generate demo CRM data")
+    console.rule("1/6 Generate demo CRM data")
     generate_data(out=out, customers=customers, months=months, seed=seed)
-    console.rule("2/5 Validate against the data contract")
+    console.rule("2/6 Validate against the data contract")
     validate(data=str(out))
-    console.rule("3/5 Point-in-time lifecycle features for the latest month")
+    console.rule("3/6 Point-in-time lifecycle features for the latest month")
     prep = prepare(_load(str(out)))
     latest = monthly_as_ofs(prep, labelled=False)[-1]
     features(as_of=f"{latest:%Y-%m-%d}", data=str(out), out=None)
-    console.rule("4/5 Train churn and next-product models (tracked in MLflow)")
+    console.rule("4/6 Train churn and next-product models (tracked in MLflow)")
     train(data=str(out))
-    console.rule("5/5 Promote the new version to @champion if it is at least as good")
+    console.rule("5/6 Promote the new version to @champion if it is at least as good")
     promote(data=str(out))
+    console.rule("6/6 Serve the champion and ask it about two customers")
+    _demo_service(out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -143,7 +143,33 @@ class ChurnBundle:
         return encode_features(self.specs, self.categories, frame)
 
     def dmatrix(self, frame: pd.DataFrame) -> xgb.DMatrix:
-        return xgb.DMatrix(self.matrix(frame), enable_categorical=True, nthread=1)
+        """The model input as a DMatrix built from one float array (categoricals as the codes
+        of their training levels): ~10x cheaper than from a DataFrame for a few rows, and the
+        same splits, as a test holds."""
+        return xgb.DMatrix(
+            self.array(frame), feature_names=self.feature_names,
+            feature_types=self._feature_types, enable_categorical=True, nthread=1,
+        )
+
+    @property
+    def _feature_types(self) -> list[str]:
+        return ["c" if s.kind == "categorical" else "float" for s in self.specs]
+
+    def array(self, frame: pd.DataFrame) -> np.ndarray:
+        missing = [n for n in self.feature_names if n not in frame.columns]
+        if missing:
+            raise KeyError(f"missing features: {', '.join(missing)}")
+        out = np.empty((len(frame), len(self.specs)), dtype=np.float64)
+        numeric = [i for i, s in enumerate(self.specs) if s.kind != "categorical"]
+        names = self.feature_names
+        out[:, numeric] = frame[[names[i] for i in numeric]].astype("float64").to_numpy()
+        for i, spec in enumerate(self.specs):
+            if spec.kind == "categorical":
+                codes = pd.Index(self.categories[spec.name]).get_indexer(
+                    frame[spec.name].astype(object)
+                )
+                out[:, i] = np.where(codes >= 0, codes, np.nan)
+        return out
 
     # ---------------------------------------------------------------- scores
 
@@ -155,10 +181,10 @@ class ChurnBundle:
         lower = np.array([low for _, low in self.risk_bands])
         return names[np.searchsorted(lower, probability, side="right") - 1]
 
-    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def predict(self, frame: pd.DataFrame, dm: xgb.DMatrix | None = None) -> pd.DataFrame:
         """Scores per row: calibrated churn probability, risk band, and one propensity per
         product family (`propensity_<family>`)."""
-        dm = self.dmatrix(frame)
+        dm = self.dmatrix(frame) if dm is None else dm
         probability = self.calibrator(self.churn_margin(dm))
         out = {"churn_probability": probability, "risk_band": self.risk_band(probability)}
         for family in self.families:
@@ -169,8 +195,8 @@ class ChurnBundle:
 
     # ---------------------------------------------------------------- reasons
 
-    def explain(self, frame: pd.DataFrame) -> Explanation:
-        dm = self.dmatrix(frame)
+    def explain(self, frame: pd.DataFrame, dm: xgb.DMatrix | None = None) -> Explanation:
+        dm = self.dmatrix(frame) if dm is None else dm
         contribs = self.churn.predict(dm, pred_contribs=True, validate_features=False)
         base = float(contribs[0, -1]) if len(contribs) else float(self.info.get("base_value", 0))
         contributions = pd.DataFrame(contribs[:, :-1], columns=self.feature_names,
@@ -182,14 +208,18 @@ class ChurnBundle:
             margin=contribs.sum(axis=1),
         )
 
+    def predict_and_explain(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, Explanation]:
+        """Both, from one model input (what serving does for inline records)."""
+        dm = self.dmatrix(frame)
+        return self.predict(frame, dm), self.explain(frame, dm)
+
     def group_contributions(self, contributions: pd.DataFrame) -> pd.DataFrame:
-        groups: dict[str, list[str]] = {}
-        for spec in self.specs:
-            groups.setdefault(spec.group, []).append(spec.name)
-        return pd.DataFrame(
-            {g: contributions[names].sum(axis=1) for g, names in groups.items()},
-            index=contributions.index,
-        )
+        groups = list(dict.fromkeys(s.group for s in self.specs))
+        membership = np.zeros((len(self.specs), len(groups)))
+        for i, spec in enumerate(self.specs):
+            membership[i, groups.index(spec.group)] = 1.0
+        return pd.DataFrame(contributions.to_numpy() @ membership, columns=groups,
+                            index=contributions.index)
 
     def top_reasons(self, frame: pd.DataFrame, explanation: Explanation, top_k: int = 5
                     ) -> list[list[dict]]:

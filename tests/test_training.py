@@ -269,3 +269,21 @@ def test_config_file_sets_any_field_and_rejects_unknown_ones(tmp_path):
     path.write_text("learning_rate = 0.1\n")
     with pytest.raises(ValueError, match="unknown settings"):
         load_config(path)
+
+
+def test_array_input_gives_the_same_scores_as_the_training_frame(fitted):
+    """Serving builds the DMatrix from a float array with category codes; training from a
+    DataFrame with categoricals. Same model input, same splits, same numbers."""
+    import xgboost as xgb
+
+    bundle, split = fitted
+    rows = split.test.head(300)
+    from_frame = xgb.DMatrix(bundle.matrix(rows), enable_categorical=True)
+    np.testing.assert_array_equal(
+        bundle.churn.predict(from_frame, output_margin=True),
+        bundle.churn_margin(bundle.dmatrix(rows)),
+    )
+    np.testing.assert_array_equal(
+        bundle.churn.predict(from_frame, pred_contribs=True),
+        bundle.churn.predict(bundle.dmatrix(rows), pred_contribs=True),
+    )

@@ -1,0 +1,407 @@
+"""What the service does, without the web: the champion model, the latest snapshot, lookups.
+
+A `ScoringState` is one model version and one snapshot of features with everything precomputed:
+scores, propensities and the full TreeSHAP contributions of every customer of the snapshot
+(explanations cost far more than scores, so they are computed once per (model version,
+snapshot) and looked up). Inline what-if records are scored and explained on the fly.
+
+A `Scorer` holds the current state and swaps it for a new one when the `champion` alias moves
+(polled, or on demand): the new state is built aside while requests keep being answered by the
+old one, then replaced in one assignment. Every answer names the model version that gave it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from churn_risk.features.labels import data_end
+from churn_risk.features.lifecycle import PreparedData, prepare
+from churn_risk.features.snapshots import build_snapshot
+from churn_risk.features.validation import load_crm
+from churn_risk.models.bundle import ChurnBundle
+from churn_risk.serving import views
+
+logger = logging.getLogger(__name__)
+
+HISTORY_DAYS = 365
+
+
+class UnknownCustomer(KeyError):
+    """A customer id that is not in the loaded snapshot."""
+
+
+class BadRecord(ValueError):
+    """An inline record that cannot be scored; `errors` name the fields."""
+
+    def __init__(self, errors: list[dict]):
+        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    version: str
+    alias: str | None
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "version": self.version, "alias": self.alias}
+
+
+def _key(customer_id) -> str:
+    """Ids arrive as JSON numbers or strings; both find the same customer."""
+    return str(customer_id)
+
+
+class History:
+    """The last year of a customer's relationship, for the page and the channel views."""
+
+    def __init__(self, prep: PreparedData, as_of: pd.Timestamp):
+        self.as_of = as_of
+        start = as_of - pd.Timedelta(days=HISTORY_DAYS)
+        self.frames: dict[str, pd.DataFrame] = {}
+        self.rows: dict[str, dict[str, np.ndarray]] = {}
+        for table, column in (("tickets", "opened_at"), ("deliveries", "promised_date"),
+                              ("interactions", "timestamp"), ("surveys", "timestamp"),
+                              ("campaigns", "timestamp")):
+            if not prep.has(table):
+                continue
+            frame = prep.events[table]
+            times = frame[column].to_numpy(dtype="datetime64[ns]")
+            lo, hi = np.searchsorted(times, [start.to_datetime64(), as_of.to_datetime64()])
+            window = frame.iloc[lo:hi].reset_index(drop=True)
+            self.frames[table] = window
+            self.rows[table] = {
+                _key(k): v for k, v in window.groupby("customer_id", sort=False).indices.items()
+            }
+
+    def of(self, table: str, customer_id) -> pd.DataFrame:
+        if table not in self.frames:
+            return pd.DataFrame()
+        index = self.rows[table].get(_key(customer_id))
+        frame = self.frames[table]
+        return frame.iloc[index] if index is not None else frame.iloc[:0]
+
+
+class ScoringState:
+    """One model version and one snapshot, with every score and explanation precomputed."""
+
+    def __init__(self, bundle: ChurnBundle, model: ModelRef, prep: PreparedData,
+                 as_of: pd.Timestamp):
+        self.bundle = bundle
+        self.model = model
+        self.model_dict = model.as_dict()
+        self.as_of = as_of
+        self.features_as_of = f"{as_of:%Y-%m-%d}"
+        started = time.perf_counter()
+        frame = build_snapshot(prep, as_of, bundle.feature_config)
+        self.frame = frame.reset_index(drop=True)
+        self.row_of = {_key(c): i for i, c in enumerate(self.frame["customer_id"].tolist())}
+        self.ids = self.frame["customer_id"].tolist()
+        scores, explanation = bundle.predict_and_explain(self.frame)
+        self.probability = scores["churn_probability"].to_numpy()
+        self.band = scores["risk_band"].to_numpy()
+        self.families = bundle.families
+        self.propensity = (
+            scores[[f"propensity_{f}" for f in self.families]].to_numpy()
+            if self.families else np.zeros((len(self.frame), 0))
+        )
+        self.base_value = explanation.base_value
+        self.contributions = explanation.contributions.to_numpy()
+        self.values = self.frame[bundle.feature_names].to_numpy(dtype=object)
+        self.history = History(prep, as_of)
+        self.specs = bundle.specs
+        self.seconds_to_build = time.perf_counter() - started
+        logger.info("model %s v%s: %d customers of %s scored and explained in %.1f s",
+                    model.name, model.version, len(self.frame), self.features_as_of,
+                    self.seconds_to_build)
+
+    # ------------------------------------------------------------------ formatting
+
+    def _reasons(self, contributions: np.ndarray, values: np.ndarray, top_k: int) -> list[dict]:
+        if top_k <= 0:
+            return []
+        k = min(top_k, len(contributions))
+        top = np.argpartition(-contributions, k - 1)[:k]
+        top = top[np.argsort(-contributions[top], kind="stable")]
+        return [self._reason(j, contributions[j], values[j]) for j in top]
+
+    def _reason(self, j: int, contribution: float, value) -> dict:
+        spec = self.specs[j]
+        return {
+            "feature": spec.name,
+            "label": spec.label,
+            "driver_group": spec.group,
+            "value": _json_value(value),
+            "contribution": float(contribution),
+            "direction": "raises_risk" if contribution > 0 else "lowers_risk",
+            "actionable": spec.actionable,
+        }
+
+    def _products(self, propensity: np.ndarray) -> list[dict]:
+        order = np.argsort(-propensity, kind="stable")[:3]
+        return [{"family": self.families[i], "propensity": float(propensity[i])} for i in order]
+
+    def _result(self, customer_id, probability, band, contributions, values, propensity,
+                top_k: int, channel: str | None, features_as_of: str | None) -> dict:
+        result = {
+            "customer_id": customer_id,
+            "churn_probability": float(probability),
+            "risk_band": band,
+            "top_reasons": self._reasons(contributions, values, top_k),
+            "next_products": self._products(propensity),
+            "model": self.model_dict,
+            "features_as_of": features_as_of,
+            "value": None,
+            "quadrant": None,
+            "recommended_action": None,
+            "channel_view": None,
+        }
+        if channel is not None:
+            result["channel_view"] = views.channel_view(channel, result, self, customer_id)
+        return result
+
+    # ------------------------------------------------------------------ lookups
+
+    def score_ids(self, customer_ids: Iterable, top_k: int = 5, channel: str | None = None
+                  ) -> tuple[list[dict], list]:
+        results, unknown = [], []
+        for customer_id in customer_ids:
+            i = self.row_of.get(_key(customer_id))
+            if i is None:
+                unknown.append(customer_id)
+                continue
+            results.append(self._result(
+                self.ids[i], self.probability[i], self.band[i], self.contributions[i],
+                self.values[i], self.propensity[i], top_k, channel, self.features_as_of,
+            ))
+        return results, unknown
+
+    def features_of(self, records: list[dict]) -> pd.DataFrame:
+        """Feature rows for inline records (a known `customer_id` supplies the defaults)."""
+        names = set(self.bundle.feature_names)
+        rows, errors = [], []
+        for n, record in enumerate(records):
+            base = {}
+            if record.get("customer_id") is not None:
+                i = self.row_of.get(_key(record["customer_id"]))
+                if i is None:
+                    errors.append({"field": f"records[{n}].customer_id",
+                                   "message": f"unknown customer {record['customer_id']!r}"})
+                    continue
+                base = dict(zip(self.bundle.feature_names, self.values[i], strict=True))
+            unknown = sorted(set(record) - names - {"customer_id"})
+            if unknown:
+                errors.append({"field": f"records[{n}]",
+                               "message": "unknown features: " + ", ".join(unknown)})
+            row = {**base, **{k: v for k, v in record.items() if k in names}}
+            missing = [f for f in self.bundle.feature_names if f not in row]
+            if missing:
+                errors.append({"field": f"records[{n}]",
+                               "message": "missing features (or give a customer_id to start "
+                                          "from): " + ", ".join(missing)})
+            for spec in self.specs:
+                value = row.get(spec.name)
+                if spec.kind == "numeric" and isinstance(value, str):
+                    errors.append({"field": f"records[{n}].{spec.name}",
+                                   "message": f"expected a number, got {value!r}"})
+                if spec.kind == "categorical" and isinstance(value, bool | int | float):
+                    row[spec.name] = str(value)
+            rows.append(row)
+        if errors:
+            raise BadRecord(errors)
+        return pd.DataFrame.from_records(rows, columns=self.bundle.feature_names)
+
+    def score_records(self, records: list[dict], top_k: int = 5, channel: str | None = None
+                      ) -> list[dict]:
+        frame = self.features_of(records)
+        scores, explanation = self.bundle.predict_and_explain(frame)
+        contributions = explanation.contributions.to_numpy()
+        values = frame.to_numpy(dtype=object)
+        probability = scores["churn_probability"].to_numpy()
+        band = scores["risk_band"].to_numpy()
+        propensity = (scores[[f"propensity_{f}" for f in self.families]].to_numpy()
+                      if self.families else np.zeros((len(frame), 0)))
+        return [
+            self._result(record.get("customer_id"), probability[i], band[i], contributions[i],
+                         values[i], propensity[i], top_k, channel,
+                         self.features_as_of if record.get("customer_id") is not None else None)
+            for i, record in enumerate(records)
+        ]
+
+    def page_data(self, customer_id) -> dict:
+        if _key(customer_id) not in self.row_of:
+            raise UnknownCustomer(customer_id)
+        return page_data(self, customer_id)
+
+    def explain(self, customer_id=None, record: dict | None = None) -> dict:
+        if record is not None:
+            frame = self.features_of([record])
+            explanation = self.bundle.explain(frame)
+            contributions = explanation.contributions.to_numpy()[0]
+            values = frame.to_numpy(dtype=object)[0]
+            base = explanation.base_value
+            customer_id = record.get("customer_id")
+            as_of = self.features_as_of if customer_id is not None else None
+        else:
+            i = self.row_of.get(_key(customer_id))
+            if i is None:
+                raise UnknownCustomer(customer_id)
+            contributions, values, base = self.contributions[i], self.values[i], self.base_value
+            customer_id, as_of = self.ids[i], self.features_as_of
+        margin = base + float(contributions.sum())
+        groups: dict[str, float] = {}
+        for spec, c in zip(self.specs, contributions, strict=True):
+            groups[spec.group] = groups.get(spec.group, 0.0) + float(c)
+        order = np.argsort(-np.abs(contributions), kind="stable")
+        return {
+            "customer_id": customer_id,
+            "base_value": float(base),
+            "contributions": [
+                {k: v for k, v in self._reason(j, contributions[j], values[j]).items()
+                 if k in ("feature", "label", "driver_group", "value", "contribution")}
+                for j in order
+            ],
+            "groups": groups,
+            "margin": margin,
+            "churn_probability": float(self.bundle.calibrator(np.array([margin]))[0]),
+            "model": self.model_dict,
+            "features_as_of": as_of,
+        }
+
+
+def page_data(state: ScoringState, customer_id) -> dict:
+    """Everything the account-manager page shows for one customer of the snapshot."""
+    
+    explained = state.explain(customer_id)
+    i = state.row_of[_key(customer_id)]
+    result, _ = state.score_ids([customer_id], top_k=5)
+    scored = result[0]
+    row = state.frame.iloc[i]
+    history = state.history
+    tickets = views.as_known_at(history.of("tickets", customer_id), state.as_of)
+    deliveries = views.as_known_at(history.of("deliveries", customer_id), state.as_of)
+    contacts = history.of("interactions", customer_id)
+    surveys = history.of("surveys", customer_id)
+    contributions = [
+        {**c, "direction": "raises_risk" if c["contribution"] > 0 else "lowers_risk",
+         "actionable": state.bundle.spec(c["feature"]).actionable}
+        for c in explained["contributions"]
+    ]
+    return {
+        "customer_id": scored["customer_id"],
+        "features_as_of": state.features_as_of,
+        "model": state.model_dict,
+        "churn_probability": scored["churn_probability"],
+        "risk_band": scored["risk_band"],
+        "base_value": explained["base_value"],
+        "margin": explained["margin"],
+        "contributions": contributions,
+        "top_reasons": scored["top_reasons"],
+        "reason_sentences": [views.sentence(r) for r in scored["top_reasons"]
+                             if r["direction"] == "raises_risk"],
+        "next_products": scored["next_products"],
+        "profile": {k: _json_value(row[k]) for k in
+                    ("segment", "region", "tenure_days", "lifecycle_stage") if k in row},
+        "history": {
+            "tickets": views.records(tickets, ["opened_at", "closed_at", "category",
+                                               "resolved"]),
+            "deliveries": views.records(
+                deliveries.assign(days_late=views.days_late(deliveries, state.as_of))
+                if len(deliveries) else deliveries,
+                ["promised_date", "delivered_date", "damaged", "days_late"]),
+            "contacts_by_month": views.contacts_by_month(contacts),
+            "satisfaction": views.records(surveys, ["timestamp", "satisfaction", "nps"]),
+        },
+        "recommended_action": scored["recommended_action"],
+        "value": scored["value"],
+        "quadrant": scored["quadrant"],
+    }
+
+
+def _json_value(value):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return None if np.isnan(number) else number
+
+
+class Scorer:
+    """The service's model and data: loads `models:/<name>@<alias>` and the latest snapshot of
+    `data`, and follows the alias."""
+
+    def __init__(self, data: str | Path, model_name: str = "churn-risk", alias: str = "champion",
+                 as_of: str | None = None):
+        self.data = str(data)
+        self.model_name = model_name
+        self.alias = alias
+        self.prep = prepare(load_crm(self.data))
+        # Default: now, i.e. the day after the last recorded event.
+        self.as_of = (pd.Timestamp(as_of) if as_of
+                      else pd.Timestamp(data_end(self.prep)).normalize() + pd.Timedelta(days=1))
+        self._lock = threading.Lock()
+        self.state = self._build(self._alias_version())
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    def _alias_version(self) -> str:
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        try:
+            aliases = MlflowClient().get_registered_model(self.model_name).aliases
+        except MlflowException:
+            aliases = {}
+        if self.alias not in aliases:
+            raise LookupError(
+                f"no version of {self.model_name!r} has the alias {self.alias!r} yet: "
+                "run `churn train` and `churn promote` first"
+            )
+        return str(aliases[self.alias])
+
+    def _build(self, version: str) -> ScoringState:
+        from churn_risk.models.pyfunc import load_bundle
+
+        bundle = load_bundle(f"models:/{self.model_name}/{version}")
+        return ScoringState(bundle, ModelRef(self.model_name, version, self.alias), self.prep,
+                            self.as_of)
+
+    def refresh(self) -> bool:
+        """Switch to the version the alias points at now, if it moved. True when switched."""
+        with self._lock:  # one rebuild at a time; requests read `self.state` without waiting
+            version = self._alias_version()
+            if version == self.state.model.version:
+                return False
+            self.state = self._build(version)
+            logger.info("now serving %s version %s", self.model_name, version)
+            return True
+
+    def follow_alias(self, every_seconds: float = 5.0) -> None:
+        """Poll the alias in a background thread."""
+
+        def loop() -> None:
+            while not self._stop.wait(every_seconds):
+                try:
+                    self.refresh()
+                except Exception:  # keep serving the current model; say why
+                    logger.exception("could not refresh the model; still serving v%s",
+                                     self.state.model.version)
+
+        self._poller = threading.Thread(target=loop, name="champion-poller", daemon=True)
+        self._poller.start()
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,198 @@
+"""The BentoML service: request → scorer → response. It re-implements nothing.
+
+Started by `churn serve` (or `bentoml serve churn_risk.serving.service:ChurnService`), it loads
+`models:/churn-risk@champion` and the latest snapshot of the CRM data named by `CHURN_DATA`
+once, precomputes every score and explanation of that snapshot, follows the champion alias,
+and answers:
+
+- `POST /score`, `POST /explain` (BentoML APIs, documented in its OpenAPI page);
+- `GET /customers/{id}` (the account managers' page);
+- `GET /healthz`, `/livez`, `/readyz`, `/metrics` (BentoML's own; open without a key).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from http import HTTPStatus
+from typing import Any
+
+import bentoml
+from bentoml.exceptions import BentoMLException, InvalidArgument, NotFound
+from fastapi import FastAPI
+from starlette.responses import HTMLResponse
+
+from churn_risk.runtime import configure_offline
+from churn_risk.serving import auth
+from churn_risk.serving.schemas import (
+    MAX_BATCH,
+    Channel,
+    CustomerId,
+    ExplainResponse,
+    FeatureValue,
+    ScoreResponse,
+)
+
+logger = logging.getLogger(__name__)
+
+DATA_ENV = "CHURN_DATA"
+PROJECT_ENV = "CHURN_PROJECT_DIR"
+POLL_ENV = "CHURN_POLL_SECONDS"
+#: Paths answered without a key: health, metrics and the API documentation.
+OPEN_PATHS = ("/healthz", "/livez", "/readyz", "/metrics", "/docs.json", "/")
+
+
+class PayloadTooLarge(BentoMLException):
+    error_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class Unprocessable(BentoMLException):
+    error_code = HTTPStatus.UNPROCESSABLE_ENTITY
+
+
+class ApiKeyMiddleware:
+    """401 for every request without a valid key, except the open paths. The page asks a
+    browser for HTTP Basic credentials (the key as password).
+
+    Without any configured key (and without --insecure-dev) nothing is served: `churn serve`
+    refuses to start, and a server started some other way is never ready (503 on /readyz and
+    every protected path), so no data ever leaves it unauthenticated."""
+
+    def __init__(self, app):
+        self.app = app
+        self.misconfigured: str | None = None
+        try:
+            self.keys = auth.required_keys()  # None in --insecure-dev mode
+        except auth.NoKeysConfigured as exc:
+            self.keys, self.misconfigured = frozenset(), str(exc)
+            logger.error("%s", exc)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        if self.misconfigured and path not in ("/healthz", "/livez", "/metrics"):
+            return await _send_json(send, 503, {"error": self.misconfigured})
+        if path in OPEN_PATHS or self.keys is None:
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        header = headers.get(b"authorization", b"").decode("latin-1")
+        if auth.authorized(header, self.keys):
+            return await self.app(scope, receive, send)
+        extra = ([(b"www-authenticate", b'Basic realm="churn-risk"')]
+                 if path.startswith("/customers/") else [])
+        await _send_json(send, 401, {"error": "missing or invalid API key: send "
+                                              "'Authorization: Bearer <key>'"}, extra)
+
+
+async def _send_json(send, status: int, payload: dict, extra_headers=()) -> None:
+    body = json.dumps(payload).encode()
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode()), *extra_headers]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+pages = FastAPI(title="Account-manager pages", docs_url=None, redoc_url=None, openapi_url=None)
+
+# BentoML's timeout middleware keeps each request's context (with its OpenTelemetry span)
+# alive for `traffic.timeout` seconds; at 60 s hundreds of thousands of spans pile up and full
+# garbage collections stall requests for 0.1-0.5 s. A short timeout and no tracing on the hot
+# paths remove the stalls (see benchmarks/serving.py); Prometheus metrics stay on.
+SERVICE_CONFIG: dict[str, Any] = {
+    "name": "churn-risk",
+    "workers": 1,
+    "traffic": {"timeout": 10},
+    "tracing": {"excluded_urls": ["/score", "/explain", "/customers"]},
+    "metrics": {"enabled": True},
+}
+
+
+@bentoml.asgi_app(pages, path="/customers")
+@bentoml.service(**SERVICE_CONFIG)
+class ChurnService:
+    def __init__(self) -> None:
+        configure_offline()
+        from churn_risk.serving.scorer import Scorer
+        from churn_risk.training.tracking import configure_tracking
+
+        project = os.environ.get(PROJECT_ENV)
+        configure_tracking(None if project is None else __import__("pathlib").Path(project))
+        self.scorer = Scorer(os.environ.get(DATA_ENV, "demo-data"))
+        self.scorer.follow_alias(float(os.environ.get(POLL_ENV, "5")))
+
+    @bentoml.api(route="/score")
+    def score(
+        self,
+        customer_ids: list[CustomerId] | None = None,
+        records: list[dict[str, FeatureValue]] | None = None,
+        channel: Channel | None = None,
+        top_k: int = 5,
+    ) -> ScoreResponse:
+        """Scores, risk bands, top reasons and next products: by `customer_ids` of the loaded
+        snapshot, or for inline feature `records` (what-if). Unknown ids are listed apart."""
+        from churn_risk.serving.scorer import BadRecord
+
+        if (customer_ids is None) == (records is None):
+            raise InvalidArgument("give exactly one of customer_ids or records")
+        batch = customer_ids if customer_ids is not None else records
+        if not batch:
+            raise InvalidArgument("the batch is empty")
+        if len(batch) > MAX_BATCH:
+            raise PayloadTooLarge(f"{len(batch)} customers in one request; at most {MAX_BATCH}")
+        if not 0 <= top_k <= 100:
+            raise InvalidArgument("top_k: must be between 0 and 100")
+        state = self.scorer.state  # one model version for the whole answer
+        if customer_ids is not None:
+            results, unknown = state.score_ids(customer_ids, top_k, channel)
+        else:
+            try:
+                results, unknown = state.score_records(records, top_k, channel), []
+            except BadRecord as exc:
+                raise Unprocessable(str(exc)) from None
+        return ScoreResponse.model_construct(results=results, unknown_customer_ids=unknown,
+                                             model=state.model_dict)
+
+    @bentoml.api(route="/explain")
+    def explain(
+        self,
+        customer_id: CustomerId | None = None,
+        record: dict[str, FeatureValue] | None = None,
+    ) -> ExplainResponse:
+        """Every feature's contribution (log-odds) with the base value: base_value +
+        sum(contributions) = margin, and churn_probability = calibrate(margin)."""
+        from churn_risk.serving.scorer import BadRecord, UnknownCustomer
+
+        if (customer_id is None) == (record is None):
+            raise InvalidArgument("give exactly one of customer_id or record")
+        try:
+            return ExplainResponse.model_construct(
+                **self.scorer.state.explain(customer_id, record)
+            )
+        except UnknownCustomer:
+            raise NotFound(f"customer_id: {customer_id!r} is not in the loaded snapshot") from None
+        except BadRecord as exc:
+            raise Unprocessable(str(exc)) from None
+
+    @pages.get("/{customer_id}", response_class=HTMLResponse)
+    def customer_page(self, customer_id: str) -> HTMLResponse:
+        from churn_risk.serving.page import render_customer_page
+        from churn_risk.serving.scorer import UnknownCustomer
+
+        try:
+            customer = self.scorer.state.page_data(customer_id)
+        except UnknownCustomer:
+            return HTMLResponse(
+                f"<h1>Customer not found</h1><p>No customer {_escape(customer_id)} in the "
+                "loaded snapshot.</p>", status_code=404)
+        return HTMLResponse(render_customer_page(customer))
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+ChurnService.add_asgi_middleware(ApiKeyMiddleware)

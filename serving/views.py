@@ -1,0 +1,158 @@
+"""Channel views: one model call, what each channel needs from it.
+
+- contact_center: the reasons as short sentences an agent can read aloud, and open problems;
+- sales: next products with propensities;
+- service: open tickets and delivery issues;
+- web: flags for personalisation;
+- campaign: eligibility for retention and cross-sell campaigns.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from churn_risk.features.contract import CHANNELS
+
+if TYPE_CHECKING:
+    from churn_risk.serving.scorer import ScoringState
+
+HIGH_RISK_BANDS = ("high", "very_high")
+CROSS_SELL_MIN_PROPENSITY = 0.02
+CAMPAIGN_REST_DAYS = 30
+
+
+def sentence(reason: dict) -> str:
+    """A reason an agent can read aloud, e.g. 'Late deliveries in the last 90 days: 3.'"""
+    value = reason["value"]
+    if value is None:
+        shown = "unknown"
+    elif isinstance(value, str):
+        shown = value.replace("_", " ")
+    elif float(value).is_integer():
+        shown = f"{value:.0f}"
+    else:
+        shown = f"{value:.2f}" if abs(value) < 1 else f"{value:.1f}"
+    effect = "this raises the risk" if reason["direction"] == "raises_risk" else (
+        "this lowers the risk")
+    return f"{reason['label']}: {shown} ({effect})."
+
+
+def records(frame: pd.DataFrame, columns: list[str]) -> list[dict]:
+    """Rows as JSON-ready dicts: dates as YYYY-MM-DD, missing values as None."""
+    present = [c for c in columns if c in frame]
+    return [
+        {column: _json(value) for column, value in zip(present, row, strict=True)}
+        for row in frame[present].itertuples(index=False)
+    ]
+
+
+def _json(value):
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, pd.Timestamp | np.datetime64):
+        return f"{pd.Timestamp(value):%Y-%m-%d}"
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | float | np.integer | np.floating):
+        return None if np.isnan(float(value)) else float(value)
+    return value
+
+
+#: Columns that record a later state of a record, and the columns that only mean something once
+#: that state is reached.
+LATER_STATES = {"closed_at": ("resolved",), "delivered_date": ("damaged",)}
+
+
+def as_known_at(frame: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The records as they stood at `as_of`: a ticket closed later was still open, a delivery
+    arriving later had not arrived (and its damage was unknown)."""
+    frame = frame.copy()
+    for column, dependents in LATER_STATES.items():
+        if column in frame:
+            later = (frame[column] >= as_of).to_numpy()
+            frame.loc[later, column] = pd.NaT
+            for dependent in dependents:
+                if dependent in frame:
+                    frame.loc[later, dependent] = pd.NA
+    return frame
+
+
+def days_late(deliveries: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
+    """Days late as known at `as_of` (a delivery not arrived by then is late so far)."""
+    delivered = deliveries.get("delivered_date", pd.Series(pd.NaT, index=deliveries.index))
+    arrived = delivered.where(delivered.notna() & (delivered < as_of), as_of)
+    return (arrived - deliveries["promised_date"]).dt.days.clip(lower=0).astype(float)
+
+
+def contacts_by_month(contacts: pd.DataFrame) -> list[dict]:
+    if not len(contacts):
+        return []
+    month = contacts["timestamp"].dt.strftime("%Y-%m")
+    table = pd.crosstab(month, contacts["channel"]).reindex(columns=list(CHANNELS), fill_value=0)
+    return [{"month": m, **{c: int(table.loc[m, c]) for c in CHANNELS}} for m in table.index]
+
+
+def open_tickets(state: ScoringState, customer_id) -> list[dict]:
+    tickets = state.history.of("tickets", customer_id)
+    if not len(tickets):
+        return []
+    closed = tickets["closed_at"] if "closed_at" in tickets else pd.Series(pd.NaT,
+                                                                           index=tickets.index)
+    still_open = closed.isna() | (closed >= state.as_of)
+    return records(tickets.loc[still_open.to_numpy()], ["opened_at", "category"])
+
+
+def delivery_issues(state: ScoringState, customer_id) -> list[dict]:
+    deliveries = state.history.of("deliveries", customer_id)
+    if not len(deliveries):
+        return []
+    delivered = deliveries.get("delivered_date", pd.Series(pd.NaT, index=deliveries.index))
+    arrived = delivered.notna() & (delivered < state.as_of)
+    late = days_late(deliveries, state.as_of)
+    damaged = (deliveries["damaged"].fillna(False).astype(bool) & arrived
+               if "damaged" in deliveries else pd.Series(False, index=deliveries.index))
+    issues = deliveries.assign(days_late=late, arrived=arrived, damaged=damaged)
+    issues = issues.loc[((late > 0) | damaged).to_numpy()]
+    return records(issues.tail(10), ["promised_date", "delivered_date", "days_late", "damaged",
+                                     "arrived"])
+
+
+def channel_view(channel: str, result: dict, state: ScoringState, customer_id) -> dict:
+    reasons = result["top_reasons"]
+    products = result["next_products"]
+    high_risk = result["risk_band"] in HIGH_RISK_BANDS
+    if channel == "contact_center":
+        return {
+            "say": [sentence(r) for r in reasons if r["direction"] == "raises_risk"],
+            "open_tickets": open_tickets(state, customer_id),
+            "delivery_issues": delivery_issues(state, customer_id),
+        }
+    if channel == "sales":
+        return {"next_products": products,
+                "retention_first": high_risk}
+    if channel == "service":
+        return {"open_tickets": open_tickets(state, customer_id),
+                "delivery_issues": delivery_issues(state, customer_id)}
+    if channel == "web":
+        groups = {r["driver_group"] for r in reasons if r["direction"] == "raises_risk"}
+        return {
+            "show_retention_offer": high_risk,
+            "show_support_shortcut": bool({"service", "delivery"} & groups),
+            "suggest_families": [p["family"] for p in products
+                                 if p["propensity"] >= CROSS_SELL_MIN_PROPENSITY],
+        }
+    if channel == "campaign":
+        campaigns = state.history.of("campaigns", customer_id)
+        recent = bool(len(campaigns)) and bool(
+            (campaigns["timestamp"] >= state.as_of - pd.Timedelta(days=CAMPAIGN_REST_DAYS)).any()
+        )
+        return {
+            "retention_eligible": high_risk and not recent,
+            "cross_sell_eligible": (not high_risk) and not recent and any(
+                p["propensity"] >= CROSS_SELL_MIN_PROPENSITY for p in products),
+            "contacted_in_last_days": CAMPAIGN_REST_DAYS if recent else None,
+        }
+    raise ValueError(f"unknown channel {channel!r}")

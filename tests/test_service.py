@@ -1,0 +1,287 @@
+"""The real BentoML server, started with `bentoml serve` on a free loopback port, over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from churn_risk.serving import launch
+from churn_risk.training.config import SearchSpace, TrainConfig
+from churn_risk.training.registry import promote
+from churn_risk.training.train import train
+
+from . import browser
+
+pytestmark = pytest.mark.slow
+
+KEY = "test-key-123"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+FAST = TrainConfig(search=SearchSpace(max_depth=(3,), num_boost_round=150), min_positives=10)
+
+
+def call(base: str, path: str, body=None, headers=AUTH, method=None, raw: bytes | None = None):
+    """(status, parsed JSON or text) of one request."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    request = urllib.request.Request(
+        f"{base}{path}", data=data, method=method or ("POST" if data is not None else "GET"),
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            status, text = response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        status, text = error.code, error.read().decode()
+    try:
+        return status, json.loads(text)
+    except json.JSONDecodeError:
+        return status, text
+
+
+@pytest.fixture(scope="module")
+def served(demo_folder, tmp_path_factory):
+    """Train and promote a champion in a fresh project, then serve it with an API key."""
+    project = tmp_path_factory.mktemp("serving")
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    for k in saved:
+        os.environ.pop(k, None)
+    from churn_risk.training.evaluate import newest_test_snapshot_evaluator
+
+    first = train(demo_folder, FAST, project_dir=project)
+    promote(newest_test_snapshot_evaluator(demo_folder))
+    env = launch.server_env(demo_folder, project_dir=project, poll_seconds=1.0, keys=KEY)
+    for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        env.pop(k, None)
+    process, base = launch.start(env, quiet=False)
+    try:
+        launch.wait_ready(base, process)
+        yield {"base": base, "project": project, "first": first, "data": demo_folder}
+    finally:
+        launch.stop(process)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def known_ids(served):
+    status, answer = call(served["base"], "/score",
+                          {"customer_ids": list(range(100000, 100300)), "top_k": 1})
+    assert status == 200
+    ids = [r["customer_id"] for r in answer["results"]]
+    assert len(ids) > 100
+    return ids
+
+
+def test_health_is_open_and_metrics_stay_on(served):
+    for path in ("/healthz", "/readyz", "/metrics"):
+        status, _ = call(served["base"], path, headers={})
+        assert status == 200, path
+    status, text = call(served["base"], "/metrics", headers={})
+    assert "bentoml_service_request" in text or "request_total" in text
+
+
+def test_requests_without_a_valid_key_get_401(served, known_ids):
+    base = served["base"]
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
+        assert call(base, "/score", {"customer_ids": known_ids[:1]}, headers=headers)[0] == 401
+        assert call(base, "/explain", {"customer_id": known_ids[0]}, headers=headers)[0] == 401
+        assert call(base, f"/customers/{known_ids[0]}", headers=headers)[0] == 401
+
+
+def test_score_known_customers_with_reasons_and_list_unknown_ones(served, known_ids):
+    status, answer = call(served["base"], "/score",
+                          {"customer_ids": [*known_ids[:3], 999_999_999], "top_k": 4})
+    assert status == 200
+    assert answer["unknown_customer_ids"] == [999_999_999]
+    assert answer["model"]["version"] == served["first"].version
+    assert len(answer["results"]) == 3
+    for result in answer["results"]:
+        assert 0 <= result["churn_probability"] <= 1
+        assert result["risk_band"] in ("low", "medium", "high", "very_high")
+        assert len(result["top_reasons"]) == 4
+        reason = result["top_reasons"][0]
+        assert set(reason) == {"feature", "label", "driver_group", "value", "contribution",
+                               "direction", "actionable"}
+        assert result["next_products"] and "propensity" in result["next_products"][0]
+        assert result["model"]["alias"] == "champion"
+        assert result["features_as_of"]
+        assert {"value", "quadrant", "recommended_action"} <= set(result)
+
+
+@pytest.mark.parametrize("channel, keys", [
+    ("contact_center", {"say", "open_tickets", "delivery_issues"}),
+    ("sales", {"next_products", "retention_first"}),
+    ("service", {"open_tickets", "delivery_issues"}),
+    ("web", {"show_retention_offer", "show_support_shortcut", "suggest_families"}),
+    ("campaign", {"retention_eligible", "cross_sell_eligible", "contacted_in_last_days"}),
+])
+def test_every_channel_view(served, known_ids, channel, keys):
+    status, answer = call(served["base"], "/score",
+                          {"customer_ids": known_ids[:20], "channel": channel})
+    assert status == 200
+    views = [r["channel_view"] for r in answer["results"]]
+    assert all(set(v) == keys for v in views)
+    if channel == "contact_center":
+        said = [s for v in views for s in v["say"]]
+        assert said and all(s.endswith(".") and "risk" in s for s in said)
+
+
+def test_explanation_adds_up_to_the_score(served, known_ids):
+    base = served["base"]
+    customer = known_ids[5]
+    status, explained = call(base, "/explain", {"customer_id": customer})
+    assert status == 200
+    total = explained["base_value"] + sum(c["contribution"] for c in explained["contributions"])
+    assert total == pytest.approx(explained["margin"], abs=1e-4)
+    assert sum(explained["groups"].values()) == pytest.approx(total - explained["base_value"],
+                                                              abs=1e-4)
+    _, scored = call(base, "/score", {"customer_ids": [customer]})
+    assert explained["churn_probability"] == pytest.approx(
+        scored["results"][0]["churn_probability"], rel=1e-6)
+
+
+def test_what_if_records_are_scored_on_the_fly(served, known_ids):
+    base = served["base"]
+    customer = known_ids[7]
+    _, scored = call(base, "/score", {"customer_ids": [customer]})
+    same = call(base, "/score", {"records": [{"customer_id": customer}]})[1]["results"][0]
+    assert same["churn_probability"] == pytest.approx(
+        scored["results"][0]["churn_probability"], rel=1e-9)
+    worse = call(base, "/score", {"records": [{"customer_id": customer, "tickets_open": 6,
+                                               "late_deliveries_90d": 6}]})[1]["results"][0]
+    assert worse["churn_probability"] >= same["churn_probability"]
+    status, explained = call(base, "/explain", {"record": {"customer_id": customer,
+                                                           "tickets_open": 6}})
+    assert status == 200 and explained["customer_id"] == customer
+
+
+def test_bad_input_gets_a_4xx_with_field_level_messages_and_no_internals(served, known_ids):
+    base = served["base"]
+    cases = [
+        (call(base, "/score", raw=b'{"customer_ids": [1,'), 400),
+        (call(base, "/score", {"customer_ids": known_ids[:1], "top_k": "many"}), 400),
+        (call(base, "/score", {"customer_ids": known_ids[:1], "channel": "fax"}), 400),
+        (call(base, "/score", {"customer_ids": list(range(1001))}), 413),
+        (call(base, "/score", {}), 400),
+        (call(base, "/explain", {"customer_id": 999_999_999}), 404),
+        (call(base, "/score", {"records": [{"tickets_open": 1}]}), 422),
+        (call(base, "/score", {"records": [{"customer_id": known_ids[0],
+                                            "tickets_open": "lots"}]}), 422),
+        (call(base, "/customers/999999999"), 404),
+    ]
+    for (status, body), expected in cases:
+        assert status == expected, (status, body)
+        text = json.dumps(body)
+        assert "Traceback" not in text and "/work/" not in text, text
+        assert not re.search(r"\.py\b|site-packages", text), text
+    assert "top_k" in json.dumps(cases[1][0][1])
+    assert "channel" in json.dumps(cases[2][0][1])
+    assert "1000" in json.dumps(cases[3][0][1])
+    assert "missing features" in json.dumps(cases[6][0][1])
+    assert "tickets_open" in json.dumps(cases[7][0][1])
+
+
+def test_no_train_serve_skew(served, known_ids):
+    """The same customers through HTTP and through the champion bundle in-process."""
+    import pandas as pd
+
+    from churn_risk.features.lifecycle import prepare
+    from churn_risk.features.snapshots import build_snapshot
+    from churn_risk.features.validation import load_crm
+
+    bundle = served["first"].bundle
+    _, explained = call(served["base"], "/explain", {"customer_id": known_ids[0]})
+    as_of = explained["features_as_of"]
+    frame = build_snapshot(prepare(load_crm(served["data"])), as_of, bundle.feature_config)
+    rows = frame.set_index("customer_id").loc[known_ids[:50]].reset_index()
+    expected = bundle.predict(rows)["churn_probability"].to_numpy()
+    _, answer = call(served["base"], "/score", {"customer_ids": known_ids[:50], "top_k": 0})
+    got = np.array([r["churn_probability"] for r in answer["results"]])
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+    contributions = bundle.explain(rows.head(1)).contributions.iloc[0]
+    served_contributions = pd.Series({c["feature"]: c["contribution"]
+                                      for c in explained["contributions"]})
+    np.testing.assert_allclose(served_contributions[contributions.index].to_numpy(),
+                               contributions.to_numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_page_renders_in_chromium(served, known_ids, tmp_path):
+    url = f"{served['base']}/customers/{known_ids[0]}"
+    dom = browser.dump_dom(url, headers=AUTH)
+    for element in ('id="risk"', 'id="waterfall"', 'id="reasons"', 'id="history"',
+                    'id="next-products"', "data-bar"):
+        assert element in dom, element
+    shot = tmp_path / "customer.png"
+    browser.screenshot(url, shot, headers=AUTH)
+    assert shot.stat().st_size > 20_000
+    unauthorised = browser.dump_dom(url)
+    assert 'id="waterfall"' not in unauthorised
+
+
+def test_champion_switch_while_serving(served, known_ids):
+    """After a promotion the service answers with the new version, without failed requests."""
+    base, errors, versions = served["base"], [], []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            status, answer = call(base, "/score", {"customer_ids": known_ids[:5]})
+            if status != 200:
+                errors.append(status)
+            else:
+                versions.append(answer["model"]["version"])
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    try:
+        second = train(served["data"], FAST, project_dir=served["project"])
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{served['project'] / 'mlflow.db'}"}
+        subprocess.run([sys.executable, "-m", "churn_risk.cli", "promote", "--force", "--data",
+                        str(served["data"])], cwd=served["project"], env=env, check=True,
+                       capture_output=True, timeout=300)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not versions or versions[-1] != second.version):
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors, errors
+    assert versions[0] == served["first"].version and versions[-1] == second.version
+
+
+def test_the_service_refuses_to_start_without_keys(served, tmp_path):
+    from churn_risk.cli import main
+
+    env_keys = {k: os.environ.pop(k, None) for k in ("CHURN_API_KEYS", "CHURN_API_KEYS_FILE")}
+    try:
+        assert main(["serve", "--data", str(served["data"])]) == 2
+    finally:
+        for k, v in env_keys.items():
+            if v is not None:
+                os.environ[k] = v
+    # Started some other way (plain `bentoml serve`), it is never ready and serves nothing.
+    env = launch.server_env(served["data"], project_dir=served["project"])
+    env.pop("CHURN_API_KEYS", None)
+    process, base = launch.start(env)
+    try:
+        with pytest.raises(TimeoutError):
+            launch.wait_ready(base, process, timeout=20)
+        status, body = call(base, "/score", {"customer_ids": [1]})
+        assert status == 503 and "no API key configured" in body["error"]
+        assert call(base, "/readyz", headers={})[0] == 503
+        assert call(base, "/healthz", headers={})[0] == 200
+    finally:
+        launch.stop(process)
