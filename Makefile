@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install browser benchmarks clean
+.PHONY: demo test install browser benchmarks bento clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ test: $(STAMP) browser
 
 benchmarks: $(STAMP)
 	$(BIN)/python benchmarks/features.py
+	$(BIN)/python benchmarks/training.py
+	$(BIN)/python benchmarks/serving.py
+
+## A Bento of the service (the model comes from the MLflow registry at start-up).
+bento: $(STAMP)
+	rm -rf dist && $(BIN)/pip wheel -q . --no-deps -w dist
+	$(BIN)/bentoml build .
 
 clean:
 	rm -rf demo-data mlruns mlflow.db .pytest_cache

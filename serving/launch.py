@@ -3,6 +3,7 @@ integration tests and the benchmark, so they all run the same thing."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -77,8 +78,6 @@ def stop(process: subprocess.Popen, timeout: float = 20.0) -> None:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=timeout)
     except (subprocess.TimeoutExpired, ProcessLookupError):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         process.wait(timeout=5)

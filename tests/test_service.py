@@ -285,3 +285,20 @@ def test_the_service_refuses_to_start_without_keys(served, tmp_path):
         assert call(base, "/healthz", headers={})[0] == 200
     finally:
         launch.stop(process)
+
+
+def test_bentoml_build_packages_the_service(tmp_path):
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"),
+           "BENTOML_DO_NOT_TRACK": "True"}
+    subprocess.run([str(bin_dir / "pip"), "wheel", "-q", str(repo), "--no-deps", "-w",
+                    str(repo / "dist")], check=True, capture_output=True, env=env, timeout=300)
+    built = subprocess.run([str(bin_dir / "bentoml"), "build", str(repo)], env=env, cwd=repo,
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-2000:]
+    listed = subprocess.run([str(bin_dir / "bentoml"), "list"], env=env, capture_output=True,
+                            text=True, timeout=60).stdout
+    assert "churn-risk" in listed
