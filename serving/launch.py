@@ -27,7 +27,10 @@ def free_port() -> int:
 
 def server_env(data: str | Path, project_dir: str | Path | None = None, insecure: bool = False,
                poll_seconds: float = 5.0, keys: str | None = None) -> dict[str, str]:
-    env = {**os.environ, **OFFLINE_ENV}
+    # The server is no part of a caller's MLflow run or experiment.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")}
+    env.update(OFFLINE_ENV)
     env["CHURN_DATA"] = str(Path(data).resolve()) if "://" not in str(data) else str(data)
     env["CHURN_PROJECT_DIR"] = str(Path(project_dir or Path.cwd()).resolve())
     env["CHURN_POLL_SECONDS"] = str(poll_seconds)

@@ -43,8 +43,12 @@ def project(tmp_path, monkeypatch):
     MLflow exports MLFLOW_TRACKING_URI when a tracking URI is set; setting and then deleting it
     here makes pytest restore the variable's absence after the test."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset")
-    monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    monkeypatch.setenv("MLFLOW_REGISTRY_URI", "unset")
-    monkeypatch.delenv("MLFLOW_REGISTRY_URI")
+    for name in MLFLOW_EXPORTS:
+        monkeypatch.setenv(name, "unset")
+        monkeypatch.delenv(name)
     return tmp_path
+
+
+#: Variables MLflow exports into the environment when a tracking URI or experiment is set.
+MLFLOW_EXPORTS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID",
+                  "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
