@@ -87,13 +87,7 @@ def generate_data(
             out, customers=customers, months=months, seed=seed, fmt=fmt, start=start,
             progress=lambda done, total: progress.update(task, completed=done + 1),
         )
-    table = Table(title=f"Demo CRM data in {out} (seed {seed})")
-    table.add_column("table")
-    table.add_column("rows", justify="right")
-    table.add_column("columns")
-    for name, frame in demo.tables.items():
-        table.add_row(name, f"{len(frame):,}", ", ".join(map(str, frame.columns)))
-    console.print(table)
+    console.print(_tables_table(f"Demo CRM data in {out} (seed {seed})", demo.tables))
     console.print(
         f"Ground truth (for evaluation only, never read by features): {Path(out) / 'ground_truth'}"
         f"  [{time.perf_counter() - started:.1f} s]"
@@ -104,18 +98,22 @@ def generate_data(
 def validate(data: DataOpt = str(DEFAULT_DATA)) -> None:
     """Check every table in DATA against the data contract; exit 1 with a report if any fails."""
     crm = _load(data)
-    table = Table(title=f"{data}: valid")
-    table.add_column("table")
-    table.add_column("rows", justify="right")
-    table.add_column("columns")
-    for name, frame in crm.tables.items():
-        table.add_row(name, f"{len(frame):,}", ", ".join(map(str, frame.columns)))
-    console.print(table)
+    console.print(_tables_table(f"{data}: valid", crm.tables))
     if crm.attributes:
         console.print(
             "Customer attributes used as features: "
             + ", ".join(f"{k} ({v})" for k, v in crm.attributes.items())
         )
+
+
+def _tables_table(title: str, tables: dict) -> Table:
+    table = Table(title=title)
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    table.add_column("columns")
+    for name, frame in tables.items():
+        table.add_row(name, f"{len(frame):,}", ", ".join(map(str, frame.columns)))
+    return table
 
 
 def _load(data: str):

@@ -93,7 +93,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from churn_risk.features.contract import CHANNELS
+from churn_risk.features.contract import CHANNELS, DRIVER_GROUPS
 from churn_risk.features.io import write_frame, write_tables
 
 __all__ = [
@@ -161,17 +161,7 @@ class AdoptionCoefficients:
 
 
 #: Driver groups the truth's `dominant_driver` is chosen from (one `term_<group>` column each).
-DOMINANT_DRIVERS: tuple[str, ...] = (
-    "delivery",
-    "service",
-    "communication",
-    "satisfaction",
-    "price",
-    "engagement",
-    "products",
-    "tenure",
-    "value",
-)
+DOMINANT_DRIVERS: tuple[str, ...] = tuple(g for g in DRIVER_GROUPS if g != "profile")
 
 SEGMENTS: tuple[str, ...] = ("consumer", "small_business", "enterprise")
 _SEGMENT_SHARE = np.array([0.68, 0.24, 0.08])
