@@ -44,7 +44,9 @@ def _params(space: SearchSpace, depth: int, nthread: int, seed: int,
             monotone: tuple[int, ...] | None) -> dict:
     params = {
         "objective": "binary:logistic",
-        "eval_metric": ["auc", "logloss"],  # the last one drives early stopping
+        # Early stopping on log loss (calibration-friendly); validation AUC is computed once
+        # afterwards, not every round (it cost a quarter of the fitting time).
+        "eval_metric": "logloss",
         "tree_method": "hist",
         "max_depth": depth,
         "eta": space.learning_rate,
