@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -344,8 +344,9 @@ class Scorer:
     `data`, and follows the alias."""
 
     def __init__(self, data: str | Path, model_name: str = "churn-risk", alias: str = "champion",
-                 as_of: str | None = None):
+                 as_of: str | None = None, on_switch: Callable[[], None] | None = None):
         self.data = str(data)
+        self.on_switch = on_switch
         self.model_name = model_name
         self.alias = alias
         self.prep = prepare(load_crm(self.data))
@@ -387,6 +388,8 @@ class Scorer:
                 return False
             self.state = self._build(version)
             logger.info("now serving %s version %s", self.model_name, version)
+            if self.on_switch is not None:
+                self.on_switch()
             return True
 
     def follow_alias(self, every_seconds: float = 5.0) -> None:
