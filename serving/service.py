@@ -21,7 +21,7 @@ from typing import Any
 import bentoml
 from bentoml.exceptions import BentoMLException, InvalidArgument, NotFound
 from fastapi import FastAPI
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 
 from churn_risk.runtime import configure_offline
 from churn_risk.serving import auth
@@ -156,8 +156,8 @@ class ChurnService:
                 results, unknown = state.score_records(records, top_k, channel), []
             except BadRecord as exc:
                 raise Unprocessable(str(exc)) from None
-        return ScoreResponse.model_construct(results=results, unknown_customer_ids=unknown,
-                                             model=state.model_dict)
+        return _json_response({"results": results, "unknown_customer_ids": unknown,
+                               "model": state.model_dict})
 
     @bentoml.api(route="/explain")
     def explain(
@@ -172,9 +172,7 @@ class ChurnService:
         if (customer_id is None) == (record is None):
             raise InvalidArgument("give exactly one of customer_id or record")
         try:
-            return ExplainResponse.model_construct(
-                **self.scorer.state.explain(customer_id, record)
-            )
+            return _json_response(self.scorer.state.explain(customer_id, record))
         except UnknownCustomer:
             raise NotFound(f"customer_id: {customer_id!r} is not in the loaded snapshot") from None
         except BadRecord as exc:
@@ -192,6 +190,13 @@ class ChurnService:
                 f"<h1>Customer not found</h1><p>No customer {_escape(customer_id)} in the "
                 "loaded snapshot.</p>", status_code=404)
         return HTMLResponse(render_customer_page(customer))
+
+
+def _json_response(payload: dict) -> Response:
+    """The scorer already builds plain JSON-ready dicts in the response models' shape (the
+    annotations document them in the OpenAPI page); encoding them directly skips pydantic
+    re-validating ~150 kB per 100 customers."""
+    return Response(json.dumps(payload), media_type="application/json")
 
 
 def _freeze_heap() -> None:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from churn_risk.serving import launch
+from churn_risk.serving.schemas import ExplainResponse, ScoreResponse
 from churn_risk.training.config import SearchSpace, TrainConfig
 from churn_risk.training.registry import promote
 from churn_risk.training.train import train
@@ -104,6 +105,7 @@ def test_score_known_customers_with_reasons_and_list_unknown_ones(served, known_
     status, answer = call(served["base"], "/score",
                           {"customer_ids": [*known_ids[:3], 999_999_999], "top_k": 4})
     assert status == 200
+    ScoreResponse.model_validate(answer)  # the documented response model, to the letter
     assert answer["unknown_customer_ids"] == [999_999_999]
     assert answer["model"]["version"] == served["first"].version
     assert len(answer["results"]) == 3
@@ -143,6 +145,7 @@ def test_explanation_adds_up_to_the_score(served, known_ids):
     customer = known_ids[5]
     status, explained = call(base, "/explain", {"customer_id": customer})
     assert status == 200
+    ExplainResponse.model_validate(explained)
     total = explained["base_value"] + sum(c["contribution"] for c in explained["contributions"])
     assert total == pytest.approx(explained["margin"], abs=1e-4)
     assert sum(explained["groups"].values()) == pytest.approx(total - explained["base_value"],
