@@ -15,20 +15,16 @@ Targets (2-core machine, 100k x 36): one snapshot <= 10 s, 12 snapshots <= 60 s,
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
-import resource
 import sys
 import time
 from pathlib import Path
 
+from common import demo_data, in_child, peak_mib
 from rich.console import Console
 from rich.table import Table
 
 TARGET_ONE_S, TARGET_TWELVE_S, TARGET_MEM_MIB, TARGET_RATIO = 10.0, 60.0, 4096.0, 5.0
 
-
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _read_only(folder: str) -> dict:
@@ -36,7 +32,7 @@ def _read_only(folder: str) -> dict:
 
     t = time.perf_counter()
     tables = read_tables(folder)
-    return {"seconds": time.perf_counter() - t, "peak_mib": _peak_mib(),
+    return {"seconds": time.perf_counter() - t, "peak_mib": peak_mib(),
             "events": sum(len(f) for n, f in tables.items() if n not in ("customers", "products"))}
 
 
@@ -61,7 +57,7 @@ def _pandas(folder: str, as_ofs: list) -> dict:
         rows = len(build_snapshot(prep, as_ofs[0]))
     else:
         rows = len(build_training_frame(prep, as_ofs))
-    return {"seconds": time.perf_counter() - t, "peak_mib": _peak_mib(), "rows": rows}
+    return {"seconds": time.perf_counter() - t, "peak_mib": peak_mib(), "rows": rows}
 
 
 def _dask(folder: str, as_ofs: list) -> dict:
@@ -73,25 +69,9 @@ def _dask(folder: str, as_ofs: list) -> dict:
         frame, _ = build_frame_dask(folder, as_ofs, labelled=len(as_ofs) > 1,
                                  scheduler=client.scheduler.address)
         seconds = time.perf_counter() - t
-        worker_peaks = client.run(_peak_mib)
+        worker_peaks = client.run(peak_mib)
     return {"seconds": seconds, "startup": t - started,
-            "peak_mib": _peak_mib() + sum(worker_peaks.values()), "rows": len(frame)}
-
-
-def _child(conn, fn, args) -> None:
-    conn.send(fn(*args))
-    conn.close()
-
-
-def _in_child(fn, *args) -> dict:
-    """Run `fn(*args)` in a fresh (non-daemon, so it may start Dask workers) process."""
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_child, args=(child, fn, args))
-    process.start()
-    result = parent.recv()
-    process.join()
-    return result
+            "peak_mib": peak_mib() + sum(worker_peaks.values()), "rows": len(frame)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,18 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-dask", action="store_true")
     args = parser.parse_args(argv)
     console = Console(width=120)
-    folder = args.data or Path(".bench-data") / f"crm-{args.customers}x{args.months}"
-    if not (folder / "customers.parquet").exists():
-        from churn_risk.demo import write_demo
+    folder = demo_data(console, args.customers, args.months, args.data)
 
-        console.print(f"Generating {args.customers:,} customers x {args.months} months in {folder}")
-        t = time.perf_counter()
-        write_demo(folder, customers=args.customers, months=args.months, seed=1)
-        console.print(f"  generated in {time.perf_counter() - t:.1f} s")
-
-    reads = [_in_child(_read_only, str(folder)) for _ in range(3)]
+    reads = [in_child(_read_only, str(folder)) for _ in range(3)]
     read = sorted(reads, key=lambda r: r["seconds"])[1]  # the median of three
-    as_ofs = _in_child(_as_ofs, str(folder))
+    as_ofs = in_child(_as_ofs, str(folder))
     runs = [("pandas", 1), ("pandas", 12)]
     if not args.skip_dask:
         runs += [("dask", 1), ("dask", 12)]
@@ -126,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     table.add_row("read only", "-", "-", f"{read['seconds']:.2f}", "-",
                   f"{read['peak_mib']:.0f}", "1.0", "floor")
     for engine, months in runs:
-        result = _in_child(_pandas if engine == "pandas" else _dask, str(folder), as_ofs[months])
+        result = in_child(_pandas if engine == "pandas" else _dask, str(folder), as_ofs[months])
         ratio = result["seconds"] / read["seconds"]
         limit = TARGET_ONE_S if months == 1 else TARGET_TWELVE_S
         checks = [result["seconds"] <= limit, result["peak_mib"] <= TARGET_MEM_MIB]

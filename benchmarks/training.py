@@ -48,15 +48,14 @@ at 100k x 36).
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import pickle
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from common import demo_data, in_child, peak_mib
 from rich.console import Console
 from rich.table import Table
 
@@ -64,9 +63,6 @@ SNAPSHOTS = 12
 TARGET_RATIO = 2.0
 AUC_TOLERANCE = 0.01
 
-
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _throwaway_tracking() -> None:
@@ -138,14 +134,14 @@ def _end_to_end(folder: str, first: str, engine: str) -> dict:
                 result = train(folder, cfg, engine="dask", scheduler=client.scheduler.address,
                                project_dir=Path(tmp))
                 out["seconds"] = time.perf_counter() - started
-                workers = client.run(_peak_mib)
+                workers = client.run(peak_mib)
             out["worker_mib"] = sum(workers.values())
             out["workers"] = len(workers)
         else:
             result = train(folder, cfg, engine="pandas", project_dir=Path(tmp))
             out["seconds"] = time.perf_counter() - started
             out["worker_mib"] = 0.0
-    out["driver_mib"] = _peak_mib()
+    out["driver_mib"] = peak_mib()
     out["peak_mib"] = out["driver_mib"] + out["worker_mib"]
     m = result.metrics
     out.update({
@@ -252,28 +248,8 @@ def _floor(path: str, first: str) -> dict:
                 leaves[depth] = fit.count_leaves(booster)
         del dtrain, dval
     del saved
-    return {"seconds": seconds, "peak_mib": _peak_mib(), "fits": fits, "leaves": leaves,
+    return {"seconds": seconds, "peak_mib": peak_mib(), "fits": fits, "leaves": leaves,
             "rows": rows}
-
-
-def _child(conn, fn, args) -> None:
-    conn.send(fn(*args))
-    conn.close()
-
-
-def _in_child(fn, *args):
-    """Run `fn(*args)` in a fresh (non-daemon, so it may start Dask workers) process."""
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_child, args=(child, fn, args))
-    process.start()
-    try:
-        result = parent.recv()
-    except EOFError:
-        process.join()
-        raise SystemExit(f"{fn.__name__} failed (exit code {process.exitcode})") from None
-    process.join()
-    return result
 
 
 def _fastest(results: list[dict]) -> dict:
@@ -306,27 +282,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="run each measurement N times and keep the fastest (noisy machines)")
     args = parser.parse_args(argv)
     console = Console(width=120)
-    folder = args.data or Path(".bench-data") / f"crm-{args.customers}x{args.months}"
-    if not (folder / "customers.parquet").exists():
-        from churn_risk.demo import write_demo
-
-        console.print(f"Generating {args.customers:,} customers x {args.months} months in {folder}")
-        t = time.perf_counter()
-        write_demo(folder, customers=args.customers, months=args.months, seed=1)
-        console.print(f"  generated in {time.perf_counter() - t:.1f} s")
+    folder = demo_data(console, args.customers, args.months, args.data)
 
     load_before = os.getloadavg()
-    months = _in_child(_first_as_of, str(folder))
+    months = in_child(_first_as_of, str(folder))
     first = months["first"]
     with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp:
         matrices = str(Path(tmp) / "matrices.pkl")
-        prepared = _in_child(_prepare_floor, str(folder), first, matrices)
+        prepared = in_child(_prepare_floor, str(folder), first, matrices)
         # Rounds interleave the runs, so that a slower spell of the machine hits all of them.
         rounds: dict[str, list[dict]] = {"floor": [], "pandas": [], "dask": []}
         for _ in range(max(1, args.repeat)):
-            rounds["floor"].append(_in_child(_floor, matrices, first))
+            rounds["floor"].append(in_child(_floor, matrices, first))
             for engine in ("pandas",) if args.skip_dask else ("pandas", "dask"):
-                rounds[engine].append(_in_child(_end_to_end, str(folder), first, engine))
+                rounds[engine].append(in_child(_end_to_end, str(folder), first, engine))
     floor = _fastest(rounds["floor"])
     local = _fastest(rounds["pandas"])
     runs = [("end to end, local (pandas)", local)]
@@ -393,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         dump = str(folder.parent / "training-local.prof")
         console.print(f"\ncProfile of the local end-to-end run (stats saved to {dump}):")
-        console.print(_in_child(_profile_local, str(folder), first, args.profile_top, dump),
+        console.print(in_child(_profile_local, str(folder), first, args.profile_top, dump),
                       markup=False, highlight=False, soft_wrap=True)
     return 0
 
