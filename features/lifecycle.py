@@ -406,15 +406,22 @@ def ticket_features(rows: _Rows, as_of: np.datetime64, cfg: FeatureConfig) -> Bl
         )
 
 
+def delivery_lateness(deliveries: pd.DataFrame, as_of: np.datetime64
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(days late, arrived) of each delivery as known at `as_of`: a delivery arriving later had
+    not arrived, and is late so far if its promised date has passed."""
+    promised = _times(deliveries["promised_date"])
+    delivered = _optional_times(deliveries, "delivered_date")
+    arrived = ~np.isnat(delivered) & (delivered < as_of)  # a later delivery is not known yet
+    arrived_or_now = np.where(arrived, delivered, as_of)
+    return np.maximum(_days(arrived_or_now - promised), 0.0), arrived
+
+
 def delivery_features(rows: _Rows, as_of: np.datetime64, cfg: FeatureConfig) -> Block:
     f = rows.frame
     src = "deliveries"
-    promised = _times(f["promised_date"])
-    age = _days(as_of - promised)
-    delivered = _optional_times(f, "delivered_date")
-    known = ~np.isnat(delivered) & (delivered < as_of)  # a later delivery is not known yet
-    arrived_or_now = np.where(known, delivered, as_of)
-    lateness = np.maximum(_days(arrived_or_now - promised), 0.0)
+    age = _days(as_of - _times(f["promised_date"]))
+    lateness, known = delivery_lateness(f, as_of)
     late = lateness > 0
     r = cfg.recent_days
     recent = age <= r

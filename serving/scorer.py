@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from churn_risk.features.labels import data_end
-from churn_risk.features.lifecycle import PreparedData, prepare
+from churn_risk.features.lifecycle import PreparedData, delivery_lateness, prepare
 from churn_risk.features.snapshots import build_snapshot
 from churn_risk.features.validation import load_crm
 from churn_risk.models.bundle import ChurnBundle
@@ -315,8 +315,8 @@ def page_data(state: ScoringState, customer_id) -> dict:
             "tickets": views.records(tickets, ["opened_at", "closed_at", "category",
                                                "resolved"]),
             "deliveries": views.records(
-                deliveries.assign(days_late=views.days_late(deliveries, state.as_of))
-                if len(deliveries) else deliveries,
+                deliveries.assign(days_late=delivery_lateness(
+                    deliveries, state.as_of.to_datetime64())[0]) if len(deliveries) else deliveries,
                 ["promised_date", "delivered_date", "damaged", "days_late"]),
             "contacts_by_month": views.contacts_by_month(contacts),
             "satisfaction": views.records(surveys, ["timestamp", "satisfaction", "nps"]),

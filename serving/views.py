@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from churn_risk.features.contract import CHANNELS
+from churn_risk.features.lifecycle import delivery_lateness
 
 if TYPE_CHECKING:
     from churn_risk.serving.scorer import ScoringState
@@ -80,13 +81,6 @@ def as_known_at(frame: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     return frame
 
 
-def days_late(deliveries: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
-    """Days late as known at `as_of` (a delivery not arrived by then is late so far)."""
-    delivered = deliveries.get("delivered_date", pd.Series(pd.NaT, index=deliveries.index))
-    arrived = delivered.where(delivered.notna() & (delivered < as_of), as_of)
-    return (arrived - deliveries["promised_date"]).dt.days.clip(lower=0).astype(float)
-
-
 def contacts_by_month(contacts: pd.DataFrame) -> list[dict]:
     if not len(contacts):
         return []
@@ -96,26 +90,23 @@ def contacts_by_month(contacts: pd.DataFrame) -> list[dict]:
 
 
 def open_tickets(state: ScoringState, customer_id) -> list[dict]:
-    tickets = state.history.of("tickets", customer_id)
+    tickets = as_known_at(state.history.of("tickets", customer_id), state.as_of)
     if not len(tickets):
         return []
-    closed = tickets["closed_at"] if "closed_at" in tickets else pd.Series(pd.NaT,
-                                                                           index=tickets.index)
-    still_open = closed.isna() | (closed >= state.as_of)
-    return records(tickets.loc[still_open.to_numpy()], ["opened_at", "category"])
+    if "closed_at" in tickets:  # without it, every ticket is open as far as anyone knows
+        tickets = tickets.loc[tickets["closed_at"].isna().to_numpy()]
+    return records(tickets, ["opened_at", "category"])
 
 
 def delivery_issues(state: ScoringState, customer_id) -> list[dict]:
-    deliveries = state.history.of("deliveries", customer_id)
+    deliveries = as_known_at(state.history.of("deliveries", customer_id), state.as_of)
     if not len(deliveries):
         return []
-    delivered = deliveries.get("delivered_date", pd.Series(pd.NaT, index=deliveries.index))
-    arrived = delivered.notna() & (delivered < state.as_of)
-    late = days_late(deliveries, state.as_of)
-    damaged = (deliveries["damaged"].fillna(False).astype(bool) & arrived
-               if "damaged" in deliveries else pd.Series(False, index=deliveries.index))
+    late, arrived = delivery_lateness(deliveries, state.as_of.to_datetime64())
+    damaged = (deliveries["damaged"].fillna(False).astype(bool).to_numpy()
+               if "damaged" in deliveries else np.zeros(len(deliveries), dtype=bool))
     issues = deliveries.assign(days_late=late, arrived=arrived, damaged=damaged)
-    issues = issues.loc[((late > 0) | damaged).to_numpy()]
+    issues = issues.loc[(late > 0) | damaged]
     return records(issues.tail(10), ["promised_date", "delivered_date", "days_late", "damaged",
                                      "arrived"])
 
