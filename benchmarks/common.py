@@ -3,6 +3,7 @@ demo data they run on."""
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing as mp
 import resource
 import sys
@@ -41,6 +42,17 @@ def in_child(fn, *args):
         raise SystemExit(f"{fn.__name__} failed (exit code {process.exitcode})") from None
     process.join()
     return result
+
+
+def data_arguments(description: str) -> argparse.ArgumentParser:
+    """The options every data-sized benchmark takes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--months", type=int, default=36)
+    parser.add_argument("--data", type=Path, default=None,
+                        help="folder with the data (generated there when missing)")
+    parser.add_argument("--skip-dask", action="store_true")
+    return parser
 
 
 def demo_data(console: Console, customers: int, months: int, folder: Path | None = None,

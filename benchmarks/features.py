@@ -14,12 +14,10 @@ Targets (2-core machine, 100k x 36): one snapshot <= 10 s, 12 snapshots <= 60 s,
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from pathlib import Path
 
-from common import demo_data, in_child, peak_mib
+from common import data_arguments, demo_data, in_child, peak_mib
 from rich.console import Console
 from rich.table import Table
 
@@ -75,12 +73,7 @@ def _dask(folder: str, as_ofs: list) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--customers", type=int, default=100_000)
-    parser.add_argument("--months", type=int, default=36)
-    parser.add_argument("--data", type=Path, default=None,
-                        help="folder with the data (generated there when missing)")
-    parser.add_argument("--skip-dask", action="store_true")
+    parser = data_arguments(__doc__.splitlines()[0])
     args = parser.parse_args(argv)
     console = Console(width=120)
     folder = demo_data(console, args.customers, args.months, args.data)

@@ -47,7 +47,6 @@ at 100k x 36).
 
 from __future__ import annotations
 
-import argparse
 import os
 import pickle
 import sys
@@ -55,7 +54,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import demo_data, in_child, peak_mib
+from common import data_arguments, demo_data, in_child, peak_mib
 from rich.console import Console
 from rich.table import Table
 
@@ -269,12 +268,7 @@ def _stages(run: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--customers", type=int, default=100_000)
-    parser.add_argument("--months", type=int, default=36)
-    parser.add_argument("--data", type=Path, default=None,
-                        help="folder with the data (generated there when missing)")
-    parser.add_argument("--skip-dask", action="store_true")
+    parser = data_arguments(__doc__.splitlines()[0])
     parser.add_argument("--profile", action="store_true",
                         help="also profile the local run (cProfile, top cumulative entries)")
     parser.add_argument("--profile-top", type=int, default=40)
