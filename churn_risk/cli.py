@@ -116,6 +116,13 @@ def _tables_table(title: str, tables: dict) -> Table:
     return table
 
 
+def _refuse(data: str, exc: Exception) -> None:
+    """Print the contract report and exit 1: nothing downstream runs on invalid data."""
+    err.print(f"[bold red]{data}: the data break the contract[/bold red]")
+    err.print(str(exc), markup=False, highlight=False)
+    raise typer.Exit(1) from None
+
+
 def _load(data: str):
     """Read and validate; on bad data print the report and exit 1 before anything runs."""
     from churn_risk.features.io import DataSourceError
@@ -124,9 +131,7 @@ def _load(data: str):
     try:
         return load_crm(data)
     except DataContractError as exc:
-        err.print(f"[bold red]{data}: the data break the contract[/bold red]")
-        err.print(str(exc), markup=False, highlight=False)
-        raise typer.Exit(1) from None
+        _refuse(data, exc)
     except DataSourceError as exc:
         err.print(f"[bold red]{exc}[/bold red]")
         raise typer.Exit(2) from None
@@ -150,20 +155,23 @@ def features(
     cfg = FeatureConfig()
     as_of_ts = _parse_date(as_of, "--as-of")
     started = time.perf_counter()
-    crm = _load(data)
-    prep = prepare(crm)
-    if engine is Engine.dask:
-        from churn_risk.features.dask_engine import build_snapshot_dask
+    if engine is Engine.dask:  # each partition is validated where it is computed
+        from churn_risk.features.dask_engine import build_frame_dask
+        from churn_risk.features.validation import DataContractError
 
-        frame = build_snapshot_dask(data, as_of_ts, cfg, scheduler=scheduler)
+        try:
+            frame, specs = build_frame_dask(data, [as_of_ts], cfg, scheduler=scheduler)
+        except DataContractError as exc:
+            _refuse(data, exc)
     else:
         from churn_risk.features.snapshots import build_snapshot
 
-        frame = build_snapshot(prep, as_of_ts, cfg)
+        prep = prepare(_load(data))
+        frame, specs = build_snapshot(prep, as_of_ts, cfg), feature_specs(prep, cfg)
     elapsed = time.perf_counter() - started
     if out is not None:
         write_frame(frame, out)
-    print_feature_summary(frame, feature_specs(prep, cfg), as_of_ts, elapsed, out)
+    print_feature_summary(frame, specs, as_of_ts, elapsed, out)
 
 
 def _parse_date(value: str, option: str):

@@ -204,16 +204,3 @@ def _data_end(tables: dict[str, object]) -> np.datetime64:
         maxima.append(dask.dataframe.to_datetime(ddf[col]).max())
     values = dask.compute(*maxima)
     return np.datetime64(max(pd.Timestamp(v) for v in values if pd.notna(v)), "ns")
-
-
-def build_snapshot_dask(
-    source: str | os.PathLike,
-    as_of: str | pd.Timestamp,
-    cfg: FeatureConfig = FeatureConfig(),
-    scheduler: str | None = None,
-    n_workers: int = 2,
-) -> pd.DataFrame:
-    """`snapshots.build_snapshot` for one as-of date, on Dask."""
-    frame, _ = build_frame_dask(source, [as_of], cfg, labelled=False, scheduler=scheduler,
-                                n_workers=n_workers)
-    return frame
