@@ -70,10 +70,33 @@ control; from the next month on, the treatment multiplies the hazard by ``1 - r`
 
 Ground truth (`DemoData.truth`, written to ``<out>/ground_truth/`` by `write_demo` with a README):
 ``churn`` has one row per customer active at a month start with ``hazard``,
-``churn_probability_90d``, every ``term_<group>`` and ``dominant_driver`` (the group whose term is
-furthest above its mean over the whole panel); ``adoption`` the 90-day adoption probability
-(``1 - (1 - p)**3``) of each family not held; ``campaign_effects`` each campaign's true relative
-hazard reduction, effect months and expected and realised 90-day retention uplift.
+``churn_probability_90d``, every ``term_<group>``, ``dominant_driver`` (the group whose term is
+furthest above its mean over the whole panel) and ``expected_monthly_spend``; ``adoption`` the
+90-day adoption probability (``1 - (1 - p)**3``) of each family not held; ``campaign_effects``
+each campaign's true relative hazard reduction, effect months and expected and realised 90-day
+retention uplift.
+
+``expected_monthly_spend`` is the expectation, given the state at ``as_of`` and for a customer who
+stays the whole month, of their net ``transactions.amount`` in the month (returns negative)::
+
+    (routine + adoption) * (1 - 0.035 * (L - 1) / L)
+
+- routine (accessory) purchases:
+  ``rate * E[price] * (1 + extra_quantity[segment]) * E[1 - discount]`` with
+  ``rate = purchase_rate[segment] * exp(e + 0.25 s) * season[calendar month]`` (the Poisson rate
+  the month's purchases are drawn with, from the latent engagement ``e`` and satisfaction ``s``
+  at ``as_of``), ``E[price]`` the accessory mix's mean catalogue price and ``E[1 - discount]`` =
+  0.9725;
+- adoption purchases, as expected values: for each adoption family not held, its monthly adoption
+  probability ``p`` times the expected amount, a subscription's first invoice (catalogue price x
+  seat factor, ``seats**0.6`` for business segments, over the segment's product mix; no discount)
+  or a hardware purchase (mean price x mean quantity x ``E[1 - discount]``);
+- returns: each purchase is returned in full with probability 0.035 when at least two days of the
+  month remain after it (``L`` days in the month).
+
+The generator writes no recurring subscription invoices to ``transactions`` (a subscription's
+``recurring_amount`` is only in ``subscriptions``; its sole transaction is the first invoice of an
+adoption), so the expectation has no recurring term. Rounding to cents is ignored.
 
 Mess, on purpose: ~2% unknown regions, unknown seat counts, late and lost deliveries, damage
 unknown, tickets still open at the end, closed-unresolved tickets followed by a reopened problem
@@ -233,6 +256,8 @@ _CONTACT_RATE = np.array([0.7, 1.0, 1.6])
 _TICKET_RATE = np.array([0.07, 0.10, 0.16])
 _EXTRA_QUANTITY = np.array([0.2, 1.0, 3.0])
 _RETURN_SHARE = 0.035
+_DISCOUNTS = np.array([0.0, 0.05, 0.1, 0.2])  # on purchases priced from the catalog
+_DISCOUNT_SHARE = np.array([0.7, 0.15, 0.1, 0.05])
 _SEASON = {1: 0.85, 7: 0.9, 8: 0.9, 11: 1.35, 12: 1.7}
 
 # Interactions: (channel, kind, handled by an agent, can be outsourced, share within channel)
@@ -686,6 +711,39 @@ def _adoption_probabilities(
     return _sigmoid(score)
 
 
+def _expected_spend(
+    cust: _Customers,
+    state: _State,
+    p_adopt: np.ndarray,
+    not_held: np.ndarray,
+    month_of_year: int,
+    length: int,
+) -> np.ndarray:
+    """Expected net transaction amount of the month per customer, from the month-start state, for
+    a customer present the whole month (see `expected_monthly_spend` in the module docstring).
+
+    Mirrors the month's draws without making any: routine accessory purchases, adoption purchases
+    (a subscription's first invoice or a hardware purchase) and returns. Subscriptions have no
+    other invoice transactions."""
+    seg = cust.segment
+    quantity = 1.0 + _EXTRA_QUANTITY[seg]  # physical products: 1 + Poisson(extra)
+    kept = 1.0 - float(_DISCOUNTS @ _DISCOUNT_SHARE)  # expected 1 - discount
+    rate = _PURCHASE_RATE[seg] * np.exp(state.engagement + 0.25 * state.satisfaction)
+    rate = rate * _SEASON.get(month_of_year, 1.0)
+    accessory = float(_ACCESSORY_WEIGHTS @ _PRICE[_ACCESSORIES])
+    spend = rate * accessory * quantity * kept
+    factor = _seat_factor(cust, np.arange(cust.n))
+    for f, slot in enumerate(_ADOPTION_SLOT):
+        if slot < 0:
+            value = float(_HARDWARE_WEIGHTS @ _PRICE[_HARDWARE]) * quantity * kept
+        else:  # first invoice: the chosen product's recurring amount, no discount
+            amounts = np.round(_PRICE[_SLOT_PRODUCTS[slot]][None, :] * factor[:, None], 2)
+            value = (_SLOT_WEIGHTS[slot][seg] * amounts).sum(axis=1)
+        spend = spend + np.where(not_held[:, f], p_adopt[:, f] * value, 0.0)
+    # a purchase is returned (full amount) with _RETURN_SHARE when >= 2 days of the month remain
+    return spend * (1.0 - _RETURN_SHARE * (length - 1) / length)
+
+
 def _held(state: _State, tr: _Trailing) -> np.ndarray:
     cols = [
         tr.hardware_held if slot < 0 else state.sub_product[:, slot] >= 0
@@ -714,7 +772,7 @@ def _purchase_rows(
         _PHYSICAL[product], 1 + rng.poisson(_EXTRA_QUANTITY[cust.segment[c]]), 1
     ).astype(float)
     if amount is None:
-        discount = rng.choice(np.array([0.0, 0.05, 0.1, 0.2]), c.size, p=[0.7, 0.15, 0.1, 0.05])
+        discount = rng.choice(_DISCOUNTS, c.size, p=_DISCOUNT_SHARE)
         amount = np.round(_PRICE[product] * quantity * (1 - discount), 2)
     return {
         "cust": c,
@@ -982,6 +1040,9 @@ def generate(
         adoption_truth.append(
             {"cust": who, "month": np.full(who.size, m), "family": fam, "p": p_adopt[who, fam]}
         )
+        # -- expected net spend of the month (truth, on the churn rows), from the same state
+        spend = _expected_spend(cust, state, p_adopt, not_held, int(cal.month_of_year[m]), length)
+        churn_truth[-1]["spend"] = spend[idx]
 
         # -- who is there this month, from when until when
         lo = np.maximum(month_start, cust.signup_day)
@@ -1427,6 +1488,7 @@ def _churn_truth(cal: _Calendar, rows: list[dict[str, np.ndarray]]) -> pd.DataFr
             "log_odds": r["log_odds"],
             "campaign_reduction": r["reduction"],
             "churned_in_month": r["churned"].astype(bool),
+            "expected_monthly_spend": r["spend"],
         }
     )
     return frame
@@ -1598,6 +1660,12 @@ def truth_readme(
         ),
     ]
     term_lines = "\n".join(f"| {name} | {text} |" for name, text in terms)
+    rates = "/".join(f"{v:g}" for v in _PURCHASE_RATE)
+    extra = "/".join(f"{v:g}" for v in _EXTRA_QUANTITY)
+    season = ", ".join(f"{pd.Timestamp(2000, k, 1):%b} {v:g}" for k, v in _SEASON.items())
+    accessory = float(_ACCESSORY_WEIGHTS @ _PRICE[_ACCESSORIES])
+    hardware = float(_HARDWARE_WEIGHTS @ _PRICE[_HARDWARE])
+    kept = 1.0 - float(_DISCOUNTS @ _DISCOUNT_SHARE)
     campaign_header = (
         "| campaign | offer | relative hazard reduction | effect months | targeted "
         "| true uplift 90d | observed uplift 90d |\n|---|---|---|---|---|---|---|"
@@ -1668,6 +1736,22 @@ purchases, not an adoption family.
 - `campaign_reduction`: the relative hazard reduction applied this month (0 if none)
 - `churned_in_month`: whether the customer churned before the next month start. The realised
   90-day label at `as_of` is `churned_in_month` of this or the next two months.
+- `expected_monthly_spend`: the expected net spend of the month in the currency of
+  `transactions.amount` (purchases minus returns, the customer's transactions from `as_of` to the
+  next month start), given the state at `as_of` and if the customer stays the whole month:
+  (routine + adoption) x (1 - {_RETURN_SHARE} x (days in month - 1) / days in month).
+  *Routine* accessory purchases: a Poisson rate of {rates} per month (consumer,
+  small_business, enterprise) x exp(e + 0.25 s) (latent engagement and satisfaction at `as_of`)
+  x the seasonal factor of the month ({season}; else 1), times the mean amount of a
+  purchase: {accessory:.3f} (mean accessory price) x (1 + {extra} extra items) x {kept:.4f}
+  (mean 1 - discount). *Adoption* purchases, as expected values: for each family not held, its
+  monthly adoption probability times the expected amount, a subscription's first invoice
+  (catalogue price x seat factor, seats^0.6 outside consumer, over the segment's product mix;
+  no discount) or a hardware purchase ({hardware:.2f} mean price x (1 + extra items) x
+  {kept:.4f}). *Returns*: a purchase is returned in full with probability {_RETURN_SHARE} when
+  at least two days of the month remain. The generator writes no recurring subscription invoices
+  to the transactions (`recurring_amount` is in `subscriptions`; a subscription's only
+  transaction is its first invoice at an adoption), so there is no recurring term.
 
 `adoption.parquet`: customer_id, as_of, family, `adoption_probability_90d` = 1 - (1 - p)^3 (same
 approximation), only for families not held at `as_of`.

@@ -355,6 +355,36 @@ def test_truth_columns_and_ranges(small):
     assert set(adoption["family"]) == set(ADOPTION_FAMILIES)
 
 
+def test_expected_monthly_spend_matches_realised_spend(small):
+    """The truth's expected spend is the mean of the month's realised net transaction amount."""
+    truth = small.truth["churn"]
+    assert (truth["expected_monthly_spend"] > 0).all()
+    tx = small.tables["transactions"]
+    signed = tx["amount"].where(~tx["is_return"], -tx["amount"])
+    month = tx["timestamp"].dt.to_period("M").dt.to_timestamp()  # months start on the 1st
+    realised = signed.groupby([tx["customer_id"], month]).sum()
+    key = pd.MultiIndex.from_arrays([truth["customer_id"], truth["as_of"]])
+    rows = truth.assign(realised=realised.reindex(key).fillna(0.0).to_numpy())
+    rows = rows.loc[~rows["churned_in_month"], ["customer_id", "as_of", "realised",
+                                                "expected_monthly_spend"]]
+    assert len(rows) > 10_000
+    # measured 0.991 here, 0.975-1.018 over 12 seeds, 0.9995 on 318k customer-months; leaving
+    # out the adoption purchases would give ~1.25, adding the subscriptions' recurring amounts
+    # (never invoiced in the transactions) ~0.2
+    ratio = rows["realised"].mean() / rows["expected_monthly_spend"].mean()
+    assert ratio == pytest.approx(1.0, abs=0.05)
+    # calibrated across the range (quintiles of the expectation: 0.92-1.15 over seeds)
+    quintile = pd.qcut(rows["expected_monthly_spend"], 5, labels=False)
+    means = rows.groupby(quintile)[["realised", "expected_monthly_spend"]].mean()
+    assert (means["realised"] / means["expected_monthly_spend"]).between(0.8, 1.25).all()
+    # ranks customers (summed over their months; measured 0.925, >= 0.91 over seeds) and
+    # follows the season (monthly means; measured 0.94, >= 0.88 over seeds)
+    per_customer = rows.groupby("customer_id")[["realised", "expected_monthly_spend"]].sum()
+    assert per_customer.corr().iloc[0, 1] > 0.85
+    per_month = rows.groupby("as_of")[["realised", "expected_monthly_spend"]].mean()
+    assert per_month.corr().iloc[0, 1] > 0.75
+
+
 def test_adoption_truth_only_for_families_not_held(small):
     adoption = small.truth["adoption"]
     as_of = pd.Timestamp(sorted(adoption["as_of"].unique())[6])
@@ -381,6 +411,7 @@ def test_write_demo_writes_tables_and_ground_truth(tmp_path):
     readme = (truth / "README.md").read_text()
     assert "sigmoid" in readme and str(HazardCoefficients().base) in readme
     assert "dominant_driver" in readme and "churn_probability_90d" in readme
+    assert "expected_monthly_spend" in readme
     tables = read_tables(folder)
     assert sorted(tables) == sorted(CONTRACT_TABLES)
     pd.testing.assert_frame_equal(tables["customers"], data.tables["customers"])
