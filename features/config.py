@@ -21,6 +21,9 @@ class FeatureConfig:
     lookback_days: int = 365
     #: A campaign's `responded` flag is only believed once this many days have passed since it.
     response_window_days: int = 30
+    #: The transactions table already holds the subscription invoices: the value model's
+    #: target then leaves `subscriptions.recurring_amount` out (else it would count them twice).
+    invoices_in_transactions: bool = False
 
     name: str = "lifecycle_v1"
 

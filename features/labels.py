@@ -7,6 +7,11 @@
 - Churn label (the first that applies): the company's own `labels` table; else, with
   subscriptions, no active subscription at `as_of + horizon_days`; else no purchase in
   `[as_of, as_of + horizon_days)`. A label is NaN when the data do not cover the whole horizon.
+- Horizon spend: what the customer pays in `[as_of, as_of + horizon_days)`, the target of the
+  value model: net transactions (purchases minus returns) plus, unless the transactions already
+  hold the invoices (`FeatureConfig.invoices_in_transactions`), the subscriptions'
+  `recurring_amount` (per month) for the days each is active in the horizon. NaN without
+  either source or when the horizon is incomplete.
 - Adoption label per product family: the customer starts or buys a product of the family within
   the horizon; NaN (not eligible) when they held it at `as_of` or bought it during the lookback.
 
@@ -29,6 +34,8 @@ from churn_risk.features.lifecycle import (
     _times,
     signed_up_before,
 )
+
+DAYS_PER_MONTH = 365.25 / 12
 
 ChurnDefinition = Literal["labels", "subscriptions", "transactions"]
 
@@ -125,6 +132,46 @@ def churn_labels(
     else:
         stays = _purchased(prep, as_of, horizon_end)[pos]
     return (~stays).astype(float)
+
+
+def spend_labels(
+    prep: PreparedData,
+    customers: pd.DataFrame,
+    as_of: np.datetime64,
+    cfg: FeatureConfig = FeatureConfig(),
+    end: np.datetime64 | None = None,
+) -> np.ndarray:
+    """What each customer pays in `[as_of, as_of + horizon_days)` (see the module doc), aligned
+    with `customers`; NaN without a spend source or when the data do not cover the horizon."""
+    recurring = (prep.has("subscriptions") and not cfg.invoices_in_transactions
+                 and "recurring_amount" in prep.events["subscriptions"])
+    if (not (prep.has("transactions") or recurring)
+            or not horizon_complete(prep, as_of, cfg, end)):
+        return np.full(len(customers), np.nan)
+    horizon_end = as_of + cfg.horizon_days * DAY
+    total = np.zeros(len(prep.customers))
+    if prep.has("transactions"):
+        tx = prep.events["transactions"]
+        times = _times(tx["timestamp"])
+        lo, hi = np.searchsorted(times, [as_of, horizon_end], side="left")
+        window = tx.iloc[lo:hi]
+        amount = pd.to_numeric(window["amount"], errors="coerce").fillna(0.0).to_numpy(float)
+        if "is_return" in window:
+            amount = np.where(window["is_return"].fillna(False).astype(bool).to_numpy(),
+                              -amount, amount)
+        total += np.bincount(window["_pos"].to_numpy(), weights=amount,
+                             minlength=len(prep.customers))
+    if recurring:
+        subs = prep.events["subscriptions"]
+        start = np.maximum(_times(subs["start_date"]), as_of)
+        stop = _optional_times(subs, "end_date")
+        stop = np.where(np.isnat(stop) | (stop > horizon_end), horizon_end, stop)
+        days = np.clip((stop - start) / DAY, 0, None)
+        monthly = pd.to_numeric(subs["recurring_amount"], errors="coerce").fillna(0.0)
+        total += np.bincount(subs["_pos"].to_numpy(),
+                             weights=monthly.to_numpy(float) * days / DAYS_PER_MONTH,
+                             minlength=len(prep.customers))
+    return total[customers["_pos"].to_numpy()]
 
 
 def adoption_labels(

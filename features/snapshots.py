@@ -2,7 +2,8 @@
 
 A snapshot is one row per customer in the population at `as_of` (see `labels.population`),
 keyed on (customer_id, as_of). A training frame stacks monthly snapshots and adds the labels:
-`churned` and one `adopts_<family>` column per product family.
+`churned`, `horizon_spend` (the value model's target) and one `adopts_<family>` column per
+product family.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from churn_risk.features.labels import (
     data_end,
     horizon_complete,
     population,
+    spend_labels,
 )
 from churn_risk.features.lifecycle import PreparedData, _times, build_features, to_timestamp
 
 KEY = ("customer_id", "as_of")
 CHURN_LABEL = "churned"
+SPEND_LABEL = "horizon_spend"
 ADOPTION_PREFIX = "adopts_"
 
 
@@ -42,11 +45,12 @@ def build_labelled_snapshot(
     cfg: FeatureConfig = FeatureConfig(),
     end: np.datetime64 | None = None,
 ) -> pd.DataFrame:
-    """`build_snapshot` plus the churn and adoption labels observed after `as_of`."""
+    """`build_snapshot` plus the churn, spend and adoption labels observed after `as_of`."""
     t = to_timestamp(as_of)
     customers = population(prep, t, cfg)
     frame = build_features(prep, t, customers, cfg)
     frame[CHURN_LABEL] = churn_labels(prep, customers, t, cfg, end)
+    frame[SPEND_LABEL] = spend_labels(prep, customers, t, cfg, end)
     for family, label in adoption_labels(prep, customers, t, cfg, end).items():
         frame[f"{ADOPTION_PREFIX}{family}"] = label
     return frame

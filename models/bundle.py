@@ -8,6 +8,11 @@ reasons lives here, so training and serving can never disagree.
 Explanations are XGBoost's native TreeSHAP (`pred_contribs`) of the churn model, in log-odds:
 `base_value + sum(contributions) == margin`, and `churn_probability == calibrate(margin)`.
 Contributions are also summed per driver group, the business vocabulary reasons are shown in.
+
+The bundle also carries the value model (an XGBoost regressor of the net spend over the horizon
+of a retained customer) and the portfolio policy (`portfolio.py`: lifetime value, the value ×
+risk matrix and the next-best-action catalogue with its success rates), so a customer's value,
+quadrant and recommended action are the same in batch scoring, worklists and the service.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import xgboost as xgb
 
 from churn_risk.features.config import FeatureConfig
 from churn_risk.features.lifecycle import FeatureSpec
+from churn_risk.models.portfolio import PortfolioPolicy
 
 BUNDLE_FORMAT = 1
 DEFAULT_RISK_BANDS: tuple[tuple[str, float], ...] = (
@@ -111,6 +117,9 @@ class ChurnBundle:
     propensity: dict[str, xgb.Booster] = field(default_factory=dict)
     risk_bands: tuple[tuple[str, float], ...] = DEFAULT_RISK_BANDS
     info: dict = field(default_factory=dict)  # feature set, training window, ... (metadata)
+    #: Net spend over the horizon if retained (None: no transactions to learn it from).
+    value: xgb.Booster | None = None
+    policy: PortfolioPolicy = field(default_factory=PortfolioPolicy)
 
     # ---------------------------------------------------------------- inputs
 
@@ -182,16 +191,95 @@ class ChurnBundle:
         return names[np.searchsorted(lower, probability, side="right") - 1]
 
     def predict(self, frame: pd.DataFrame, dm: xgb.DMatrix | None = None) -> pd.DataFrame:
-        """Scores per row: calibrated churn probability, risk band, and one propensity per
+        """Scores per row: calibrated churn probability, risk band, value (`horizon_margin`,
+        `lifetime_value`, `value_at_risk`), the risk-matrix `quadrant`, and one propensity per
         product family (`propensity_<family>`)."""
         dm = self.dmatrix(frame) if dm is None else dm
         probability = self.calibrator(self.churn_margin(dm))
         out = {"churn_probability": probability, "risk_band": self.risk_band(probability)}
+        out.update(self.value_columns(probability, dm))
         for family in self.families:
             out[f"propensity_{family}"] = self.propensity[family].predict(
                 dm, validate_features=False
             )
         return pd.DataFrame(out, index=frame.index)
+
+    def value_columns(self, probability: np.ndarray, dm: xgb.DMatrix) -> dict[str, np.ndarray]:
+        if self.value is None:
+            nan = np.full(len(probability), np.nan)
+            return {"horizon_margin": nan, "lifetime_value": nan, "value_at_risk": nan,
+                    "quadrant": np.full(len(probability), None, dtype=object)}
+        margin = self.policy.horizon_margin(self.value.predict(dm, validate_features=False))
+        lifetime = self.policy.lifetime_value(margin)
+        return {
+            "horizon_margin": margin,
+            "lifetime_value": lifetime,
+            "value_at_risk": probability * lifetime,
+            "quadrant": self.policy.quadrant(probability, lifetime),
+        }
+
+    def recommend(self, scores: pd.DataFrame, explanation: Explanation) -> pd.DataFrame:
+        """The next-best action per row of `predict`'s output (see `portfolio.py`); without a
+        value model only growth actions can pay."""
+        return self.policy.recommend(
+            scores["churn_probability"].to_numpy(),
+            np.nan_to_num(scores["lifetime_value"].to_numpy(dtype=float)),
+            np.nan_to_num(scores["horizon_margin"].to_numpy(dtype=float)),
+            explanation.groups,
+            self._propensity_frame(scores),
+        ).set_axis(scores.index)
+
+    def _propensity_frame(self, scores: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame({f: scores[f"propensity_{f}"].to_numpy() for f in self.families},
+                            index=scores.index)
+
+    def score(self, frame: pd.DataFrame, top_k: int = 3) -> pd.DataFrame:
+        """Every output field per row, flat (batch scoring's table): `predict`'s columns, the
+        recommended action and its expected profit, the `top_k` reasons raising risk
+        (`reason_<i>_feature`, `_group`, `_contribution`), the next products and the SHAP
+        contribution of each driver group (`group_<name>`). One model input, one TreeSHAP pass."""
+        dm = self.dmatrix(frame)
+        scores = self.predict(frame, dm)
+        explanation = self.explain(frame, dm)
+        out = [scores, self.recommend(scores, explanation)]
+        out.append(self.reason_columns(explanation, top_k))
+        out.append(self.next_product_columns(scores, min(3, len(self.families))))
+        out.append(explanation.groups.add_prefix("group_"))
+        return pd.concat([o.set_axis(frame.index) for o in out], axis=1)
+
+    def reason_columns(self, explanation: Explanation, top_k: int) -> pd.DataFrame:
+        """The `top_k` features raising risk most per row, vectorised (a feature that lowers
+        risk is left out: its columns are empty)."""
+        values = explanation.contributions.to_numpy()
+        n, m = values.shape
+        k = min(top_k, m)
+        out: dict[str, np.ndarray] = {}
+        if k == 0 or n == 0:
+            return pd.DataFrame(index=explanation.contributions.index)
+        top = np.argpartition(-values, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(values, top, axis=1), axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        picked = np.take_along_axis(values, top, axis=1)
+        names = np.array(self.feature_names, dtype=object)
+        groups = np.array([s.group for s in self.specs], dtype=object)
+        for i in range(k):
+            raises = picked[:, i] > 0
+            out[f"reason_{i + 1}_feature"] = np.where(raises, names[top[:, i]], None)
+            out[f"reason_{i + 1}_group"] = np.where(raises, groups[top[:, i]], None)
+            out[f"reason_{i + 1}_contribution"] = np.where(raises, picked[:, i], np.nan)
+        return pd.DataFrame(out, index=explanation.contributions.index)
+
+    def next_product_columns(self, scores: pd.DataFrame, top_k: int) -> pd.DataFrame:
+        if top_k == 0:
+            return pd.DataFrame(index=scores.index)
+        values = self._propensity_frame(scores).to_numpy()
+        order = np.argsort(-values, axis=1, kind="stable")[:, :top_k]
+        families = np.array(self.families, dtype=object)
+        out = {}
+        for i in range(top_k):
+            out[f"next_product_{i + 1}"] = families[order[:, i]]
+            out[f"next_product_{i + 1}_propensity"] = values[np.arange(len(values)), order[:, i]]
+        return pd.DataFrame(out, index=scores.index)
 
     # ---------------------------------------------------------------- reasons
 
@@ -254,6 +342,8 @@ class ChurnBundle:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.churn.save_model(folder / "churn.ubj")
+        if self.value is not None:
+            self.value.save_model(folder / "value.ubj")
         for family, booster in self.propensity.items():
             booster.save_model(folder / f"propensity_{family}.ubj")
         meta = {
@@ -264,6 +354,8 @@ class ChurnBundle:
             "families": self.families,
             "risk_bands": [list(b) for b in self.risk_bands],
             "info": self.info,
+            "value_model": self.value is not None,
+            "policy": self.policy.to_dict(),
         }
         (folder / "bundle.json").write_text(json.dumps(meta, indent=2, default=str))
         return folder
@@ -289,4 +381,6 @@ class ChurnBundle:
             propensity={f: booster(folder / f"propensity_{f}.ubj") for f in meta["families"]},
             risk_bands=tuple((name, float(low)) for name, low in meta["risk_bands"]),
             info=meta["info"],
+            value=booster(folder / "value.ubj") if meta.get("value_model") else None,
+            policy=PortfolioPolicy.from_dict(meta.get("policy", {})),
         )

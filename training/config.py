@@ -8,6 +8,7 @@ from pathlib import Path
 
 from churn_risk.features.config import FeatureConfig
 from churn_risk.models.bundle import DEFAULT_RISK_BANDS
+from churn_risk.models.portfolio import MatrixSettings, ValueSettings
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,15 @@ class TrainConfig:
     #: A family needs this many adopters in training to get a propensity model.
     min_positives: int = 30
     risk_bands: tuple[tuple[str, float], ...] = DEFAULT_RISK_BANDS
+    #: Value model: depth of the spend regressor; margin rate, discounting, lifetime.
+    value_max_depth: int = 4
+    value: ValueSettings = field(default_factory=ValueSettings)
+    #: Risk-matrix thresholds (quantiles of the newest scored snapshot, or absolute).
+    matrix: MatrixSettings = field(default_factory=MatrixSettings)
+    #: Next-best-action catalogue (TOML); None: the packaged `models/actions.toml`.
+    actions: str | None = None
+    #: An offer's measured success rate needs this many control customers.
+    min_control: int = 100
     #: Holdout share of customers when the data are too short for a time split.
     holdout_share: float = 0.2
     seed: int = 42
@@ -65,7 +75,8 @@ class TrainConfig:
 
 
 def load_config(path: str | Path | None) -> TrainConfig:
-    """Read a TOML file with optional [features] and [search] tables and top-level keys."""
+    """Read a TOML file with optional [features], [search], [value] and [matrix] tables and
+    top-level keys."""
     if path is None:
         return TrainConfig()
     raw = tomllib.loads(Path(path).read_text())
@@ -82,6 +93,10 @@ def load_config(path: str | Path | None) -> TrainConfig:
         kwargs["search"] = SearchSpace(
             **{k: tuple(v) if isinstance(v, list) else v for k, v in raw["search"].items()}
         )
+    if "value" in raw:
+        kwargs["value"] = ValueSettings(**raw["value"])
+    if "matrix" in raw:
+        kwargs["matrix"] = MatrixSettings(**raw["matrix"])
     if "risk_bands" in raw:
         kwargs["risk_bands"] = tuple((str(n), float(x)) for n, x in raw["risk_bands"])
     return TrainConfig(**kwargs)

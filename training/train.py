@@ -22,15 +22,17 @@ import pandas as pd
 from mlflow.models import infer_signature
 
 from churn_risk.features.lifecycle import FeatureSpec
-from churn_risk.features.snapshots import ADOPTION_PREFIX, CHURN_LABEL
+from churn_risk.features.snapshots import ADOPTION_PREFIX, CHURN_LABEL, SPEND_LABEL
 from churn_risk.models import mlflow_model
 from churn_risk.models.bundle import ChurnBundle, encode_features
+from churn_risk.models.portfolio import fit_policy, load_catalogue, with_measured_success
 from churn_risk.models.pyfunc import ARTIFACT_KEY, pip_requirements
 from churn_risk.training.config import TrainConfig
 from churn_risk.training.evaluate import Evaluation, evaluate, load_truth
 from churn_risk.training.fit import (
     category_levels,
     fit_calibrator,
+    fit_value_model,
     search_model,
 )
 from churn_risk.training.registry import register
@@ -86,8 +88,11 @@ def fit_bundle(
     cfg: TrainConfig,
     step: Step | None = None,
     client=None,
+    measured_success: dict[str, dict] | None = None,
 ) -> tuple[ChurnBundle, Split, dict[str, float], list[str]]:
-    """Split by time, fit churn model + calibrator + propensity models; no MLflow here."""
+    """Split by time, fit churn model + calibrator + propensity models + value model, and the
+    portfolio policy (matrix thresholds, actions with `measured_success` rates per offer from
+    campaign evaluation); no MLflow here."""
     split = split_by_time(
         frame,
         cfg.gap_months if cfg.gap_months is not None else gap_months(cfg.features.horizon_days),
@@ -157,6 +162,24 @@ def fit_bundle(
             if step:
                 step("propensity models", i + 1, len(families))
 
+    value = None
+    if SPEND_LABEL in frame and frame[SPEND_LABEL].notna().any():
+        # the value of a customer *if retained*: learnt from those who stayed
+        tr = split.train[(split.train[CHURN_LABEL] == 0) & split.train[SPEND_LABEL].notna()]
+        va = split.validation[(split.validation[CHURN_LABEL] == 0)
+                              & split.validation[SPEND_LABEL].notna()]
+        value, value_metrics = fit_value_model(
+            matrix(tr), tr[SPEND_LABEL].to_numpy(), matrix(va), va[SPEND_LABEL].to_numpy(),
+            cfg.search, cfg.value_max_depth, cfg.nthread, cfg.seed, client,
+        )
+        fit_metrics.update(value_metrics)
+        notes.append(f"value model: {value_metrics['value_model_trees']:.0f} trees, validation "
+                     f"MAE {value_metrics['validation_value_mae']:.1f} per customer")
+        if step:
+            step("value model", 1, 1)
+    else:
+        notes.append("no value model: no transactions to learn spend from")
+
     bundle = ChurnBundle(
         specs=specs,
         categories=categories,
@@ -164,6 +187,7 @@ def fit_bundle(
         calibrator=calibrator,
         propensity=propensity,
         risk_bands=cfg.risk_bands,
+        value=value,
         info={
             "feature_config": asdict(cfg.features),
             "feature_set": cfg.features.name,
@@ -172,7 +196,27 @@ def fit_bundle(
             "features": names,
         },
     )
+    bundle.policy = _fit_policy(bundle, split, cfg, measured_success or {})
+    notes.append(
+        f"risk matrix: high risk from {bundle.policy.risk_threshold:.1%} churn probability, "
+        f"high value from {bundle.policy.value_threshold:,.0f} lifetime value"
+    )
     return bundle, split, fit_metrics, notes
+
+
+def _fit_policy(bundle: ChurnBundle, split: Split, cfg: TrainConfig,
+                measured: dict[str, dict]):
+    """Matrix thresholds from the newest snapshot the model has not been trained on (the
+    portfolio as it will be scored); retention over one horizon from the training labels."""
+    reference = split.test if len(split.test) else split.validation
+    reference = reference.loc[reference["as_of"] == reference["as_of"].max()]
+    dm = bundle.dmatrix(reference)
+    probability = bundle.calibrator(bundle.churn_margin(dm))
+    spend = (bundle.value.predict(dm, validate_features=False) if bundle.value is not None
+             else np.zeros(len(reference)))
+    actions = with_measured_success(load_catalogue(cfg.actions), measured)
+    return fit_policy(probability, spend, 1.0 - float(split.train[CHURN_LABEL].mean()),
+                      cfg.features.horizon_days, cfg.value, cfg.matrix, actions)
 
 
 def train(

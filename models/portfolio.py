@@ -1,0 +1,309 @@
+"""From scores to decisions: customer value, the value × risk matrix and the next-best action.
+
+Everything here is part of the bundle (fitted at training, logged with the model, loaded by batch
+scoring, worklists and the service), so every channel sees the same value, quadrant and action.
+
+Value
+    `horizon_margin`: the margin the customer brings over the next horizon *if retained*: the
+    value model's predicted net spend (an XGBoost regressor trained on customers who stayed)
+    times the gross margin rate.
+    `lifetime_value`: that margin, horizon after horizon for `lifetime_years`, kept with the
+    portfolio's typical retention rate (measured at training) and discounted: what the company
+    keeps if this customer does not leave now. Using the portfolio's rate, not the customer's own
+    risk, keeps the risk out of the value axis of the matrix (a risky customer is not "worth
+    less", they are *at risk*).
+    `value_at_risk` = churn probability × lifetime value.
+
+Risk matrix
+    Four quadrants of risk × value, with thresholds from the scored portfolio's quantiles at
+    training (or given in the config): `protect_first` (high value, high risk), `keep` (high
+    value, low risk), `grow` (low value, low risk) and `let_go` (low value, high risk).
+
+Next-best action
+    A declared catalogue (TOML, `actions.toml` by default) maps reasons to actions with a cost
+    and a channel. A retention action is eligible when its driver group raises the customer's
+    risk (a positive SHAP contribution of the group) or when it names no driver group; its
+    expected profit is
+
+        churn probability × lifetime value × success rate − cost
+
+    where the success rate (the share of would-be churners the action keeps) is the measured
+    relative churn reduction of past campaigns with the action's `offer` when campaign data
+    exist, else the catalogue's prior. A growth action (next product) is eligible for customers
+    below the risk threshold and earns propensity × `gain` × success rate − cost. The action
+    with the highest positive expected profit is recommended; none when no action pays.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+QUADRANTS: tuple[str, ...] = ("protect_first", "keep", "grow", "let_go")
+QUADRANT_LABELS = {
+    "protect_first": "Protect first",
+    "keep": "Keep",
+    "grow": "Grow",
+    "let_go": "Let go",
+}
+NO_ACTION = "none"
+ACTION_CHANNELS = ("sales", "contact_center", "web", "service", "campaign")
+
+
+@dataclass(frozen=True)
+class ValueSettings:
+    #: Gross margin as a share of net spend.
+    margin_rate: float = 0.30
+    annual_discount_rate: float = 0.10
+    #: How far ahead lifetime value looks.
+    lifetime_years: float = 3.0
+
+
+@dataclass(frozen=True)
+class MatrixSettings:
+    """Quadrant thresholds: absolute when given, else these quantiles of the portfolio."""
+
+    risk_quantile: float = 0.75
+    value_quantile: float = 0.50
+    risk_threshold: float | None = None
+    value_threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    label: str
+    channel: str
+    cost: float
+    #: Prior share of would-be churners the action keeps (growth: share of buyers it converts).
+    success_rate: float
+    kind: str = "retention"  # "retention" | "growth"
+    driver_group: str | None = None  # retention: the reason it answers (None: any at-risk)
+    offer: str | None = None  # the campaigns' `offer` that measures its success rate
+    #: Extra cost as a share of the customer's horizon spend (e.g. a discount).
+    cost_share_of_spend: float = 0.0
+    gain: float = 0.0  # growth: margin of a converted next product
+    #: growth: the product families it proposes (None: every family with a propensity model)
+    families: tuple[str, ...] | None = None
+    description: str = ""
+    success_source: str = "catalogue prior"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("retention", "growth"):
+            raise ValueError(f"action {self.name!r}: kind must be retention or growth, "
+                             f"got {self.kind!r}")
+        if self.channel not in ACTION_CHANNELS:
+            raise ValueError(f"action {self.name!r}: channel must be one of "
+                             f"{', '.join(ACTION_CHANNELS)}, got {self.channel!r}")
+        if not 0.0 <= self.success_rate <= 1.0:
+            raise ValueError(f"action {self.name!r}: success_rate must be in [0, 1], "
+                             f"got {self.success_rate!r}")
+        if self.cost < 0 or self.cost_share_of_spend < 0:
+            raise ValueError(f"action {self.name!r}: costs must be >= 0")
+        if self.families is not None:
+            object.__setattr__(self, "families", tuple(self.families))
+
+
+def load_catalogue(path: str | Path | None = None) -> tuple[Action, ...]:
+    """Actions from a TOML file of `[[action]]` tables (default: the packaged catalogue)."""
+    if path is None:
+        text = resources.files("churn_risk.models").joinpath("actions.toml").read_text()
+        where = "actions.toml (packaged)"
+    else:
+        text, where = Path(path).read_text(), str(path)
+    raw = tomllib.loads(text)
+    known = {f for f in Action.__dataclass_fields__ if f != "success_source"}
+    actions = []
+    for n, entry in enumerate(raw.get("action", [])):
+        unknown = set(entry) - known
+        if unknown:
+            raise ValueError(f"{where}: action[{n}] has unknown keys {sorted(unknown)}; "
+                             f"known: {sorted(known)}")
+        try:
+            actions.append(Action(**entry))
+        except TypeError as exc:
+            raise ValueError(f"{where}: action[{n}]: {exc}") from None
+    names = [a.name for a in actions]
+    if len(set(names)) != len(names) or not actions:
+        raise ValueError(f"{where}: needs at least one action and unique names, got {names}")
+    return tuple(actions)
+
+
+def with_measured_success(actions: tuple[Action, ...], measured: dict[str, dict]
+                          ) -> tuple[Action, ...]:
+    """Actions whose `offer` was measured by campaigns take the measured success rate.
+
+    `measured`: offer → {"rate": float, "low": float, "high": float, "campaigns": [...]}."""
+    out = []
+    for action in actions:
+        m = measured.get(action.offer) if action.offer else None
+        if m is not None and np.isfinite(m.get("rate", np.nan)):
+            source = (f"measured: {', '.join(m.get('campaigns', []))} "
+                      f"({m['rate']:.0%}, CI {m.get('low', np.nan):.0%} to "
+                      f"{m.get('high', np.nan):.0%})")
+            action = replace(action, success_rate=float(np.clip(m["rate"], 0.0, 1.0)),
+                             success_source=source)
+        out.append(action)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class PortfolioPolicy:
+    """The fitted value, matrix and action settings that travel in the bundle."""
+
+    value: ValueSettings = field(default_factory=ValueSettings)
+    horizon_days: int = 90
+    #: Share of the portfolio retained over one horizon (measured at training).
+    retention_rate: float = 0.9
+    risk_threshold: float = 0.1
+    value_threshold: float = 0.0
+    actions: tuple[Action, ...] = ()
+
+    # ------------------------------------------------------------------ value
+
+    def horizon_margin(self, predicted_spend: np.ndarray) -> np.ndarray:
+        return self.value.margin_rate * np.maximum(np.asarray(predicted_spend, float), 0.0)
+
+    def lifetime_factor(self) -> float:
+        """Lifetime value per unit of horizon margin: sum over horizons k = 1..N of
+        (retention / (1 + discount per horizon))**k."""
+        periods = max(1, round(self.value.lifetime_years * 365.25 / self.horizon_days))
+        discount = (1.0 + self.value.annual_discount_rate) ** (self.horizon_days / 365.25) - 1.0
+        q = self.retention_rate / (1.0 + discount)
+        return float(sum(q**k for k in range(1, periods + 1)))
+
+    def lifetime_value(self, horizon_margin: np.ndarray) -> np.ndarray:
+        return np.asarray(horizon_margin, float) * self.lifetime_factor()
+
+    # ------------------------------------------------------------------ matrix
+
+    def quadrant(self, churn_probability: np.ndarray, lifetime_value: np.ndarray) -> np.ndarray:
+        high_risk = np.asarray(churn_probability) >= self.risk_threshold
+        high_value = np.asarray(lifetime_value) >= self.value_threshold
+        return np.where(high_value, np.where(high_risk, "protect_first", "keep"),
+                        np.where(high_risk, "let_go", "grow")).astype(object)
+
+    # ------------------------------------------------------------------ actions
+
+    def recommend(
+        self,
+        churn_probability: np.ndarray,
+        lifetime_value: np.ndarray,
+        horizon_margin: np.ndarray,
+        groups: pd.DataFrame,
+        propensity: pd.DataFrame | None = None,
+    ) -> pd.DataFrame:
+        """The best action per customer: columns `recommended_action` (NO_ACTION when none
+        pays), `action_channel`, `action_cost`, `action_success_rate`, `expected_profit` and
+        `action_reason` (the driver group it answers, or the next product's family).
+
+        `groups`: SHAP contributions summed per driver group (log-odds), one row per customer.
+        `propensity`: one column per product family, for growth actions."""
+        n = len(churn_probability)
+        p = np.asarray(churn_probability, float)
+        ltv = np.asarray(lifetime_value, float)
+        spend = np.asarray(horizon_margin, float) / max(self.value.margin_rate, 1e-12)
+        if not self.actions or n == 0:
+            return _no_action(n)
+        profit = np.full((n, len(self.actions)), -np.inf)
+        cost = np.zeros((n, len(self.actions)))
+        reason = np.empty((n, len(self.actions)), dtype=object)
+        for j, action in enumerate(self.actions):
+            cost[:, j] = action.cost + action.cost_share_of_spend * spend
+            if action.kind == "retention":
+                if action.driver_group is None:
+                    eligible = np.ones(n, bool)
+                    reason[:, j] = None
+                elif action.driver_group in groups.columns:
+                    eligible = groups[action.driver_group].to_numpy() > 0
+                    reason[:, j] = action.driver_group
+                else:
+                    continue
+                gain = p * ltv * action.success_rate
+            else:
+                offered = propensity if propensity is not None else pd.DataFrame()
+                if action.families is not None:
+                    offered = offered[[f for f in offered.columns if f in action.families]]
+                if offered.shape[1] == 0:
+                    continue
+                values = offered.to_numpy(dtype=float)
+                best = np.argmax(values, axis=1)
+                eligible = p < self.risk_threshold
+                gain = values[np.arange(n), best] * action.gain * action.success_rate
+                reason[:, j] = np.asarray(offered.columns, dtype=object)[best]
+            profit[:, j] = np.where(eligible, gain - cost[:, j], -np.inf)
+        choice = np.argmax(profit, axis=1)
+        rows = np.arange(n)
+        best_profit = profit[rows, choice]
+        chosen = best_profit > 0
+        names = np.array([a.name for a in self.actions], dtype=object)
+        channels = np.array([a.channel for a in self.actions], dtype=object)
+        rates = np.array([a.success_rate for a in self.actions])
+        return pd.DataFrame({
+            "recommended_action": np.where(chosen, names[choice], NO_ACTION),
+            "action_channel": np.where(chosen, channels[choice], None),
+            "action_cost": np.where(chosen, cost[rows, choice], 0.0),
+            "action_success_rate": np.where(chosen, rates[choice], 0.0),
+            "expected_profit": np.where(chosen, best_profit, 0.0),
+            "action_reason": np.where(chosen, reason[rows, choice], None),
+        })
+
+    def action(self, name: str) -> Action:
+        for action in self.actions:
+            if action.name == name:
+                return action
+        raise KeyError(name)
+
+    # ------------------------------------------------------------------ persistence
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["actions"] = [asdict(a) for a in self.actions]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PortfolioPolicy:
+        return cls(
+            value=ValueSettings(**d.get("value", {})),
+            horizon_days=int(d.get("horizon_days", 90)),
+            retention_rate=float(d.get("retention_rate", 0.9)),
+            risk_threshold=float(d.get("risk_threshold", 0.1)),
+            value_threshold=float(d.get("value_threshold", 0.0)),
+            actions=tuple(Action(**a) for a in d.get("actions", [])),
+        )
+
+
+def fit_policy(
+    churn_probability: np.ndarray,
+    horizon_spend_predicted: np.ndarray,
+    retention_rate: float,
+    horizon_days: int,
+    value: ValueSettings = ValueSettings(),
+    matrix: MatrixSettings = MatrixSettings(),
+    actions: tuple[Action, ...] = (),
+) -> PortfolioPolicy:
+    """Thresholds from a reference portfolio (the newest scored snapshot at training)."""
+    policy = PortfolioPolicy(value=value, horizon_days=horizon_days,
+                             retention_rate=float(retention_rate), actions=actions)
+    ltv = policy.lifetime_value(policy.horizon_margin(horizon_spend_predicted))
+    risk = (matrix.risk_threshold if matrix.risk_threshold is not None
+            else float(np.quantile(churn_probability, matrix.risk_quantile)))
+    value_threshold = (matrix.value_threshold if matrix.value_threshold is not None
+                       else float(np.quantile(ltv, matrix.value_quantile)))
+    return replace(policy, risk_threshold=risk, value_threshold=value_threshold)
+
+
+def _no_action(n: int) -> pd.DataFrame:
+    return pd.DataFrame({
+        "recommended_action": np.full(n, NO_ACTION, dtype=object),
+        "action_channel": np.full(n, None, dtype=object),
+        "action_cost": np.zeros(n),
+        "action_success_rate": np.zeros(n),
+        "expected_profit": np.zeros(n),
+        "action_reason": np.full(n, None, dtype=object),
+    })
