@@ -197,13 +197,16 @@ class PortfolioPolicy:
         horizon_margin: np.ndarray,
         groups: pd.DataFrame,
         propensity: pd.DataFrame | None = None,
+        require_profit: bool = True,
     ) -> pd.DataFrame:
         """The best action per customer: columns `recommended_action` (NO_ACTION when none
         pays), `action_channel`, `action_cost`, `action_success_rate`, `expected_profit` and
         `action_reason` (the driver group it answers, or the next product's family).
 
         `groups`: SHAP contributions summed per driver group (log-odds), one row per customer.
-        `propensity`: one column per product family, for growth actions."""
+        `propensity`: one column per product family, for growth actions.
+        `require_profit=False` picks the best eligible action even when it does not pay (to
+        compare with targeting rules that ignore profit)."""
         n = len(churn_probability)
         p = np.asarray(churn_probability, float)
         ltv = np.asarray(lifetime_value, float)
@@ -240,7 +243,7 @@ class PortfolioPolicy:
         choice = np.argmax(profit, axis=1)
         rows = np.arange(n)
         best_profit = profit[rows, choice]
-        chosen = best_profit > 0
+        chosen = best_profit > 0 if require_profit else np.isfinite(best_profit)
         names = np.array([a.name for a in self.actions], dtype=object)
         channels = np.array([a.channel for a in self.actions], dtype=object)
         rates = np.array([a.success_rate for a in self.actions])

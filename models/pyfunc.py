@@ -40,3 +40,27 @@ def pip_requirements() -> list[str]:
         except metadata.PackageNotFoundError:
             continue
     return pins
+
+
+def resolve_model(model_uri: str) -> tuple[str, str]:
+    """(registered name, version) behind `models:/<name>@<alias>` or `models:/<name>/<version>`;
+    for any other URI ("", the URI itself). Raises LookupError naming the URI when the alias or
+    version does not exist."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    if not model_uri.startswith("models:/"):
+        return "", model_uri
+    ref = model_uri[len("models:/"):]
+    try:
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            return name, str(MlflowClient().get_model_version_by_alias(name, alias).version)
+        name, version = ref.rsplit("/", 1)
+        MlflowClient().get_model_version(name, version)
+        return name, version
+    except (MlflowException, ValueError):
+        raise LookupError(
+            f"no model {model_uri!r} in the registry: run `churn train` and `churn promote` "
+            "first, or pass --model models:/churn-risk/<version>"
+        ) from None
