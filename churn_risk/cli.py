@@ -305,6 +305,10 @@ HEADLINE = (
     ("explanation_fidelity_top3", "true driver in top-3 reasons (top decile)"),
     ("propensity_precision_at_3", "next-product precision@3"),
     ("explain_ms_per_customer", "ms per explained customer"),
+    ("value_spearman", "value model: rank correlation with realised spend"),
+    ("value_run_rate_spearman", "run-rate estimate: rank correlation with realised spend"),
+    ("value_mae", "value model: mean absolute error of horizon spend"),
+    ("value_run_rate_mae", "run-rate estimate: mean absolute error of horizon spend"),
     ("rows", "customers in the test snapshot"),
 )
 
@@ -435,6 +439,383 @@ def _demo_service(data: Path) -> None:
             console.input("[bold]Press Enter to stop the service.[/bold]")
     finally:
         launch.stop(process)
+
+
+campaigns_app = typer.Typer(help="Campaign management: measure what past campaigns did.",
+                             no_args_is_help=True)
+app.add_typer(campaigns_app, name="campaigns")
+
+
+@campaigns_app.command("evaluate")
+def campaigns_evaluate(
+    data: DataOpt = str(DEFAULT_DATA),
+    confidence: Annotated[
+        float, typer.Option("--confidence", min=0.5, max=0.999, help="Interval coverage.")
+    ] = 0.95,
+    segment: Annotated[
+        list[str] | None, typer.Option("--segment", help="Customer column to break results "
+                                       "down by (repeatable).")
+    ] = None,
+    uplift: Annotated[
+        bool, typer.Option("--uplift/--no-uplift", help="Fit the uplift model (who is "
+                           "persuadable) when the control groups are large enough.")
+    ] = True,
+) -> None:
+    """Retention uplift of each campaign (treatment vs control, with confidence intervals, per
+    segment and per offer), the success rates the next-best actions use, and an uplift model;
+    all logged to MLflow."""
+    import mlflow
+
+    from churn_risk.features.config import FeatureConfig
+    from churn_risk.features.lifecycle import prepare
+    from churn_risk.training.campaigns import (
+        NotEnoughControls,
+        evaluate_campaigns,
+        fit_uplift_model,
+        log_campaign_evaluation,
+        success_rates,
+    )
+    from churn_risk.training.tracking import configure_tracking
+
+    tracking = configure_tracking()
+    prep = prepare(_load(data))
+    if not prep.has("campaigns") or not len(prep.events["campaigns"]):
+        err.print(f"[bold red]{data}: no campaigns table (or it is empty): nothing to "
+                  "evaluate[/bold red]")
+        raise typer.Exit(1)
+    cfg = FeatureConfig()
+    evaluation = evaluate_campaigns(prep, cfg, tuple(segment or ("segment",)), confidence)
+    model = None
+    if uplift:
+        try:
+            model = fit_uplift_model(prep, evaluation, cfg)
+        except NotEnoughControls as exc:
+            console.print(f"[yellow]No uplift model: {exc}[/yellow]")
+    for level in ("campaign", "offer"):
+        rows = evaluation.summary_rows(level)
+        table = Table(title=f"Retention uplift per {level}")
+        for column in (rows[0] if rows else {}):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*row.values())
+        console.print(table)
+    rates = success_rates(evaluation)
+    for offer, r in rates.items():
+        console.print(f"• success rate of actions with offer [bold]{offer}[/bold]: "
+                      f"{r['rate']:.0%} (CI {r['low']:.0%} to {r['high']:.0%}, "
+                      f"{r['n_control']:,} controls)")
+    if model is not None:
+        q = model.qini
+        console.print("• uplift model (T-learner, cross-fitted): " + ", ".join(
+            f"{k} {v:.4g}" for k, v in q.items()))
+        for note in model.notes:
+            console.print(f"  {note}")
+    with mlflow.start_run(run_name="campaigns evaluate") as run:
+        mlflow.set_tags({"data": str(data), "job": "campaigns evaluate"})
+        log_campaign_evaluation(evaluation, model)
+    console.print(f"Logged to MLflow run {run.info.run_id}. MLflow UI: {tracking.ui_command}")
+
+
+ModelOpt = Annotated[
+    str, typer.Option("--model", help="Model URI (a registered version or alias).")
+]
+
+
+def _registered_bundle(model: str):
+    """(bundle, name, version) of a model URI; exit 2 naming the URI when it does not exist."""
+    from churn_risk.models.pyfunc import load_bundle, resolve_model
+    from churn_risk.training.tracking import configure_tracking
+
+    configure_tracking()
+    try:
+        name, version = resolve_model(model)
+    except LookupError as exc:
+        err.print(f"[bold red]--model: {exc}[/bold red]")
+        raise typer.Exit(2) from None
+    return load_bundle(f"models:/{name}/{version}" if name else model), name, version
+
+
+@app.command()
+def worklist(
+    as_of: Annotated[str, typer.Option("--as-of", help="Date of the worklist (features as of).")],
+    budget: Annotated[float, typer.Option("--budget", min=0, help="Money to spend on actions.")],
+    data: DataOpt = str(DEFAULT_DATA),
+    channel: Annotated[
+        str | None, typer.Option("--channel", help="Only this channel's actions: sales, "
+                                 "contact_center, web, service or campaign.")
+    ] = None,
+    capacity: Annotated[
+        int | None, typer.Option("--capacity", min=0, help="Most customers per channel.")
+    ] = None,
+    contact_gap_days: Annotated[
+        int, typer.Option("--contact-gap-days", min=0,
+                          help="No customer is given to a channel within this many days of "
+                               "another contact (worklist or campaign).")
+    ] = 30,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="CSV or Parquet for CRM import (default: "
+                                  "worklists/worklist-<as-of>[-<channel>].csv).")
+    ] = None,
+    ledger: Annotated[
+        Path, typer.Option("--ledger", help="Earlier worklists, read for contact pressure and "
+                           "appended to.")
+    ] = Path("worklists/ledger.parquet"),
+    actions: Annotated[
+        Path | None, typer.Option("--actions", help="Another action catalogue (TOML).")
+    ] = None,
+    model: ModelOpt = "models:/churn-risk@champion",
+) -> None:
+    """Rank customers by the expected profit of their next-best action, within a budget,
+    channel capacity and contact-pressure rules; write the list for CRM import."""
+    from dataclasses import replace
+
+    from churn_risk.features.lifecycle import PreparedData, prepare
+    from churn_risk.features.validation import load_crm
+    from churn_risk.models.portfolio import (
+        ACTION_CHANNELS,
+        load_catalogue,
+        with_measured_success,
+    )
+    from churn_risk.serving.batch import check_output_path, score_portfolio, write_scores
+    from churn_risk.serving.worklist import (
+        WorklistRules,
+        append_to_ledger,
+        build_worklist,
+        read_ledger,
+        recently_contacted,
+    )
+
+    as_of_ts = _parse_date(as_of, "--as-of")
+    if channel is not None and channel not in ACTION_CHANNELS:
+        raise typer.BadParameter(f"{channel!r} is not a channel; use one of "
+                                 f"{', '.join(ACTION_CHANNELS)}", param_hint="--channel")
+    out = out or Path("worklists") / (
+        f"worklist-{as_of_ts:%Y-%m-%d}{'-' + channel if channel else ''}.csv")
+    try:
+        check_output_path(out)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--out") from None
+    bundle, name, version = _registered_bundle(model)
+    if actions is not None:
+        try:
+            catalogue = load_catalogue(actions)
+        except (OSError, ValueError) as exc:
+            raise typer.BadParameter(str(exc), param_hint="--actions") from None
+        bundle.policy = replace(bundle.policy, actions=with_measured_success(
+            catalogue, bundle.info.get("measured_success", {})))
+    _load(data)
+    prep: PreparedData = prepare(load_crm(data))
+    with _progress() as progress:
+        task = progress.add_task("scoring the portfolio", total=None)
+        scored = score_portfolio(
+            data, as_of_ts, bundle, name, version,
+            progress=lambda done, total: progress.update(task, completed=done, total=total))
+    contacted = recently_contacted(prep, read_ledger(ledger), as_of_ts, contact_gap_days)
+    result = build_worklist(bundle, scored.reset_index(drop=True), WorklistRules(
+        budget=budget, channel=channel, capacity=capacity, contact_gap_days=contact_gap_days),
+        contacted)
+    write_scores(result.rows, out)
+    append_to_ledger(ledger, result, as_of_ts)
+
+    table = Table(title=f"Worklist {as_of_ts:%Y-%m-%d}" + (f" ({channel})" if channel else ""))
+    for column in ("channel", "action", "customers", "cost", "expected profit"):
+        table.add_column(column, justify="right" if column not in ("channel", "action")
+                         else "left")
+    rows = result.rows
+    if len(rows):
+        summary = rows.groupby(["action_channel", "recommended_action"]).agg(
+            customers=("customer_id", "size"), cost=("action_cost", "sum"),
+            profit=("expected_profit", "sum")).reset_index()
+        for r in summary.itertuples(index=False):
+            table.add_row(r.action_channel, r.recommended_action, f"{r.customers:,}",
+                          f"{r.cost:,.0f}", f"{r.profit:,.0f}")
+    console.print(table)
+    console.print(
+        f"{len(rows):,} customers, spent {result.spent:,.0f} of {budget:,.0f}, expected profit "
+        f"{result.expected_profit:,.0f}; {result.candidates:,} customers had an action that "
+        f"pays, {result.excluded_recent_contact:,} were left out (contacted in the last "
+        f"{contact_gap_days} days). Written to {out}; ledger {ledger}.")
+
+
+@app.command()
+def score(
+    out: Annotated[Path, typer.Option("--out", help="Scores file to write: .parquet or .csv.")],
+    data: DataOpt = str(DEFAULT_DATA),
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Date of the features; default: the day after the data end."),
+    ] = None,
+    model: Annotated[
+        str, typer.Option("--model", help="Model URI to score with.")
+    ] = "models:/churn-risk@champion",
+    engine: EngineOpt = Engine.pandas,
+    scheduler: SchedulerOpt = None,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="Folder for the portfolio report; default: next to --out."),
+    ] = None,
+    chunk_rows: Annotated[int, typer.Option("--chunk-rows", min=1)] = 50_000,
+) -> None:
+    """Score the whole portfolio (every output field per customer) and write a portfolio report,
+    logged to MLflow with the scores."""
+    from mlflow.exceptions import MlflowException
+
+    from churn_risk.features.io import DataSourceError
+    from churn_risk.features.validation import DataContractError
+    from churn_risk.models.pyfunc import load_bundle
+    from churn_risk.serving.batch import check_output_path, score_portfolio, write_scores
+    from churn_risk.serving.report import (
+        log_report_to_mlflow,
+        portfolio_report,
+        portfolio_summary,
+    )
+    from churn_risk.training.tracking import configure_tracking
+
+    try:
+        check_output_path(out)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--out") from None
+    as_of_ts = _parse_date(as_of, "--as-of") if as_of is not None else None
+    report_dir = report if report is not None else out.with_name(f"{out.stem}-report")
+    tracking = configure_tracking()
+    try:
+        bundle = load_bundle(model)
+        name, version = _model_name_version(model)
+    except (MlflowException, OSError) as exc:
+        err.print(f"[bold red]--model {model}: cannot load the model[/bold red]")
+        err.print(str(exc).splitlines()[0], markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    started = time.perf_counter()
+    try:
+        with _progress() as progress:
+            task = progress.add_task("Scoring customers", total=None)
+            scores = score_portfolio(
+                data, as_of_ts, bundle, name, version, engine=engine.value,
+                chunk_rows=chunk_rows, scheduler=scheduler,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+    except DataContractError as exc:  # nothing is written from invalid data
+        _refuse(data, exc)
+    except DataSourceError as exc:
+        err.print(f"[bold red]--data: {exc}[/bold red]")
+        raise typer.Exit(2) from None
+    elapsed = time.perf_counter() - started
+    if not len(scores):
+        err.print(f"[bold red]--as-of {as_of}: no customer to score at that date[/bold red]")
+        raise typer.Exit(1)
+    write_scores(scores, out)
+    features_as_of = scores["features_as_of"].iloc[0]
+    page = portfolio_report(
+        scores, scores.get("segment"), report_dir,
+        f"Portfolio report {features_as_of}", bundle.policy, bundle.risk_bands,
+        {"model": f"{model} (version {version})", "features as of": features_as_of,
+         "engine": engine.value, "customers": f"{len(scores):,}"},
+    )
+    summary = portfolio_summary(scores)
+    run_id = log_report_to_mlflow(report_dir, out, summary, model, version, features_as_of,
+                                  engine.value, name)
+    table = Table(title=f"{len(scores):,} customers scored as of {features_as_of} with {name} "
+                        f"version {version} in {elapsed:.1f} s")
+    table.add_column("quadrant")
+    table.add_column("customers", justify="right")
+    table.add_column("value at risk", justify="right")
+    for cell_name, cell in summary["quadrants"].items():
+        table.add_row(cell_name, f"{cell['customers']:,}", f"{cell['value_at_risk']:,.0f}")
+    table.add_row("[bold]total[/bold]", f"{summary['customers']:,}",
+                  f"{summary['total_value_at_risk']:,.0f}")
+    console.print(table)
+    console.print(f"Mean churn probability {summary['mean_churn_probability']:.1%}; "
+                  f"{summary['customers_with_an_action']:,} customers with an action worth "
+                  f"{summary['total_expected_profit']:,.0f} in expected profit")
+    console.print(f"Scores: {out}")
+    console.print(f"Report: {page}")
+    console.print(f"MLflow run {run_id} (\"score {features_as_of}\"): {tracking.ui_command}")
+
+
+def _model_name_version(model_uri: str) -> tuple[str, str]:
+    """The registered name and version behind a `models:/` URI (a run URI: its own name)."""
+    from mlflow import MlflowClient
+
+    if not model_uri.startswith("models:/"):
+        return model_uri, model_uri.rsplit("/", 1)[-1]
+    ref = model_uri.removeprefix("models:/")
+    client = MlflowClient()
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        return name, client.get_model_version_by_alias(name, alias).version
+    name, _, version = ref.partition("/")
+    if version == "latest":
+        versions = client.search_model_versions(f"name = '{name}'")
+        return name, max((v.version for v in versions), key=int)
+    return name, version  # a version number, or "" for a logged model id (models:/m-...)
+
+
+@app.command("explain-change")
+def explain_change(
+    customer: Annotated[str, typer.Option("--customer", help="Customer id.")],
+    from_date: Annotated[str, typer.Option("--from", help="Earlier as-of date (YYYY-MM-DD).")],
+    to_date: Annotated[str, typer.Option("--to", help="Later as-of date (YYYY-MM-DD).")],
+    data: DataOpt = str(DEFAULT_DATA),
+    model: Annotated[
+        str, typer.Option("--model", help="Model URI to explain with.")
+    ] = "models:/churn-risk@champion",
+) -> None:
+    """Why a customer's churn risk changed between two dates, by driver group."""
+    from mlflow.exceptions import MlflowException
+
+    from churn_risk.features.lifecycle import prepare
+    from churn_risk.models.pyfunc import load_bundle
+    from churn_risk.serving.change import ChangeRequestError
+    from churn_risk.serving.change import explain_change as run_explain_change
+    from churn_risk.training.tracking import configure_tracking
+
+    configure_tracking()
+    prep = prepare(_load(data))
+    try:
+        bundle = load_bundle(model)
+    except (MlflowException, OSError) as exc:
+        err.print(f"[bold red]--model {model}: cannot load the model[/bold red]")
+        err.print(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, markup=False,
+                  highlight=False)
+        err.print("Train and promote a model first: churn train, then churn promote.")
+        raise typer.Exit(2) from None
+    try:
+        change = run_explain_change(bundle, prep, customer, from_date, to_date)
+    except ChangeRequestError as exc:
+        option = {"customer_id": "--customer", "from_date": "--from", "to_date": "--to"}
+        raise typer.BadParameter(str(exc).partition(": ")[2],
+                                 param_hint=option.get(exc.field, exc.field)) from None
+    table = Table(title=f"Customer {change['customer_id']}: score contributions (log-odds) by "
+                        f"driver group, {change['from_date']} → {change['to_date']}")
+    table.add_column("driver group")
+    table.add_column(f"at {change['from_date']}", justify="right")
+    table.add_column(f"at {change['to_date']}", justify="right")
+    table.add_column("change", justify="right")
+    for g in change["groups"]:
+        style = "red" if g["change"] > 0.005 else "blue" if g["change"] < -0.005 else ""
+        table.add_row(g["driver_group"], f"{g['contribution_from']:+.3f}",
+                      f"{g['contribution_to']:+.3f}", f"[{style}]{g['change']:+.3f}[/]"
+                      if style else f"{g['change']:+.3f}")
+    table.add_section()
+    table.add_row("score (margin)", f"{change['margin_from']:+.3f}", f"{change['margin_to']:+.3f}",
+                  f"{change['margin_change']:+.3f}")
+    console.print(table)
+    features = Table(title="Largest feature-level changes")
+    for column in ("feature", "value at from", "value at to", "change"):
+        features.add_column(column, justify="left" if column == "feature" else "right")
+    def shown(value) -> str:
+        return "missing" if value is None else f"{value:.4g}" if isinstance(value, float) else (
+            str(value))
+
+    for f in change["features"][:5]:
+        features.add_row(f["label"], shown(f["value_from"]), shown(f["value_to"]),
+                         f"{f['change']:+.3f}")
+    console.print(features)
+    console.print(
+        f"Churn probability {change['churn_probability_from']:.1%} ({change['risk_band_from']})"
+        f" → {change['churn_probability_to']:.1%} ({change['risk_band_to']}): "
+        f"{change['probability_change'] * 100:+.1f} points"
+    )
 
 
 @app.command()

@@ -68,6 +68,24 @@ class NextProduct(BaseModel):
     propensity: float
 
 
+class RecommendedAction(BaseModel):
+    """The next-best action: the one with the highest positive expected profit."""
+
+    action: str = Field(description="name in the action catalogue")
+    label: str
+    kind: Literal["retention", "growth"]
+    channel: Channel = Field(description="the channel that carries the action out")
+    cost: float
+    success_rate: float = Field(description="share of would-be churners kept (growth: of "
+                                            "likely buyers converted)")
+    success_source: str = Field(description="'measured: <campaigns> (...)' or 'catalogue prior'")
+    expected_profit: float = Field(description="churn probability x lifetime value x "
+                                               "success rate - cost (growth: propensity x gain "
+                                               "x success rate - cost)")
+    reason: str | None = Field(description="the driver group it answers, or the product family "
+                                           "of a next product; null for a general offer")
+
+
 class CustomerScore(BaseModel):
     customer_id: CustomerId | None
     churn_probability: float = Field(description="calibrated probability of churn in the horizon")
@@ -76,10 +94,16 @@ class CustomerScore(BaseModel):
     next_products: list[NextProduct]
     model: ModelInfo
     features_as_of: str | None = Field(description="as-of date of the features used")
-    # Filled by the portfolio-actions work; null until then.
-    value: float | None = None
-    quadrant: str | None = None
-    recommended_action: dict | None = None
+    horizon_margin: float | None = Field(
+        default=None, description="margin over the horizon if retained (null: no value model)")
+    lifetime_value: float | None = Field(
+        default=None, description="discounted margin over the lifetime if retained")
+    value_at_risk: float | None = Field(
+        default=None, description="churn_probability x lifetime_value")
+    quadrant: Literal["protect_first", "keep", "grow", "let_go"] | None = Field(
+        default=None, description="place in the value x risk matrix (null: no value model)")
+    recommended_action: RecommendedAction | None = Field(
+        default=None, description="null when no action pays")
     channel_view: dict | None = None
 
 
@@ -106,3 +130,47 @@ class ExplainResponse(BaseModel):
     churn_probability: float = Field(description="calibrate(margin)")
     model: ModelInfo
     features_as_of: str | None
+
+
+class ExplainChangeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: CustomerId
+    from_date: str = Field(description="YYYY-MM-DD", examples=["2024-09-01"])
+    to_date: str = Field(description="YYYY-MM-DD, after from_date", examples=["2024-12-01"])
+
+
+class GroupChange(BaseModel):
+    driver_group: str
+    contribution_from: float = Field(description="log-odds contribution at from_date")
+    contribution_to: float = Field(description="log-odds contribution at to_date")
+    change: float = Field(description="contribution_to - contribution_from")
+
+
+class FeatureChange(BaseModel):
+    feature: str
+    label: str
+    driver_group: str
+    value_from: float | str | None
+    value_to: float | str | None
+    contribution_from: float
+    contribution_to: float
+    change: float
+
+
+class ExplainChangeResponse(BaseModel):
+    customer_id: CustomerId
+    from_date: str
+    to_date: str
+    base_value: float = Field(description="log-odds of a typical customer (same at both dates)")
+    margin_from: float
+    margin_to: float
+    margin_change: float = Field(description="= sum of the groups' change")
+    churn_probability_from: float
+    churn_probability_to: float
+    probability_change: float
+    risk_band_from: str
+    risk_band_to: str
+    groups: list[GroupChange] = Field(description="every driver group, largest |change| first")
+    features: list[FeatureChange] = Field(description="the largest feature-level changes")
+    model: ModelInfo

@@ -3,7 +3,11 @@
 A `ScoringState` is one model version and one snapshot of features with everything precomputed:
 scores, propensities and the full TreeSHAP contributions of every customer of the snapshot
 (explanations cost far more than scores, so they are computed once per (model version,
-snapshot) and looked up). Inline what-if records are scored and explained on the fly.
+snapshot) and looked up), and the portfolio view of each customer: value (`horizon_margin`,
+`lifetime_value`, `value_at_risk`), the value × risk `quadrant` and the `recommended_action`
+(the bundle's policy applied to the same explanation). Inline what-if records get the same
+fields computed on the fly. "Why did risk change" (`change.py`) is computed per request from the
+prepared data the state keeps.
 
 A `Scorer` holds the current state and swaps it for a new one when the `champion` alias moves
 (polled, or on demand): the new state is built aside while requests keep being answered by the
@@ -26,8 +30,9 @@ from churn_risk.features.labels import data_end
 from churn_risk.features.lifecycle import PreparedData, delivery_lateness, prepare
 from churn_risk.features.snapshots import build_snapshot
 from churn_risk.features.validation import load_crm
-from churn_risk.models.bundle import ChurnBundle
-from churn_risk.serving import views
+from churn_risk.models.bundle import ChurnBundle, Explanation
+from churn_risk.models.portfolio import NO_ACTION, QUADRANT_LABELS, PortfolioPolicy
+from churn_risk.serving import change, views
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +121,8 @@ class ScoringState:
         )
         self.base_value = explanation.base_value
         self.contributions = explanation.contributions.to_numpy()
+        self.portfolio = portfolio_fields(bundle, scores, explanation)
+        self.prep = prep
         self.values = self.frame[bundle.feature_names].to_numpy(dtype=object)
         self.history = History(prep, as_of)
         self.specs = bundle.specs
@@ -151,7 +158,9 @@ class ScoringState:
         return [{"family": self.families[i], "propensity": float(propensity[i])} for i in order]
 
     def _result(self, customer_id, probability, band, contributions, values, propensity,
-                top_k: int, channel: str | None, features_as_of: str | None) -> dict:
+                portfolio: tuple, top_k: int, channel: str | None,
+                features_as_of: str | None) -> dict:
+        horizon_margin, lifetime_value, value_at_risk, quadrant, action = portfolio
         result = {
             "customer_id": customer_id,
             "churn_probability": float(probability),
@@ -160,9 +169,11 @@ class ScoringState:
             "next_products": self._products(propensity),
             "model": self.model_dict,
             "features_as_of": features_as_of,
-            "value": None,
-            "quadrant": None,
-            "recommended_action": None,
+            "horizon_margin": horizon_margin,
+            "lifetime_value": lifetime_value,
+            "value_at_risk": value_at_risk,
+            "quadrant": quadrant,
+            "recommended_action": action,
             "channel_view": None,
         }
         if channel is not None:
@@ -181,7 +192,8 @@ class ScoringState:
                 continue
             results.append(self._result(
                 self.ids[i], self.probability[i], self.band[i], self.contributions[i],
-                self.values[i], self.propensity[i], top_k, channel, self.features_as_of,
+                self.values[i], self.propensity[i], self.portfolio[i], top_k, channel,
+                self.features_as_of,
             ))
         return results, unknown
 
@@ -230,9 +242,10 @@ class ScoringState:
         band = scores["risk_band"].to_numpy()
         propensity = (scores[[f"propensity_{f}" for f in self.families]].to_numpy()
                       if self.families else np.zeros((len(frame), 0)))
+        portfolio = portfolio_fields(self.bundle, scores, explanation)
         return [
             self._result(record.get("customer_id"), probability[i], band[i], contributions[i],
-                         values[i], propensity[i], top_k, channel,
+                         values[i], propensity[i], portfolio[i], top_k, channel,
                          self.features_as_of if record.get("customer_id") is not None else None)
             for i, record in enumerate(records)
         ]
@@ -241,6 +254,12 @@ class ScoringState:
         if _key(customer_id) not in self.row_of:
             raise UnknownCustomer(customer_id)
         return page_data(self, customer_id)
+
+    def explain_change(self, customer_id, from_date, to_date) -> dict:
+        """Why the customer's risk changed between two dates (see `change.py`); raises
+        `change.ChangeRequestError` subclasses for bad input."""
+        return {**change.explain_change(self.bundle, self.prep, customer_id, from_date, to_date),
+                "model": self.model_dict}
 
     def explain(self, customer_id=None, record: dict | None = None) -> dict:
         if record is not None:
@@ -278,9 +297,55 @@ class ScoringState:
         }
 
 
+def portfolio_fields(bundle: ChurnBundle, scores: pd.DataFrame, explanation: Explanation
+                     ) -> list[tuple]:
+    """Per row of `bundle.predict`'s `scores`: (horizon_margin, lifetime_value, value_at_risk,
+    quadrant, recommended_action), JSON-ready. Value fields are None without a value model; the
+    action is None when no action pays (NO_ACTION). One vectorised pass of the bundle's policy
+    over the batch, reusing its explanation."""
+    recommended = bundle.recommend(scores, explanation)
+    actions = [
+        None if name == NO_ACTION else _action(bundle.policy, name, channel, cost, rate, profit,
+                                               reason)
+        for name, channel, cost, rate, profit, reason in zip(
+            recommended["recommended_action"].tolist(),
+            recommended["action_channel"].tolist(),
+            recommended["action_cost"].tolist(),
+            recommended["action_success_rate"].tolist(),
+            recommended["expected_profit"].tolist(),
+            recommended["action_reason"].tolist(),
+            strict=True,
+        )
+    ]
+    return list(zip(
+        _floats(scores["horizon_margin"]), _floats(scores["lifetime_value"]),
+        _floats(scores["value_at_risk"]),
+        [str(q) if isinstance(q, str) else None for q in scores["quadrant"].tolist()],
+        actions, strict=True,
+    ))
+
+
+def _action(policy: PortfolioPolicy, name: str, channel, cost, rate, profit, reason) -> dict:
+    action = policy.action(name)
+    return {
+        "action": name,
+        "label": action.label,
+        "kind": action.kind,
+        "channel": str(channel),
+        "cost": float(cost),
+        "success_rate": float(rate),
+        "success_source": action.success_source,
+        "expected_profit": float(profit),
+        "reason": str(reason) if isinstance(reason, str) else None,
+    }
+
+
+def _floats(column: pd.Series) -> list[float | None]:
+    return [None if v != v else float(v) for v in column.to_numpy(dtype=float).tolist()]
+
+
 def page_data(state: ScoringState, customer_id) -> dict:
     """Everything the account-manager page shows for one customer of the snapshot."""
-    
     explained = state.explain(customer_id)
     i = state.row_of[_key(customer_id)]
     result, _ = state.score_ids([customer_id], top_k=5)
@@ -322,9 +387,26 @@ def page_data(state: ScoringState, customer_id) -> dict:
             "satisfaction": views.records(surveys, ["timestamp", "satisfaction", "nps"]),
         },
         "recommended_action": scored["recommended_action"],
-        "value": scored["value"],
+        "horizon_margin": scored["horizon_margin"],
+        "lifetime_value": scored["lifetime_value"],
+        "value_at_risk": scored["value_at_risk"],
         "quadrant": scored["quadrant"],
+        "quadrant_label": QUADRANT_LABELS.get(scored["quadrant"]),
+        "horizon_days": state.bundle.policy.horizon_days,
+        "risk_change": _risk_change(state, scored["customer_id"]),
     }
+
+
+def _risk_change(state: ScoringState, customer_id) -> dict:
+    """The page's "why did risk change": the snapshot against the same day
+    `change.PAGE_MONTHS_BACK` months earlier; {"unavailable": why} when the customer was not a
+    customer then (or the data do not reach back)."""
+    earlier = state.as_of - pd.DateOffset(months=change.PAGE_MONTHS_BACK)
+    try:
+        return state.explain_change(customer_id, earlier, state.as_of)
+    except change.ChangeRequestError as exc:
+        return {"from_date": f"{earlier:%Y-%m-%d}", "to_date": state.features_as_of,
+                "unavailable": exc.problem}
 
 
 def _json_value(value):

@@ -5,7 +5,8 @@ Started by `churn serve` (or `bentoml serve churn_risk.serving.service:ChurnServ
 once, precomputes every score and explanation of that snapshot, follows the champion alias,
 and answers:
 
-- `POST /score`, `POST /explain` (BentoML APIs, documented in its OpenAPI page);
+- `POST /score`, `POST /explain`, `POST /explain_change` (BentoML APIs, documented in its
+  OpenAPI page);
 - `GET /customers/{id}` (the account managers' page);
 - `GET /healthz`, `/livez`, `/readyz`, `/metrics` (BentoML's own; open without a key).
 """
@@ -29,6 +30,7 @@ from churn_risk.serving.schemas import (
     MAX_BATCH,
     Channel,
     CustomerId,
+    ExplainChangeResponse,
     ExplainResponse,
     FeatureValue,
     ScoreResponse,
@@ -108,7 +110,7 @@ SERVICE_CONFIG: dict[str, Any] = {
     # worker holds its own precomputed snapshot and follows the alias on its own.
     "workers": 2,
     "traffic": {"timeout": 3},
-    "tracing": {"excluded_urls": ["/score", "/explain", "/customers"]},
+    "tracing": {"excluded_urls": ["/score", "/explain", "/explain_change", "/customers"]},
     "metrics": {"enabled": True},
 }
 
@@ -176,6 +178,29 @@ class ChurnService:
         except UnknownCustomer:
             raise NotFound(f"customer_id: {customer_id!r} is not in the loaded snapshot") from None
         except BadRecord as exc:
+            raise Unprocessable(str(exc)) from None
+
+    @bentoml.api(route="/explain_change")
+    def explain_change(
+        self,
+        customer_id: CustomerId,
+        from_date: str,
+        to_date: str,
+    ) -> ExplainChangeResponse:
+        """Why the customer's churn risk changed from `from_date` to `to_date` (YYYY-MM-DD):
+        features rebuilt as of both dates, both explained (TreeSHAP), the change of the score
+        split into driver groups (they sum to `margin_change`) and the largest feature-level
+        changes with the feature's value at both dates. 404 for an unknown customer; 422 when
+        `to_date` is not after `from_date`, a date is after the end of the data, or the customer
+        was not a customer at one of the dates."""
+        from churn_risk.serving.change import ChangeRequestError, CustomerNotFound
+
+        try:
+            return _json_response(
+                self.scorer.state.explain_change(customer_id, from_date, to_date))
+        except CustomerNotFound as exc:
+            raise NotFound(str(exc)) from None
+        except ChangeRequestError as exc:
             raise Unprocessable(str(exc)) from None
 
     @pages.get("/{customer_id}", response_class=HTMLResponse)

@@ -5,6 +5,10 @@
 - service: open tickets and delivery issues;
 - web: flags for personalisation;
 - campaign: eligibility for retention and cross-sell campaigns.
+
+Every view also carries `recommended_action`: the customer's next-best action when this channel
+carries it out (its `channel` is the view's), else null, so each channel sees only what it has
+to do.
 """
 
 from __future__ import annotations
@@ -112,6 +116,13 @@ def delivery_issues(state: ScoringState, customer_id) -> list[dict]:
 
 
 def channel_view(channel: str, result: dict, state: ScoringState, customer_id) -> dict:
+    view = _channel_fields(channel, result, state, customer_id)
+    action = result.get("recommended_action")
+    view["recommended_action"] = action if action and action["channel"] == channel else None
+    return view
+
+
+def _channel_fields(channel: str, result: dict, state: ScoringState, customer_id) -> dict:
     reasons = result["top_reasons"]
     products = result["next_products"]
     high_risk = result["risk_band"] in HIGH_RISK_BANDS

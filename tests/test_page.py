@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from churn_risk.serving.page import WATERFALL_BARS, render_customer_page
+from churn_risk.serving.page import CHANGE_ROWS, WATERFALL_BARS, render_customer_page
 
 from . import browser
 
 IDS = ("risk", "waterfall", "reasons", "history", "tickets", "deliveries", "contacts",
-       "satisfaction", "next-products")
+       "satisfaction", "next-products", "value", "quadrant", "recommended-action", "risk-change")
 XSS = "<script>alert(1)</script>"
 SVG_NS = "http://www.w3.org/2000/svg"
 
@@ -119,9 +119,54 @@ def sample_customer() -> dict:
                 {"timestamp": "2025-11-20", "satisfaction": 4.5, "nps": 6.0},
             ],
         },
-        "recommended_action": None,
-        "value": None,
-        "quadrant": None,
+        "horizon_margin": 412.7,
+        "lifetime_value": 2718.3,
+        "value_at_risk": 627.9,
+        "horizon_days": 90,
+        "quadrant": "protect_first",
+        "quadrant_label": "Protect first",
+        "recommended_action": {
+            "action": "service_recovery", "label": "Service recovery call: close the open "
+            "problems", "kind": "retention", "channel": "service", "cost": 35.0,
+            "success_rate": 0.25, "success_source": "catalogue prior",
+            "expected_profit": 121.98, "reason": "service",
+        },
+        "risk_change": sample_change(),
+    }
+
+
+_GROUP_CHANGES = [
+    # group, contribution at from, at to
+    ("service", -0.12, 0.73), ("delivery", 0.05, 0.58), ("engagement", 0.21, 0.37),
+    ("satisfaction", 0.02, 0.40), ("products", -0.31, -0.29), ("tenure", -0.20, -0.22),
+    ("value", -0.15, -0.18), ("communication", 0.04, 0.11), ("price", 0.0, 0.02),
+    ("profile", -0.01, -0.01),
+]
+
+
+def sample_change() -> dict:
+    """"Why did risk change" as `serving.change.explain_change` answers it."""
+    groups = sorted(
+        ({"driver_group": g, "contribution_from": a, "contribution_to": b, "change": b - a}
+         for g, a, b in _GROUP_CHANGES), key=lambda g: -abs(g["change"]))
+    base = -2.91
+    margin_from = base + sum(a for _, a, _ in _GROUP_CHANGES)
+    margin_to = base + sum(b for _, _, b in _GROUP_CHANGES)
+    return {
+        "customer_id": 100042, "from_date": "2025-09-01", "to_date": "2025-12-01",
+        "base_value": base, "margin_from": margin_from, "margin_to": margin_to,
+        "margin_change": margin_to - margin_from,
+        "churn_probability_from": 0.062, "churn_probability_to": 0.231,
+        "probability_change": 0.169, "risk_band_from": "medium", "risk_band_to": "high",
+        "groups": groups,
+        "features": [
+            {"feature": "tickets_open", "label": "Open tickets (opened in the last 365 days)",
+             "driver_group": "service", "value_from": 0.0, "value_to": 2.0,
+             "contribution_from": -0.08, "contribution_to": 0.61, "change": 0.69},
+            {"feature": "late_deliveries_90d", "label": "Late deliveries in the last 90 days",
+             "driver_group": "delivery", "value_from": 0.0, "value_to": 2.0,
+             "contribution_from": 0.0, "contribution_to": 0.39, "change": 0.39},
+        ],
     }
 
 
@@ -151,7 +196,14 @@ def test_page_has_the_stable_ids_and_key_content():
     assert "Insurance" in html and "3.1%" in html
     assert "2 years 2 months" in html  # 812 days of tenure
     assert "before calibration" in html
-    assert 'id="recommended-action"' not in html  # reserved parts render nothing when None
+    value = re.search(r'id="value".*?</section>', html, re.S).group(0)
+    assert "413" in value and "2,718" in value and "628" in value  # margin, lifetime, at risk
+    assert "Margin over the next 90 days" in value and "Value at risk" in value
+    assert "Protect first" in value and "q-protect_first" in value
+    action = re.search(r'id="recommended-action".*?</section>', html, re.S).group(0)
+    for text in ("Service recovery call", "122", "35", "25%", "catalogue prior",
+                 "<strong>service</strong> problems", "Service</span>"):
+        assert text in action, text
 
 
 def test_waterfall_has_one_bar_per_top_contribution_plus_other():
@@ -208,7 +260,17 @@ def test_every_value_is_escaped():
     history["contacts_by_month"][0].update(month=XSS)
     history["contacts_by_month"][1][XSS] = 3
     history["satisfaction"][0].update(timestamp=XSS)
-    customer["recommended_action"] = {XSS: XSS}
+    customer["recommended_action"] = {XSS: XSS, "action": XSS, "label": XSS, "channel": XSS,
+                                      "success_source": XSS, "reason": XSS}
+    customer["quadrant"] = XSS
+    customer["quadrant_label"] = XSS
+    customer["risk_change"]["groups"][0]["driver_group"] = XSS
+    customer["risk_change"]["features"][0].update(label=XSS, value_to=XSS)
+    customer["risk_change"]["from_date"] = XSS
+    html = render_customer_page(customer)
+    assert "<script" not in html.lower()
+    customer["recommended_action"]["kind"] = "growth"
+    customer["risk_change"] = {"from_date": XSS, "to_date": XSS, "unavailable": XSS}
     html = render_customer_page(customer)
     assert "<script" not in html.lower()
     assert "&lt;script&gt;" in html
@@ -273,12 +335,59 @@ def test_open_tickets_and_late_or_damaged_deliveries_are_highlighted():
     assert "Not delivered" in deliveries
 
 
-def test_reserved_parts_render_when_present():
+def test_value_and_action_say_so_when_missing():
     customer = sample_customer()
-    customer["recommended_action"] = {"action": "call_customer", "expected_profit": 42.5}
+    customer.update(recommended_action=None, horizon_margin=None, lifetime_value=None,
+                    value_at_risk=None, quadrant=None, quadrant_label=None)
     html = render_customer_page(customer)
-    assert 'id="recommended-action"' in html
-    assert "call_customer" in html and "42.5" in html
+    assert "No action is expected to pay off" in html
+    assert "Customer value is not available" in html
+    assert "value × risk matrix not available" in html
+    # a growth action names the next product; a partial action still renders
+    customer["recommended_action"] = {"action": "next_product", "kind": "growth",
+                                      "reason": "insurance", "expected_profit": 42.5,
+                                      "success_source": "measured: spring_offer (31%, CI 20% "
+                                                        "to 41%)"}
+    html = render_customer_page(customer)
+    action = re.search(r'id="recommended-action".*?</section>', html, re.S).group(0)
+    assert "Likely next product: <strong>Insurance</strong>" in action
+    assert "42.5" in action and "measured: spring_offer" in action
+
+
+def _change_rows(html: str) -> list[tuple[str, float]]:
+    section = re.search(r'id="risk-change".*?</section>', html, re.S).group(0)
+    return [(group, float(change)) for group, change in re.findall(
+        r'<tr data-group="([^"]*)">.*?data-change="([^"]+)"', section, re.S)]
+
+
+def test_risk_change_lists_groups_by_size_and_adds_up():
+    customer = sample_customer()
+    html = render_customer_page(customer)
+    section = re.search(r'id="risk-change".*?</section>', html, re.S).group(0)
+    assert "Why did risk change" in section
+    assert "1 Sep 2025" in section and "1 Dec 2025" in section
+    assert "6.2%" in section and "23.1%" in section and "+16.9 points" in section
+    rows = _change_rows(html)
+    assert rows[0] == ("service", pytest.approx(0.85, abs=1e-4))
+    assert len(rows) == CHANGE_ROWS + 1 and rows[-1][0] == "2 other groups"  # 10 groups
+    shown = [abs(c) for _, c in rows[:-1]]
+    assert shown == sorted(shown, reverse=True)
+    change = customer["risk_change"]
+    assert sum(c for _, c in rows) == pytest.approx(change["margin_change"], abs=1e-3)
+    assert "Open tickets (opened in the last 365 days): 0 → <strong>2</strong>" in section
+    colours = dict(re.findall(r'data-change="([^"]+)" style="width:[^;]+;background:(#\w+)',
+                              section))
+    assert colours[f"{rows[0][1]:.4f}"] == "#dc2626"  # raised risk: red
+
+
+def test_risk_change_unavailable_says_why():
+    customer = sample_customer()
+    customer["risk_change"] = {"from_date": "2025-09-01", "to_date": "2025-12-01",
+                               "unavailable": "customer 100042 had not signed up yet on "
+                                              "2025-09-01"}
+    html = render_customer_page(customer)
+    section = re.search(r'id="risk-change".*?</section>', html, re.S).group(0)
+    assert "No comparison: customer 100042 had not signed up yet" in section
 
 
 def test_document_is_self_contained():

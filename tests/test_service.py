@@ -15,8 +15,9 @@ import urllib.request
 import numpy as np
 import pytest
 
+from churn_risk.models.portfolio import QUADRANTS
 from churn_risk.serving import launch
-from churn_risk.serving.schemas import ExplainResponse, ScoreResponse
+from churn_risk.serving.schemas import ExplainChangeResponse, ExplainResponse, ScoreResponse
 from churn_risk.training.config import SearchSpace, TrainConfig
 from churn_risk.training.registry import promote
 from churn_risk.training.train import train
@@ -119,7 +120,27 @@ def test_score_known_customers_with_reasons_and_list_unknown_ones(served, known_
         assert result["next_products"] and "propensity" in result["next_products"][0]
         assert result["model"]["alias"] == "champion"
         assert result["features_as_of"]
-        assert {"value", "quadrant", "recommended_action"} <= set(result)
+        assert {"horizon_margin", "lifetime_value", "value_at_risk", "quadrant",
+                "recommended_action"} <= set(result)
+        assert "value" not in result  # the placeholder is gone
+        assert result["horizon_margin"] >= 0 and result["lifetime_value"] >= 0
+        assert result["value_at_risk"] == pytest.approx(
+            result["churn_probability"] * result["lifetime_value"], rel=1e-9)
+        assert result["quadrant"] in QUADRANTS
+
+
+def test_recommended_actions_are_typed_and_pay(served, known_ids):
+    status, answer = call(served["base"], "/score", {"customer_ids": known_ids, "top_k": 0})
+    assert status == 200
+    ScoreResponse.model_validate(answer)
+    actions = [r["recommended_action"] for r in answer["results"] if r["recommended_action"]]
+    assert actions, "no customer of the first 300 has an action that pays"
+    for action in actions:
+        assert set(action) == {"action", "label", "kind", "channel", "cost", "success_rate",
+                               "success_source", "expected_profit", "reason"}
+        assert action["expected_profit"] > 0 and action["action"] != "none"
+        assert action["success_source"] == "catalogue prior" or action["success_source"]\
+            .startswith("measured: ")
 
 
 @pytest.mark.parametrize("channel, keys", [
@@ -134,7 +155,11 @@ def test_every_channel_view(served, known_ids, channel, keys):
                           {"customer_ids": known_ids[:20], "channel": channel})
     assert status == 200
     views = [r["channel_view"] for r in answer["results"]]
-    assert all(set(v) == keys for v in views)
+    assert all(set(v) == keys | {"recommended_action"} for v in views)
+    for result in answer["results"]:  # the action shows in the view of the channel doing it
+        action = result["recommended_action"]
+        mine = action is not None and action["channel"] == channel
+        assert result["channel_view"]["recommended_action"] == (action if mine else None)
     if channel == "contact_center":
         said = [s for v in views for s in v["say"]]
         assert said and all(s.endswith(".") and "risk" in s for s in said)
@@ -218,13 +243,108 @@ def test_no_train_serve_skew(served, known_ids):
                                       for c in explained["contributions"]})
     np.testing.assert_allclose(served_contributions[contributions.index].to_numpy(),
                                contributions.to_numpy(), rtol=1e-6, atol=1e-7)
+    # value, quadrant and recommended action: the bundle's own, through HTTP
+    scores = bundle.predict(rows)
+    recommended = bundle.recommend(scores, bundle.explain(rows))
+    for column in ("horizon_margin", "lifetime_value", "value_at_risk"):
+        got = np.array([r[column] for r in answer["results"]], dtype=float)
+        np.testing.assert_allclose(got, scores[column].to_numpy(), rtol=1e-9)
+    assert [r["quadrant"] for r in answer["results"]] == scores["quadrant"].tolist()
+    served_actions = [r["recommended_action"] for r in answer["results"]]
+    assert [a["action"] if a else "none" for a in served_actions] == (
+        recommended["recommended_action"].tolist())
+    for action, (_, row) in zip(served_actions, recommended.iterrows(), strict=True):
+        if action is None:
+            continue
+        assert action["channel"] == row["action_channel"]
+        reason = row["action_reason"]
+        assert action["reason"] == (reason if isinstance(reason, str) else None)
+        assert action["success_source"] == bundle.policy.action(action["action"]).success_source
+        np.testing.assert_allclose(
+            [action["expected_profit"], action["cost"], action["success_rate"]],
+            [row["expected_profit"], row["action_cost"], row["action_success_rate"]], rtol=1e-9)
+    # what-if records get the same fields, computed on the fly
+    _, inline = call(served["base"], "/score",
+                     {"records": [{"customer_id": c} for c in known_ids[:10]], "top_k": 0})
+    for by_id, on_the_fly in zip(answer["results"][:10], inline["results"], strict=True):
+        for key in ("horizon_margin", "lifetime_value", "value_at_risk", "quadrant",
+                    "recommended_action"):
+            assert on_the_fly[key] == by_id[key], key
+
+
+@pytest.fixture(scope="module")
+def change_case(served, known_ids):
+    """A customer of the snapshot who was a customer 3 months earlier too, and those dates."""
+    import pandas as pd
+
+    from churn_risk.features.labels import population
+    from churn_risk.features.lifecycle import prepare, to_timestamp
+    from churn_risk.features.validation import load_crm
+
+    _, explained = call(served["base"], "/explain", {"customer_id": known_ids[0]})
+    to = pd.Timestamp(explained["features_as_of"])
+    frm = to - pd.DateOffset(months=3)
+    prep = prepare(load_crm(served["data"]))
+    cfg = served["first"].bundle.feature_config
+    earlier = set(population(prep, to_timestamp(frm), cfg)["customer_id"])
+    customer = next(c for c in known_ids if c in earlier)
+    now = population(prep, to_timestamp(to), cfg)["customer_id"]
+    return {"customer_id": customer, "from_date": f"{frm:%Y-%m-%d}",
+            "to_date": f"{to:%Y-%m-%d}", "prep": prep,
+            "newcomer": next(c for c in now if c not in earlier)}
+
+
+def test_explain_change_answers_and_equals_the_bundle_in_process(served, change_case):
+    from churn_risk.serving.change import explain_change
+
+    body = {k: change_case[k] for k in ("customer_id", "from_date", "to_date")}
+    status, answer = call(served["base"], "/explain_change", body)
+    assert status == 200, answer
+    ExplainChangeResponse.model_validate(answer)
+    assert answer["model"]["version"] == served["first"].version
+    assert sum(g["change"] for g in answer["groups"]) == pytest.approx(answer["margin_change"],
+                                                                       abs=1e-6)
+    expected = explain_change(served["first"].bundle, change_case["prep"], **body)
+    for key in ("margin_from", "margin_to", "churn_probability_from", "churn_probability_to"):
+        assert answer[key] == pytest.approx(expected[key], abs=1e-9), key
+    assert [g["driver_group"] for g in answer["groups"]] == [
+        g["driver_group"] for g in expected["groups"]]
+    _, scored = call(served["base"], "/score", {"customer_ids": [body["customer_id"]]})
+    assert answer["churn_probability_to"] == pytest.approx(
+        scored["results"][0]["churn_probability"], abs=1e-6)
+    assert call(served["base"], "/explain_change", body, headers={})[0] == 401
+
+
+def test_explain_change_bad_input_gets_a_4xx_naming_the_field(served, change_case):
+    base = served["base"]
+    good = {k: change_case[k] for k in ("customer_id", "from_date", "to_date")}
+    newcomer = int(change_case["newcomer"])  # a customer now who was not one 3 months earlier
+    cases = [
+        ({**good, "customer_id": 999_999_999}, 404, "customer_id"),
+        ({**good, "to_date": good["from_date"]}, 422, "to_date"),
+        ({**good, "from_date": good["to_date"], "to_date": good["from_date"]}, 422, "to_date"),
+        ({**good, "to_date": "2099-01-01"}, 422, "to_date"),
+        ({**good, "from_date": "soon"}, 422, "from_date"),
+        ({**good, "customer_id": newcomer}, 422, "from_date"),
+        ({k: v for k, v in good.items() if k != "to_date"}, 400, "to_date"),
+        ({**good, "customer_id": [1, 2]}, 400, "customer_id"),
+    ]
+    for body, expected, field in cases:
+        status, answer = call(base, "/explain_change", body)
+        assert status == expected, (body, status, answer)
+        text = json.dumps(answer)
+        assert field in text, text
+        assert "Traceback" not in text and not re.search(r"\.py\b|site-packages", text), text
+    _, unknown = call(base, "/explain_change", cases[0][0])
+    assert "e.g." in json.dumps(unknown)  # an example of a valid value
 
 
 def test_page_renders_in_chromium(served, known_ids, tmp_path):
     url = f"{served['base']}/customers/{known_ids[0]}"
     dom = browser.dump_dom(url, headers=AUTH)
     for element in ('id="risk"', 'id="waterfall"', 'id="reasons"', 'id="history"',
-                    'id="next-products"', "data-bar"):
+                    'id="next-products"', "data-bar", 'id="value"', 'id="quadrant"',
+                    'id="recommended-action"', 'id="risk-change"'):
         assert element in dom, element
     shot = tmp_path / "customer.png"
     browser.screenshot(url, shot, headers=AUTH)

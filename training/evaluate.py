@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from churn_risk.features.snapshots import ADOPTION_PREFIX, CHURN_LABEL
+from churn_risk.features.labels import DAYS_PER_MONTH
+from churn_risk.features.snapshots import ADOPTION_PREFIX, CHURN_LABEL, SPEND_LABEL
 from churn_risk.models.bundle import ChurnBundle
 from churn_risk.training import metrics as m
 from churn_risk.training import plots
@@ -26,7 +27,7 @@ TRUTH_FOLDER = "ground_truth"
 class Truth:
     """The demo generator's ground truth: used by evaluation only, never by features."""
 
-    churn: pd.DataFrame  # customer_id, as_of, churn_probability_90d, dominant_driver
+    churn: pd.DataFrame  # customer_id, as_of, churn_probability_90d, dominant_driver, ...
     adoption: pd.DataFrame  # customer_id, as_of, family, adoption_probability_90d
 
 
@@ -34,9 +35,12 @@ def load_truth(source: str | Path) -> Truth | None:
     folder = Path(str(source)) / TRUTH_FOLDER
     if "://" in str(source) or not (folder / "churn.parquet").exists():
         return None
-    churn = pd.read_parquet(folder / "churn.parquet",
-                            columns=["customer_id", "as_of", "churn_probability_90d",
-                                     "dominant_driver"])
+    wanted = ["customer_id", "as_of", "churn_probability_90d", "dominant_driver",
+              "expected_monthly_spend"]
+    import pyarrow.parquet as pq
+
+    present = set(pq.read_schema(folder / "churn.parquet").names)
+    churn = pd.read_parquet(folder / "churn.parquet", columns=[c for c in wanted if c in present])
     adoption = pd.read_parquet(folder / "adoption.parquet")
     return Truth(churn=churn, adoption=adoption)
 
@@ -97,6 +101,9 @@ def evaluate(
         - bundle.churn_margin(bundle.dmatrix(frame))
     ))) if len(frame) else 0.0
 
+    if SPEND_LABEL in frame and bundle.value is not None:
+        out.update(value_metrics(bundle, frame, scores, prefix))
+
     oracle_p = None
     if truth is not None:
         oracle_p = _oracle(frame, truth, y, p, scores, explanation, out, prefix, notes)
@@ -116,7 +123,48 @@ def evaluate(
             figs["key_drivers_by_segment"] = plots.key_drivers_figure(
                 explanation.groups, frame["segment"].astype(str)
             )
+        if bundle.value is not None:
+            figs["risk_matrix"] = plots.risk_matrix_figure(
+                scores["quadrant"], scores["value_at_risk"], bundle.policy.risk_threshold,
+                bundle.policy.value_threshold)
     return Evaluation(out, figs, notes)
+
+
+def run_rate_spend(frame: pd.DataFrame, horizon_days: int) -> np.ndarray | None:
+    """The naive value estimate a CRM would use: the last horizon's net spend again, plus the
+    recurring amounts held today for the horizon. None without a spend feature for the horizon."""
+    column = f"spend_{horizon_days}d"
+    if column not in frame:
+        return None
+    spend = frame[column].fillna(0.0).to_numpy(dtype=float)
+    if "recurring_amount" in frame:
+        spend = spend + frame["recurring_amount"].fillna(0.0).to_numpy(dtype=float) * (
+            horizon_days / DAYS_PER_MONTH)
+    return spend
+
+
+def value_metrics(bundle: ChurnBundle, frame: pd.DataFrame, scores: pd.DataFrame,
+                  prefix: str) -> dict[str, float]:
+    """The value model against realised spend of the customers who stayed, next to the
+    run-rate estimate: mean absolute error, rank correlation, and total predicted / realised."""
+    from scipy.stats import spearmanr
+
+    stayed = ((frame[CHURN_LABEL] == 0) & frame[SPEND_LABEL].notna()).to_numpy()
+    if stayed.sum() < 10:
+        return {}
+    realised = np.maximum(frame[SPEND_LABEL].to_numpy(dtype=float)[stayed], 0.0)
+    margin_rate = bundle.policy.value.margin_rate
+    candidates = {"value": scores["horizon_margin"].to_numpy()[stayed] / margin_rate}
+    horizon = int(bundle.info.get("horizon_days", bundle.policy.horizon_days))
+    run_rate = run_rate_spend(frame, horizon)
+    if run_rate is not None:
+        candidates["value_run_rate"] = run_rate[stayed]
+    out = {}
+    for name, predicted in candidates.items():
+        out[f"{prefix}{name}_mae"] = float(np.mean(np.abs(predicted - realised)))
+        out[f"{prefix}{name}_spearman"] = float(spearmanr(predicted, realised).statistic)
+        out[f"{prefix}{name}_total_ratio"] = float(predicted.sum() / max(realised.sum(), 1e-9))
+    return out
 
 
 def _oracle(frame, truth: Truth, y, p, scores, explanation, out, prefix, notes
@@ -193,3 +241,31 @@ def newest_test_snapshot_evaluator(source: str | Path, horizon_days: int | None 
 
     evaluate_uri.as_of = as_of  # type: ignore[attr-defined]
     return evaluate_uri
+
+
+def true_churn_and_value(source: str | Path, bundle: ChurnBundle, rows: pd.DataFrame
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """For demo data: each row's true 90-day churn probability and true lifetime value (the
+    generator's expected transaction spend plus the recurring amounts held at `as_of`, through
+    the policy's margin rate and lifetime factor), to judge targeting by the ground truth."""
+    folder = Path(str(source))
+    truth = pd.read_parquet(folder / TRUTH_FOLDER / "churn.parquet",
+                            columns=["customer_id", "as_of", "churn_probability_90d",
+                                     "expected_monthly_spend"])
+    joined = rows[["customer_id", "as_of"]].merge(truth, on=["customer_id", "as_of"],
+                                                  how="left")
+    if joined["churn_probability_90d"].isna().any():
+        raise ValueError("the ground truth does not cover every row (as_of must be a month "
+                         "start inside the simulated period)")
+    subs = pd.read_parquet(folder / "subscriptions.parquet")
+    as_of = rows["as_of"].to_numpy()
+    held = subs.merge(rows[["customer_id", "as_of"]], on="customer_id")
+    held = held[(held["start_date"] < held["as_of"])
+                & (held["end_date"].isna() | (held["end_date"] >= held["as_of"]))]
+    recurring = held.groupby(["customer_id", "as_of"])["recurring_amount"].sum()
+    keys = pd.MultiIndex.from_arrays([rows["customer_id"].to_numpy(), as_of])
+    monthly = (joined["expected_monthly_spend"].to_numpy()
+               + recurring.reindex(keys).fillna(0.0).to_numpy())
+    spend = monthly * bundle.policy.horizon_days / DAYS_PER_MONTH
+    ltv = bundle.policy.lifetime_value(bundle.policy.horizon_margin(spend))
+    return joined["churn_probability_90d"].to_numpy(), ltv

@@ -312,3 +312,163 @@ def key_drivers_figure(group_contributions: pd.DataFrame, segments: pd.Series) -
     colorbar = fig.colorbar(image, ax=ax, pad=0.02)
     colorbar.set_label("Mean |SHAP| of the group (log-odds)", fontsize=8)
     return fig
+
+
+# ---------------------------------------------------------------------------- portfolio figures
+
+QUADRANT_COLORS = {
+    "protect_first": "tab:red",
+    "keep": "tab:blue",
+    "grow": "tab:green",
+    "let_go": "tab:orange",
+}
+
+
+def _money(value: float) -> str:
+    """A compact amount: 1.2M, 35.4k, 812."""
+    value = float(value)
+    for size, suffix in ((1e9, "bn"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:,.1f}{suffix}"
+    return f"{value:,.0f}"
+
+
+def risk_matrix_figure(
+    quadrant: np.ndarray | pd.Series,
+    value_at_risk: np.ndarray | pd.Series,
+    risk_threshold: float | None = None,
+    value_threshold: float | None = None,
+) -> Figure:
+    """The value × risk matrix as a 2×2 heatmap: customers and value at risk in each quadrant
+    (cells shaded by their share of the portfolio's value at risk).
+
+    `quadrant` holds each customer's quadrant name (`portfolio.QUADRANTS`; missing when there is
+    no value model) and `value_at_risk` their churn probability × lifetime value; the thresholds
+    (the bundle's policy) label the axes."""
+    from churn_risk.models.portfolio import QUADRANT_LABELS
+
+    names = pd.Series(np.asarray(quadrant, dtype=object))
+    var = pd.Series(np.asarray(value_at_risk, dtype=float))
+    if len(names) != len(var):
+        raise ValueError(f"quadrant has {len(names)} rows, value_at_risk has {len(var)}")
+    counts = names.value_counts()
+    sums = var.groupby(names.to_numpy()).sum()
+    total = float(np.nansum(var.to_numpy())) or 1.0
+    # rows: high value on top; columns: low risk left, high risk right
+    layout = [["keep", "protect_first"], ["grow", "let_go"]]
+    shares = np.array([[float(sums.get(q, 0.0)) / total for q in row] for row in layout])
+
+    fig = _figure((7.0, 5.5))
+    ax = fig.subplots()
+    image = ax.imshow(shares, cmap=colormaps["Reds"], vmin=0, vmax=max(shares.max(), 1e-9))
+    for i, row in enumerate(layout):
+        for j, q in enumerate(row):
+            n = int(counts.get(q, 0))
+            share = n / max(len(names), 1)
+            text = (f"{QUADRANT_LABELS[q]}\n{n:,} customers ({share:.0%})\n"
+                    f"value at risk {_money(sums.get(q, 0.0))} ({shares[i, j]:.0%})")
+            ax.text(j, i, text, ha="center", va="center", fontsize=10,
+                    color="white" if shares[i, j] > 0.6 * shares.max() else "black")
+    risk = f" (from {risk_threshold:.1%})" if risk_threshold is not None else ""
+    value = f" (from {_money(value_threshold)})" if value_threshold is not None else ""
+    ax.set_xticks([0, 1], ["low risk", f"high risk{risk}"])
+    ax.set_yticks([0, 1], [f"high value{value}", "low value"], rotation=90, va="center")
+    ax.set_xlabel("Churn probability")
+    ax.set_ylabel("Lifetime value")
+    unplaced = int(names.isna().sum())
+    note = f"; {unplaced:,} without a value" if unplaced else ""
+    ax.set_title(f"Risk matrix: {len(names):,} customers, value at risk {_money(total)}{note}")
+    colorbar = fig.colorbar(image, ax=ax, pad=0.02, fraction=0.05)
+    colorbar.set_label("Share of the portfolio's value at risk", fontsize=8)
+    return fig
+
+
+def value_at_risk_by_segment_figure(
+    value_at_risk: np.ndarray | pd.Series,
+    segments: np.ndarray | pd.Series,
+    quadrant: np.ndarray | pd.Series | None = None,
+) -> Figure:
+    """Horizontal bars of the total value at risk per segment (largest on top), stacked by
+    quadrant when `quadrant` is given, annotated with the segment's total and customers."""
+    var = np.nan_to_num(np.asarray(value_at_risk, dtype=float))
+    names = _segment_names(segments, len(var))
+    parts = pd.DataFrame({"segment": names, "value_at_risk": var})
+    if quadrant is not None:
+        parts["quadrant"] = pd.Series(np.asarray(quadrant, dtype=object)).fillna("(none)")
+    else:
+        parts["quadrant"] = "all"
+    table = parts.pivot_table(index="segment", columns="quadrant", values="value_at_risk",
+                              aggfunc="sum", fill_value=0.0)
+    totals = table.sum(axis=1).sort_values(kind="stable")
+    table = table.loc[totals.index]
+    sizes = pd.Series(names).value_counts()
+
+    fig = _figure((7.5, max(3.5, 1.5 + 0.45 * len(table))))
+    ax = fig.subplots()
+    rows = np.arange(len(table))
+    left = np.zeros(len(table))
+    from churn_risk.models.portfolio import QUADRANT_LABELS, QUADRANTS
+
+    order = [q for q in QUADRANTS if q in table.columns] + [
+        q for q in table.columns if q not in QUADRANTS]
+    for q in order:
+        values = table[q].to_numpy()
+        ax.barh(rows, values, left=left, height=0.7, label=QUADRANT_LABELS.get(q, q),
+                color=QUADRANT_COLORS.get(q, MODEL_COLOR), alpha=0.85)
+        left += values
+    for row, (segment, total) in zip(rows, totals.items(), strict=True):
+        ax.text(total, row, f"  {_money(total)} (n={sizes[segment]:,})", va="center", fontsize=8)
+    ax.set_yticks(rows, [str(s) for s in table.index], fontsize=9)
+    ax.set_xlim(0, float(totals.max()) * 1.3 if len(totals) and totals.max() > 0 else 1.0)
+    ax.set_xlabel("Value at risk (churn probability × lifetime value)")
+    ax.set_title(f"Value at risk by segment (total {_money(totals.sum())})")
+    ax.grid(alpha=0.3, axis="x")
+    if len(order) > 1:
+        ax.legend(loc="lower right", fontsize=8, title="quadrant", title_fontsize=8)
+    return fig
+
+
+def score_distribution_figure(
+    churn_probability: np.ndarray | pd.Series,
+    risk_bands: tuple[tuple[str, float], ...],
+    risk_threshold: float | None = None,
+    bins: int = 60,
+) -> Figure:
+    """Histogram of the churn probability with the risk bands shaded and counted, and the risk
+    matrix's high-risk threshold as a line. Scores beyond the 99.5th percentile are counted in
+    the last bar so a few extreme customers do not squash the rest."""
+    p = np.asarray(churn_probability, dtype=float)
+    p = p[np.isfinite(p)]
+    if len(p) == 0:
+        raise ValueError("churn_probability is empty")
+    upper = min(1.0, max(float(np.quantile(p, 0.995)) * 1.1, 1e-3))
+    fig = _figure((7.5, 4.5))
+    ax = fig.subplots()
+    counts, edges, _ = ax.hist(np.minimum(p, upper), bins=bins, range=(0, upper),
+                               color=MODEL_COLOR, alpha=0.8)
+    top = float(counts.max()) if len(counts) else 1.0
+    lows = [low for _, low in risk_bands] + [np.inf]
+    band_colors = colormaps["YlOrRd"](np.linspace(0.1, 0.8, len(risk_bands)))
+    for (name, low), high, color in zip(risk_bands, lows[1:], band_colors, strict=True):
+        n = int(np.sum((p >= low) & (p < high)))
+        if low >= upper:
+            ax.plot([], [], color=color, lw=6, label=f"{name} (≥ {low:.0%}): {n:,}")
+            continue
+        ax.axvspan(low, min(high, upper), color=color, alpha=0.25, lw=0,
+                   label=f"{name} ({low:.0%}–{high:.0%}): {n:,}" if np.isfinite(high)
+                   else f"{name} (≥ {low:.0%}): {n:,}")
+    if risk_threshold is not None:
+        ax.axvline(risk_threshold, color="tab:red", ls="--", lw=1.2,
+                   label=f"high risk (matrix) from {risk_threshold:.1%}")
+    beyond = int(np.sum(p > upper))
+    xlabel = "Churn probability (calibrated)"
+    if beyond:
+        xlabel += f"; {beyond:,} customers above {upper:.2f} counted in the last bar"
+    ax.set(xlim=(0, upper), ylim=(0, top * 1.1), xlabel=xlabel, ylabel="Customers",
+           title=f"Score distribution: {len(p):,} customers, mean {p.mean():.1%}")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(loc="upper right", fontsize=8, title="risk band: customers", title_fontsize=8)
+    return fig
+
+
+__all__ += ["risk_matrix_figure", "score_distribution_figure", "value_at_risk_by_segment_figure"]

@@ -27,6 +27,11 @@ from churn_risk.models import mlflow_model
 from churn_risk.models.bundle import ChurnBundle, encode_features
 from churn_risk.models.portfolio import fit_policy, load_catalogue, with_measured_success
 from churn_risk.models.pyfunc import ARTIFACT_KEY, pip_requirements
+from churn_risk.training.campaigns import (
+    evaluate_campaigns,
+    log_campaign_evaluation,
+    success_rates,
+)
 from churn_risk.training.config import TrainConfig
 from churn_risk.training.evaluate import Evaluation, evaluate, load_truth
 from churn_risk.training.fit import (
@@ -215,6 +220,7 @@ def _fit_policy(bundle: ChurnBundle, split: Split, cfg: TrainConfig,
     spend = (bundle.value.predict(dm, validate_features=False) if bundle.value is not None
              else np.zeros(len(reference)))
     actions = with_measured_success(load_catalogue(cfg.actions), measured)
+    bundle.info["measured_success"] = measured
     return fit_policy(probability, spend, 1.0 - float(split.train[CHURN_LABEL].mean()),
                       cfg.features.horizon_days, cfg.value, cfg.matrix, actions)
 
@@ -243,7 +249,12 @@ def train(
         frame, specs = build_training_data(source, cfg, engine, scheduler, step)
         seconds["features"] = time.perf_counter() - t
         t = time.perf_counter()
-        bundle, split, fit_metrics, notes = fit_bundle(frame, specs, cfg, step, client)
+        campaigns = _campaign_evaluation(source, cfg)
+        measured = {} if campaigns is None else success_rates(campaigns, cfg.min_control)
+        seconds["campaigns"] = time.perf_counter() - t
+        t = time.perf_counter()
+        bundle, split, fit_metrics, notes = fit_bundle(frame, specs, cfg, step, client,
+                                                       measured)
         seconds["fit"] = time.perf_counter() - t
     finally:
         if client_cm is not None:
@@ -273,6 +284,8 @@ def train(
         _log_dataset(frame, source, cfg.features.name)
         _log_evaluation(evaluation, fit_metrics)
         mlflow.log_text("\n".join(notes + evaluation.notes), "notes.txt")
+        if campaigns is not None:
+            log_campaign_evaluation(campaigns)
         model_info = _log_bundle(bundle, split.test)
         version = register(model_info.model_uri, run_id, MODEL_NAME,
                            tags={"feature_set": cfg.features.name, "split": split.method})
@@ -280,6 +293,18 @@ def train(
     metrics = {**fit_metrics, **evaluation.metrics}
     return TrainResult(run_id, model_info.model_uri, version, metrics, split, bundle, tracking,
                        notes + evaluation.notes, seconds)
+
+
+def _campaign_evaluation(source, cfg: TrainConfig):
+    """Treatment vs control of past campaigns (None without campaign data): measures the
+    success rates of the catalogue's actions that name an offer."""
+    from churn_risk.features.lifecycle import prepare
+    from churn_risk.features.validation import load_crm
+
+    prep = prepare(load_crm(source))
+    if not prep.has("campaigns") or not len(prep.events["campaigns"]):
+        return None
+    return evaluate_campaigns(prep, cfg.features)
 
 
 def _log_dataset(frame: pd.DataFrame, source, feature_set: str) -> None:

@@ -1,0 +1,199 @@
+"""Batch scoring of the whole portfolio: every output field per customer, from the same bundle
+the service loads.
+
+`score_portfolio` builds the point-in-time snapshot at `as_of` (pandas: `load_crm` → `prepare` →
+`build_snapshot`; dask: `build_frame_dask`, then each partition is scored on the workers) and
+scores it in chunks with `ChurnBundle.score` (one model input and one TreeSHAP pass per chunk),
+so memory stays bounded by the feature frame, the output and one chunk's intermediates, and a
+progress callback moves once per chunk. Each row also carries the keys a channel needs to trust
+it: `customer_id`, `features_as_of`, `model_name` and `model_version`.
+
+The default `as_of` is the day after the data end, as in the service (`serving/scorer.py`).
+Local scoring lets XGBoost use every core (the service keeps one thread per request); on Dask
+each worker scores its partitions with one thread per worker thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from churn_risk.features.io import write_frame
+from churn_risk.models.bundle import ChurnBundle
+
+#: Rows scored at once: the TreeSHAP output of a chunk is rows x (features + 1) float32, and
+#: ~50k rows keep every intermediate of `score` in the tens of MiB.
+DEFAULT_CHUNK_ROWS = 50_000
+ENGINES = ("pandas", "dask")
+OUTPUT_SUFFIXES = (".parquet", ".csv")
+#: Customer attributes carried into the output when the feature frame has them.
+CARRIED = ("segment",)
+
+Progress = Callable[[int, int], None]
+
+
+def default_as_of(prep) -> pd.Timestamp:
+    """The day after the data end: what the service scores (every recorded event is known)."""
+    from churn_risk.features.labels import data_end
+
+    return pd.Timestamp(data_end(prep)).normalize() + pd.Timedelta(days=1)
+
+
+def check_output_path(out: str | os.PathLike) -> Path:
+    """The output file, or ValueError when its extension is not .parquet or .csv."""
+    out = Path(out)
+    if out.suffix not in OUTPUT_SUFFIXES:
+        raise ValueError(
+            f"cannot write scores to {out.name!r}: use a .parquet or .csv file name"
+        )
+    return out
+
+
+def score_portfolio(
+    source: str | os.PathLike,
+    as_of: str | pd.Timestamp | None,
+    bundle: ChurnBundle,
+    model_name: str,
+    model_version: str,
+    engine: str = "pandas",
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    progress: Progress | None = None,
+    scheduler: str | None = None,
+) -> pd.DataFrame:
+    """Every output field for every customer of the population at `as_of` (None: the day
+    after the data end), one row per customer sorted by customer_id."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    cfg = bundle.feature_config
+    if engine == "pandas":
+        from churn_risk.features.lifecycle import prepare
+        from churn_risk.features.snapshots import build_snapshot
+        from churn_risk.features.validation import load_crm
+
+        prep = prepare(load_crm(source))
+        as_of = default_as_of(prep) if as_of is None else pd.Timestamp(as_of).normalize()
+        frame = build_snapshot(prep, as_of, cfg)
+        del prep
+        frame = frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
+        with all_cores(bundle):
+            return score_frame(frame, bundle, model_name, model_version, as_of, chunk_rows,
+                               progress)
+
+    from churn_risk.features import dask_engine
+    from churn_risk.features.dask_engine import build_frame_dask, dask_client
+
+    with dask_client(scheduler) as client:
+        if as_of is None:  # the data end, computed on the workers (the same definition)
+            data_end = dask_engine._data_end(dask_engine._read_dask(source))
+            as_of = pd.Timestamp(data_end).normalize() + pd.Timedelta(days=1)
+        as_of = pd.Timestamp(as_of).normalize()
+        frame, _ = build_frame_dask(source, [as_of], cfg, labelled=False,
+                                    scheduler=client.scheduler.address)
+        return score_frame_dask(frame, bundle, model_name, model_version, as_of, client,
+                                chunk_rows, progress)
+
+
+def score_frame(
+    frame: pd.DataFrame,
+    bundle: ChurnBundle,
+    model_name: str,
+    model_version: str,
+    as_of: str | pd.Timestamp,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """Score a feature frame in chunks of `chunk_rows` (in this process)."""
+    starts = range(0, len(frame), chunk_rows) if len(frame) else range(1)
+    parts = []
+    for done, start in enumerate(starts, 1):
+        rows = frame.iloc[start:start + chunk_rows]
+        parts.append(_score_rows(rows, bundle, model_name, model_version, as_of))
+        if progress is not None:
+            progress(done, len(starts))
+    return _concat(parts)
+
+
+def score_frame_dask(
+    frame: pd.DataFrame,
+    bundle: ChurnBundle,
+    model_name: str,
+    model_version: str,
+    as_of: str | pd.Timestamp,
+    client,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """Score a feature frame on the Dask workers of `client`: the bundle is sent to every worker
+    once, the frame in chunks of `chunk_rows`; results come back in order."""
+    from dask.distributed import as_completed
+
+    if len(frame) == 0:
+        return score_frame(frame, bundle, model_name, model_version, as_of)
+    on_workers = client.scatter(bundle, broadcast=True)
+    starts = list(range(0, len(frame), chunk_rows))
+    futures = [
+        client.submit(_score_rows, client.scatter(frame.iloc[s:s + chunk_rows]), on_workers,
+                      model_name, model_version, as_of, pure=False)
+        for s in starts
+    ]
+    for done, _ in enumerate(as_completed(futures), 1):
+        if progress is not None:
+            progress(done, len(futures))
+    parts = client.gather(futures)
+    client.cancel([*futures, on_workers])
+    return _concat(parts)
+
+
+def _score_rows(rows: pd.DataFrame, bundle: ChurnBundle, model_name: str, model_version: str,
+                as_of) -> pd.DataFrame:
+    scores = bundle.score(rows).reset_index(drop=True)
+    keys = {"customer_id": rows["customer_id"].to_numpy()}
+    for name in CARRIED:
+        if name in rows.columns and name not in scores.columns:
+            keys[name] = rows[name].to_numpy()
+    keys["features_as_of"] = np.full(len(rows), f"{pd.Timestamp(as_of):%Y-%m-%d}", dtype=object)
+    keys["model_name"] = np.full(len(rows), model_name, dtype=object)
+    keys["model_version"] = np.full(len(rows), str(model_version), dtype=object)
+    return pd.concat([pd.DataFrame(keys), scores], axis=1)
+
+
+def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+
+
+@contextlib.contextmanager
+def all_cores(bundle: ChurnBundle, threads: int | None = None) -> Iterator[ChurnBundle]:
+    """Let the bundle's boosters use `threads` (default: every core) while scoring a batch,
+    then restore their own setting (a loaded bundle predicts on one thread, for serving)."""
+    threads = threads or os.cpu_count() or 1
+    boosters = [bundle.churn, *bundle.propensity.values()]
+    if bundle.value is not None:
+        boosters.append(bundle.value)
+    before = [_nthread(b) for b in boosters]
+    for b in boosters:
+        b.set_param({"nthread": threads})
+    try:
+        yield bundle
+    finally:
+        for b, n in zip(boosters, before, strict=True):
+            b.set_param({"nthread": n})
+
+
+def _nthread(booster) -> int:
+    config = json.loads(booster.save_config())
+    return int(config["learner"]["generic_param"].get("nthread", 0))
+
+
+def write_scores(scores: pd.DataFrame, out: str | os.PathLike) -> Path:
+    """Write the table atomically; the format follows the extension (.parquet or .csv)."""
+    out = check_output_path(out)
+    write_frame(scores, out)
+    return out

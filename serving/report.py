@@ -1,0 +1,243 @@
+"""The portfolio report of a batch scoring: one self-contained HTML page with PNG charts.
+
+`portfolio_report` writes, into one folder, `report.html` (charts embedded as base64 PNGs, inline
+CSS, no CDN: it opens from a mail attachment or an MLflow artifact view), each chart as a PNG
+file, and `summary.json` with the headline figures the page shows:
+
+- customers, mean churn probability, total value at risk;
+- per quadrant of the value × risk matrix: customers and value at risk;
+- the recommended actions: customers and total expected profit.
+
+Charts: the risk matrix (2×2, thresholds from the bundle's policy), value at risk by segment,
+key drivers by segment (mean |SHAP| of each driver group, from the `group_*` columns) and the
+score distribution with the risk bands. `log_report_to_mlflow` records the whole in one run.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from churn_risk.models.bundle import DEFAULT_RISK_BANDS
+from churn_risk.models.portfolio import NO_ACTION, QUADRANT_LABELS, QUADRANTS, PortfolioPolicy
+from churn_risk.training import plots
+
+REPORT_FILE = "report.html"
+SUMMARY_FILE = "summary.json"
+GROUP_PREFIX = "group_"
+ALL_CUSTOMERS = "all customers"
+
+
+def portfolio_summary(scores: pd.DataFrame) -> dict:
+    """The headline figures of a scored portfolio (plain numbers, JSON-ready)."""
+    p = scores["churn_probability"].to_numpy(dtype=float)
+    var = np.nan_to_num(scores["value_at_risk"].to_numpy(dtype=float))
+    quadrant = scores["quadrant"].astype(object)
+    quadrants = {
+        q: {"customers": int((quadrant == q).sum()),
+            "value_at_risk": float(var[(quadrant == q).to_numpy()].sum())}
+        for q in QUADRANTS
+    }
+    actions = (
+        scores.loc[scores["recommended_action"] != NO_ACTION]
+        .groupby("recommended_action")["expected_profit"]
+        .agg(customers="size", expected_profit="sum")
+        .sort_values("expected_profit", ascending=False, kind="stable")
+    )
+    return {
+        "customers": len(scores),
+        "mean_churn_probability": float(p.mean()) if len(p) else float("nan"),
+        "total_value_at_risk": float(var.sum()),
+        "customers_without_quadrant": int(quadrant.isna().sum()),
+        "quadrants": quadrants,
+        "risk_bands": {str(k): int(v) for k, v in
+                       scores["risk_band"].astype(object).value_counts().items()},
+        "actions": [
+            {"action": str(name), "customers": int(row.customers),
+             "expected_profit": float(row.expected_profit)}
+            for name, row in actions.iterrows()
+        ],
+        "customers_with_an_action": int(actions["customers"].sum()) if len(actions) else 0,
+        "total_expected_profit": float(actions["expected_profit"].sum()) if len(actions) else 0.0,
+    }
+
+
+def portfolio_figures(
+    scores: pd.DataFrame,
+    frame_segments: pd.Series | np.ndarray | None,
+    policy: PortfolioPolicy | None = None,
+    risk_bands: tuple[tuple[str, float], ...] = DEFAULT_RISK_BANDS,
+) -> dict:
+    """The report's charts by file stem (matplotlib Figures, see `training/plots.py`)."""
+    segments = (np.full(len(scores), ALL_CUSTOMERS, dtype=object) if frame_segments is None
+                else np.asarray(frame_segments, dtype=object))
+    if len(segments) != len(scores):
+        raise ValueError(f"frame_segments has {len(segments)} rows, scores has {len(scores)}")
+    figures = {}
+    if scores["quadrant"].notna().any():
+        figures["risk_matrix"] = plots.risk_matrix_figure(
+            scores["quadrant"], scores["value_at_risk"],
+            policy.risk_threshold if policy else None, policy.value_threshold if policy else None,
+        )
+        figures["value_at_risk_by_segment"] = plots.value_at_risk_by_segment_figure(
+            scores["value_at_risk"], segments, scores["quadrant"]
+        )
+    groups = scores[[c for c in scores.columns if c.startswith(GROUP_PREFIX)]]
+    if groups.shape[1] and len(groups):
+        figures["key_drivers_by_segment"] = plots.key_drivers_figure(
+            groups.rename(columns=lambda c: c[len(GROUP_PREFIX):]), pd.Series(segments)
+        )
+    if len(scores):
+        figures["score_distribution"] = plots.score_distribution_figure(
+            scores["churn_probability"], risk_bands, policy.risk_threshold if policy else None
+        )
+    return figures
+
+
+def portfolio_report(
+    scores: pd.DataFrame,
+    frame_segments: pd.Series | np.ndarray | None,
+    out_dir: str | os.PathLike,
+    title: str,
+    policy: PortfolioPolicy | None = None,
+    risk_bands: tuple[tuple[str, float], ...] = DEFAULT_RISK_BANDS,
+    details: dict[str, str] | None = None,
+) -> Path:
+    """Write report.html, one PNG per chart and summary.json into `out_dir`; return the HTML's
+    path. `frame_segments` (aligned with `scores` by position; None: one segment) splits the
+    by-segment charts; `policy` gives the matrix thresholds; `details` are shown under the title
+    (model, as-of date, ...)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = portfolio_summary(scores)
+    pngs: dict[str, bytes] = {}
+    for name, fig in portfolio_figures(scores, frame_segments, policy, risk_bands).items():
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=plots.DPI)
+        pngs[name] = buffer.getvalue()
+        (out_dir / f"{name}.png").write_bytes(pngs[name])
+    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    target = out_dir / REPORT_FILE
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(_html(title, details or {}, summary, pngs), encoding="utf-8")
+    os.replace(tmp, target)
+    return target
+
+
+CHART_TITLES = {
+    "risk_matrix": "Risk matrix: who to act on first",
+    "value_at_risk_by_segment": "Value at risk by segment",
+    "key_drivers_by_segment": "Key drivers by segment",
+    "score_distribution": "Score distribution and risk bands",
+}
+
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
+       max-width: 1100px; color: #222; padding: 0 1rem; }
+h1 { margin-bottom: .2rem; } .details { color: #666; margin-top: 0; }
+.tiles { display: flex; gap: 1rem; flex-wrap: wrap; margin: 1.5rem 0; }
+.tile { border: 1px solid #ddd; border-radius: 8px; padding: .8rem 1.2rem; min-width: 180px; }
+.tile .value { font-size: 1.6rem; font-weight: 600; } .tile .label { color: #666; }
+table { border-collapse: collapse; margin: .5rem 0 1.5rem; }
+th, td { border-bottom: 1px solid #e3e3e3; padding: .35rem .8rem; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+figure { margin: 1.5rem 0; } img { max-width: 100%; border: 1px solid #eee; }
+"""
+
+
+def _html(title: str, details: dict[str, str], summary: dict, pngs: dict[str, bytes]) -> str:
+    e = html.escape
+    tiles = [
+        ("customers", f"{summary['customers']:,}"),
+        ("mean churn probability", f"{summary['mean_churn_probability']:.1%}"),
+        ("total value at risk", f"{summary['total_value_at_risk']:,.0f}"),
+        ("expected profit of the actions", f"{summary['total_expected_profit']:,.0f}"),
+    ]
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{e(title)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{e(title)}</h1>",
+        '<p class="details">' + " · ".join(f"{e(k)}: {e(str(v))}" for k, v in details.items())
+        + "</p>",
+        '<div class="tiles">' + "".join(
+            f'<div class="tile"><div class="value">{v}</div><div class="label">{e(k)}</div>'
+            "</div>" for k, v in tiles) + "</div>",
+        "<h2>Quadrants</h2>",
+        _table(["quadrant", "customers", "share", "value at risk"], [
+            [QUADRANT_LABELS[q], f"{c['customers']:,}",
+             f"{c['customers'] / max(summary['customers'], 1):.1%}", f"{c['value_at_risk']:,.0f}"]
+            for q, c in summary["quadrants"].items()
+        ], quadrants=True),
+    ]
+    if summary["customers_without_quadrant"]:
+        parts.append(f"<p>{summary['customers_without_quadrant']:,} customers have no quadrant "
+                     "(the model has no value model).</p>")
+    parts += ["<h2>Recommended actions</h2>", _table(
+        ["action", "customers", "total expected profit"],
+        [[a["action"], f"{a['customers']:,}", f"{a['expected_profit']:,.0f}"]
+         for a in summary["actions"][:10]],
+    ) if summary["actions"] else "<p>No action pays for any customer.</p>"]
+    for name, png in pngs.items():
+        data = base64.b64encode(png).decode("ascii")
+        label = CHART_TITLES.get(name, name)
+        parts.append(f'<figure id="{e(name)}"><h2>{e(label)}</h2>'
+                     f'<img alt="{e(label)}" src="data:image/png;base64,{data}"></figure>')
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _table(header: list[str], rows: list[list[str]], quadrants: bool = False) -> str:
+    e = html.escape
+    head = "".join(f"<th>{e(h)}</th>" for h in header)
+    body = "".join(
+        ("<tr class=\"quadrant\">" if quadrants else "<tr>")
+        + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def log_report_to_mlflow(
+    report: str | os.PathLike,
+    scores_file: str | os.PathLike | None,
+    summary: dict,
+    model_uri: str,
+    model_version: str,
+    as_of: str | pd.Timestamp,
+    engine: str,
+    model_name: str | None = None,
+) -> str:
+    """One MLflow run, "score <as_of>", with the batch's params and headline metrics, the report
+    folder (report.html, PNGs, summary.json) under `report/` and the scores file under `scores/`.
+    Tracking must be configured (`training.tracking.configure_tracking`). Returns the run id."""
+    import mlflow
+
+    day = f"{pd.Timestamp(as_of):%Y-%m-%d}"
+    report = Path(report)
+    folder = report.parent if report.is_file() else report
+    metrics = {
+        "customers": float(summary["customers"]),
+        "mean_churn_probability": summary["mean_churn_probability"],
+        "total_value_at_risk": summary["total_value_at_risk"],
+        "total_expected_profit": summary["total_expected_profit"],
+        "customers_with_an_action": float(summary["customers_with_an_action"]),
+    }
+    for q, cell in summary["quadrants"].items():
+        metrics[f"quadrant_{q}_customers"] = float(cell["customers"])
+        metrics[f"quadrant_{q}_value_at_risk"] = cell["value_at_risk"]
+    with mlflow.start_run(run_name=f"score {day}") as run:
+        mlflow.set_tags({"job": "score", "model_uri": model_uri, "as_of": day})
+        mlflow.log_params({"model_uri": model_uri, "model_name": model_name or "",
+                           "model_version": str(model_version), "as_of": day, "engine": engine})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
+        mlflow.log_artifacts(str(folder), artifact_path="report")
+        if scores_file is not None:
+            mlflow.log_artifact(str(scores_file), artifact_path="scores")
+        return run.info.run_id
