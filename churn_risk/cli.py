@@ -658,11 +658,9 @@ def score(
 ) -> None:
     """Score the whole portfolio (every output field per customer) and write a portfolio report,
     logged to MLflow with the scores."""
-    from mlflow.exceptions import MlflowException
 
     from churn_risk.features.io import DataSourceError
     from churn_risk.features.validation import DataContractError
-    from churn_risk.models.pyfunc import load_bundle
     from churn_risk.serving.batch import check_output_path, score_portfolio, write_scores
     from churn_risk.serving.report import (
         log_report_to_mlflow,
@@ -678,13 +676,7 @@ def score(
     as_of_ts = _parse_date(as_of, "--as-of") if as_of is not None else None
     report_dir = report if report is not None else out.with_name(f"{out.stem}-report")
     tracking = configure_tracking()
-    try:
-        bundle = load_bundle(model)
-        name, version = _model_name_version(model)
-    except (MlflowException, OSError) as exc:
-        err.print(f"[bold red]--model {model}: cannot load the model[/bold red]")
-        err.print(str(exc).splitlines()[0], markup=False, highlight=False)
-        raise typer.Exit(1) from None
+    bundle, name, version = _registered_bundle(model)
     started = time.perf_counter()
     try:
         with _progress() as progress:
@@ -730,24 +722,6 @@ def score(
     console.print(f"Scores: {out}")
     console.print(f"Report: {page}")
     console.print(f"MLflow run {run_id} (\"score {features_as_of}\"): {tracking.ui_command}")
-
-
-def _model_name_version(model_uri: str) -> tuple[str, str]:
-    """The registered name and version behind a `models:/` URI (a run URI: its own name)."""
-    from mlflow import MlflowClient
-
-    if not model_uri.startswith("models:/"):
-        return model_uri, model_uri.rsplit("/", 1)[-1]
-    ref = model_uri.removeprefix("models:/")
-    client = MlflowClient()
-    if "@" in ref:
-        name, alias = ref.split("@", 1)
-        return name, client.get_model_version_by_alias(name, alias).version
-    name, _, version = ref.partition("/")
-    if version == "latest":
-        versions = client.search_model_versions(f"name = '{name}'")
-        return name, max((v.version for v in versions), key=int)
-    return name, version  # a version number, or "" for a logged model id (models:/m-...)
 
 
 @app.command("explain-change")

@@ -206,6 +206,6 @@ def test_churn_score_refuses_bad_options(demo_folder, args, code, message, capsy
 def test_churn_score_names_a_missing_model(demo_folder, in_project, capsys):
     out = in_project / "never.parquet"
     assert main(["score", "--data", str(demo_folder), "--out", str(out),
-                 "--model", "models:/no-such-model@champion"]) == 1
-    assert "--model models:/no-such-model@champion" in capsys.readouterr().err
+                 "--model", "models:/no-such-model@champion"]) == 2
+    assert "--model: no model 'models:/no-such-model@champion'" in capsys.readouterr().err
     assert not out.exists()
