@@ -81,16 +81,16 @@ def set_up_features(console: Console, source_customers: int, customers: int,
     import pandas as pd
 
     from churn_risk.features.io import write_frame
+    from churn_risk.features.labels import data_end, scoring_as_of
     from churn_risk.features.lifecycle import prepare
     from churn_risk.features.snapshots import build_snapshot
     from churn_risk.features.validation import load_crm
     from churn_risk.models.bundle import ChurnBundle
-    from churn_risk.serving.batch import default_as_of
 
     bundle = ChurnBundle.load(model)
     prep = prepare(load_crm(demo_data(console, source_customers, 36)))
     started = time.perf_counter()
-    snapshot = build_snapshot(prep, default_as_of(prep), bundle.feature_config)
+    snapshot = build_snapshot(prep, scoring_as_of(data_end(prep)), bundle.feature_config)
     console.print(f"  snapshot of {len(snapshot):,} customers in "
                   f"{time.perf_counter() - started:.0f} s")
     copies = -(-customers // len(snapshot))

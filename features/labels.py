@@ -58,6 +58,12 @@ def data_end(prep: PreparedData) -> np.datetime64:
     return np.max(latest) if latest else np.datetime64("NaT")
 
 
+def scoring_as_of(end: np.datetime64) -> pd.Timestamp:
+    """The default as-of date of scoring: the day after the data end `end` (see `data_end`),
+    so every recorded event is known. The service, batch scoring and explain-change use it."""
+    return pd.Timestamp(end).normalize() + pd.Timedelta(days=1)
+
+
 def _active_subscription(prep: PreparedData, at: np.datetime64) -> np.ndarray:
     """Per customer position: holds a subscription active at `at`."""
     subs = prep.events["subscriptions"]

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from churn_risk.features.io import write_frame
+from churn_risk.features.labels import data_end, scoring_as_of
 from churn_risk.models.bundle import ChurnBundle
 
 #: Rows scored at once: the TreeSHAP output of a chunk is rows x (features + 1) float32, and
@@ -36,13 +37,6 @@ OUTPUT_SUFFIXES = (".parquet", ".csv")
 CARRIED = ("segment",)
 
 Progress = Callable[[int, int], None]
-
-
-def default_as_of(prep) -> pd.Timestamp:
-    """The day after the data end: what the service scores (every recorded event is known)."""
-    from churn_risk.features.labels import data_end
-
-    return pd.Timestamp(data_end(prep)).normalize() + pd.Timedelta(days=1)
 
 
 def check_output_path(out: str | os.PathLike) -> Path:
@@ -79,7 +73,8 @@ def score_portfolio(
         from churn_risk.features.validation import load_crm
 
         prep = prepare(load_crm(source))
-        as_of = default_as_of(prep) if as_of is None else pd.Timestamp(as_of).normalize()
+        as_of = (scoring_as_of(data_end(prep)) if as_of is None
+                 else pd.Timestamp(as_of).normalize())
         frame = build_snapshot(prep, as_of, cfg)
         del prep
         frame = frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
@@ -92,8 +87,7 @@ def score_portfolio(
 
     with dask_client(scheduler) as client:
         if as_of is None:  # the data end, computed on the workers (the same definition)
-            data_end = dask_engine._data_end(dask_engine._read_dask(source))
-            as_of = pd.Timestamp(data_end).normalize() + pd.Timedelta(days=1)
+            as_of = scoring_as_of(dask_engine._data_end(dask_engine._read_dask(source)))
         as_of = pd.Timestamp(as_of).normalize()
         frame, _ = build_frame_dask(source, [as_of], cfg, labelled=False,
                                     scheduler=client.scheduler.address)

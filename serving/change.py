@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from churn_risk.features.config import FeatureConfig
-from churn_risk.features.labels import data_end, population
+from churn_risk.features.labels import data_end, population, scoring_as_of
 from churn_risk.features.lifecycle import PreparedData, build_features, to_timestamp
 from churn_risk.models.bundle import ChurnBundle
 
@@ -68,12 +68,6 @@ class NotACustomer(ChangeRequestError):
     """The customer had not signed up yet, or was already gone, at one of the dates."""
 
 
-def latest_as_of(prep: PreparedData) -> pd.Timestamp:
-    """The latest as-of date the data can describe: the day after the last recorded event
-    (the service's default snapshot date)."""
-    return pd.Timestamp(data_end(prep)).normalize() + pd.Timedelta(days=1)
-
-
 def explain_change(bundle: ChurnBundle, prep: PreparedData, customer_id,
                    from_date, to_date) -> dict:
     """The change of one customer's churn risk from `from_date` to `to_date`, by driver group.
@@ -86,7 +80,7 @@ def explain_change(bundle: ChurnBundle, prep: PreparedData, customer_id,
     at both dates)."""
     t_from = _parse_date(from_date, "from_date")
     t_to = _parse_date(to_date, "to_date")
-    limit = latest_as_of(prep)
+    limit = scoring_as_of(data_end(prep))
     for field, t in (("from_date", t_from), ("to_date", t_to)):
         if t > limit:
             raise InvalidDates(
@@ -168,7 +162,8 @@ def customer_data(prep: PreparedData, customer_id, cfg: FeatureConfig = FeatureC
     if not len(match):  # ids arrive as JSON numbers or strings: both find the customer
         match = np.flatnonzero((ids.astype(str) == str(customer_id)).to_numpy())
     if not len(match):
-        current = population(prep, to_timestamp(latest_as_of(prep)), cfg)["customer_id"]
+        now = to_timestamp(scoring_as_of(data_end(prep)))
+        current = population(prep, now, cfg)["customer_id"]
         example = current.iloc[0] if len(current) else ids.iloc[0] if len(ids) else None
         raise CustomerNotFound("customer_id", f"no customer {customer_id!r} in the data",
                                None if example is None else str(_plain(example)))

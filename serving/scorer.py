@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from churn_risk.features.labels import data_end
+from churn_risk.features.labels import data_end, scoring_as_of
 from churn_risk.features.lifecycle import PreparedData, delivery_lateness, prepare
 from churn_risk.features.snapshots import build_snapshot
 from churn_risk.features.validation import load_crm
@@ -434,7 +434,7 @@ class Scorer:
         self.prep = prepare(load_crm(self.data))
         # Default: now, i.e. the day after the last recorded event.
         self.as_of = (pd.Timestamp(as_of) if as_of
-                      else pd.Timestamp(data_end(self.prep)).normalize() + pd.Timedelta(days=1))
+                      else scoring_as_of(data_end(self.prep)))
         self._lock = threading.Lock()
         self.state = self._build(self._alias_version())
         self._stop = threading.Event()

@@ -17,10 +17,11 @@ import xgboost as xgb
 from mlflow import MlflowClient
 
 from churn_risk.cli import main
+from churn_risk.features.labels import data_end, scoring_as_of
 from churn_risk.features.snapshots import build_snapshot
 from churn_risk.models.portfolio import QUADRANTS
 from churn_risk.models.pyfunc import load_bundle
-from churn_risk.serving.batch import default_as_of, score_frame, score_portfolio
+from churn_risk.serving.batch import score_frame, score_portfolio
 from churn_risk.serving.report import log_report_to_mlflow, portfolio_report, portfolio_summary
 from churn_risk.training.config import SearchSpace, TrainConfig
 from churn_risk.training.tracking import MODEL_NAME, configure_tracking
@@ -67,7 +68,7 @@ def in_project(trained, monkeypatch):
 @pytest.fixture(scope="module")
 def snapshot(prep, trained):
     """The population at the default as-of date, as the batch builds it."""
-    as_of = default_as_of(prep)
+    as_of = scoring_as_of(data_end(prep))
     frame = build_snapshot(prep, as_of, trained.bundle.feature_config)
     return frame.sort_values("customer_id").reset_index(drop=True), as_of
 

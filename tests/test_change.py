@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churn_risk.features.labels import population
+from churn_risk.features.labels import data_end, population, scoring_as_of
 from churn_risk.features.lifecycle import (
     build_features,
     feature_specs,
@@ -24,7 +24,6 @@ from churn_risk.serving.change import (
     NotACustomer,
     customer_data,
     explain_change,
-    latest_as_of,
 )
 from churn_risk.training.config import SearchSpace, TrainConfig
 from churn_risk.training.train import fit_bundle
@@ -42,7 +41,7 @@ def bundle(prep):
 @pytest.fixture(scope="module")
 def dates(prep):
     """The service's snapshot date (the day after the data end) and 3 months earlier."""
-    to = latest_as_of(prep)
+    to = scoring_as_of(data_end(prep))
     return to - pd.DateOffset(months=3), to
 
 
