@@ -569,8 +569,7 @@ def worklist(
     channel capacity and contact-pressure rules; write the list for CRM import."""
     from dataclasses import replace
 
-    from churn_risk.features.lifecycle import PreparedData, prepare
-    from churn_risk.features.validation import load_crm
+    from churn_risk.features.lifecycle import prepare
     from churn_risk.models.portfolio import (
         ACTION_CHANNELS,
         load_catalogue,
@@ -603,12 +602,11 @@ def worklist(
             raise typer.BadParameter(str(exc), param_hint="--actions") from None
         bundle.policy = replace(bundle.policy, actions=with_measured_success(
             catalogue, bundle.info.get("measured_success", {})))
-    _load(data)
-    prep: PreparedData = prepare(load_crm(data))
+    prep = prepare(_load(data))
     with _progress() as progress:
         task = progress.add_task("scoring the portfolio", total=None)
         scored = score_portfolio(
-            data, as_of_ts, bundle, name, version,
+            data, as_of_ts, bundle, name, version, prep=prep,
             progress=lambda done, total: progress.update(task, completed=done, total=total))
     contacted = recently_contacted(prep, read_ledger(ledger), as_of_ts, contact_gap_days)
     result = build_worklist(bundle, scored.reset_index(drop=True), WorklistRules(

@@ -59,9 +59,12 @@ def score_portfolio(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     progress: Progress | None = None,
     scheduler: str | None = None,
+    prep=None,
 ) -> pd.DataFrame:
     """Every output field for every customer of the population at `as_of` (None: the day
-    after the data end), one row per customer sorted by customer_id."""
+    after the data end), one row per customer sorted by customer_id. `prep`: the data already
+    loaded and prepared from `source` (pandas engine), so a caller that needs them too reads
+    them once."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     if chunk_rows < 1:
@@ -72,7 +75,7 @@ def score_portfolio(
         from churn_risk.features.snapshots import build_snapshot
         from churn_risk.features.validation import load_crm
 
-        prep = prepare(load_crm(source))
+        prep = prepare(load_crm(source)) if prep is None else prep
         as_of = (scoring_as_of(data_end(prep)) if as_of is None
                  else pd.Timestamp(as_of).normalize())
         frame = build_snapshot(prep, as_of, cfg)

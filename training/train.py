@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from mlflow.models import infer_signature
 
-from churn_risk.features.lifecycle import FeatureSpec
+from churn_risk.features.lifecycle import FeatureSpec, PreparedData
 from churn_risk.features.snapshots import ADOPTION_PREFIX, CHURN_LABEL, SPEND_LABEL
 from churn_risk.models import mlflow_model
 from churn_risk.models.bundle import ChurnBundle, encode_features
@@ -66,13 +66,14 @@ def build_training_data(
     engine: str = "pandas",
     scheduler: str | None = None,
     step: Step | None = None,
+    prep: PreparedData | None = None,
 ) -> tuple[pd.DataFrame, list[FeatureSpec]]:
-    """Labelled monthly snapshots and the specs of their features."""
-    from churn_risk.features.lifecycle import feature_specs, prepare
+    """Labelled monthly snapshots and the specs of their features. `prep`: the data of
+    `source` already loaded and prepared (read here otherwise)."""
+    from churn_risk.features.lifecycle import feature_specs
     from churn_risk.features.snapshots import build_training_frame, monthly_as_ofs
-    from churn_risk.features.validation import load_crm
 
-    prep = prepare(load_crm(source))
+    prep = load_prepared(source) if prep is None else prep
     as_ofs = monthly_as_ofs(prep, cfg.features, first=cfg.first_as_of, last=cfg.last_as_of)
     if engine == "dask":
         from churn_risk.features.dask_engine import build_frame_dask
@@ -246,10 +247,11 @@ def train(
         client = client_cm.__enter__()
         scheduler = client.scheduler.address
     try:
-        frame, specs = build_training_data(source, cfg, engine, scheduler, step)
+        prep = load_prepared(source)
+        frame, specs = build_training_data(source, cfg, engine, scheduler, step, prep)
         seconds["features"] = time.perf_counter() - t
         t = time.perf_counter()
-        campaigns = _campaign_evaluation(source, cfg)
+        campaigns = _campaign_evaluation(prep, cfg)
         measured = {} if campaigns is None else success_rates(campaigns, cfg.min_control)
         seconds["campaigns"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -295,13 +297,16 @@ def train(
                        notes + evaluation.notes, seconds)
 
 
-def _campaign_evaluation(source, cfg: TrainConfig):
-    """Treatment vs control of past campaigns (None without campaign data): measures the
-    success rates of the catalogue's actions that name an offer."""
+def load_prepared(source: str | os.PathLike) -> PreparedData:
     from churn_risk.features.lifecycle import prepare
     from churn_risk.features.validation import load_crm
 
-    prep = prepare(load_crm(source))
+    return prepare(load_crm(source))
+
+
+def _campaign_evaluation(prep: PreparedData, cfg: TrainConfig):
+    """Treatment vs control of past campaigns (None without campaign data): measures the
+    success rates of the catalogue's actions that name an offer."""
     if not prep.has("campaigns") or not len(prep.events["campaigns"]):
         return None
     return evaluate_campaigns(prep, cfg.features)
