@@ -75,16 +75,22 @@ def _active_subscription(prep: PreparedData, at: np.datetime64) -> np.ndarray:
     return out
 
 
+def _transactions_in(prep: PreparedData, start: np.datetime64, end: np.datetime64
+                     ) -> tuple[pd.DataFrame, np.ndarray]:
+    """The transactions in [start, end) (they are sorted by time) and which are returns."""
+    tx = prep.events["transactions"]
+    lo, hi = np.searchsorted(_times(tx["timestamp"]), [start, end], side="left")
+    window = tx.iloc[lo:hi]
+    returns = (window["is_return"].fillna(False).astype(bool).to_numpy() if "is_return" in window
+               else np.zeros(len(window), dtype=bool))
+    return window, returns
+
+
 def _purchased(prep: PreparedData, start: np.datetime64, end: np.datetime64) -> np.ndarray:
     """Per customer position: made a purchase (not a return) in [start, end)."""
-    tx = prep.events["transactions"]
-    times = _times(tx["timestamp"])
-    lo, hi = np.searchsorted(times, [start, end], side="left")
-    window = tx.iloc[lo:hi]
-    if "is_return" in window:
-        window = window.loc[~window["is_return"].fillna(False).astype(bool).to_numpy()]
+    window, returns = _transactions_in(prep, start, end)
     out = np.zeros(len(prep.customers), dtype=bool)
-    out[window["_pos"].to_numpy()] = True
+    out[window["_pos"].to_numpy()[~returns]] = True
     return out
 
 
@@ -157,14 +163,9 @@ def spend_labels(
     horizon_end = as_of + cfg.horizon_days * DAY
     total = np.zeros(len(prep.customers))
     if prep.has("transactions"):
-        tx = prep.events["transactions"]
-        times = _times(tx["timestamp"])
-        lo, hi = np.searchsorted(times, [as_of, horizon_end], side="left")
-        window = tx.iloc[lo:hi]
+        window, returns = _transactions_in(prep, as_of, horizon_end)
         amount = pd.to_numeric(window["amount"], errors="coerce").fillna(0.0).to_numpy(float)
-        if "is_return" in window:
-            amount = np.where(window["is_return"].fillna(False).astype(bool).to_numpy(),
-                              -amount, amount)
+        amount = np.where(returns, -amount, amount)
         total += np.bincount(window["_pos"].to_numpy(), weights=amount,
                              minlength=len(prep.customers))
     if recurring:
