@@ -218,15 +218,19 @@ class ChurnBundle:
             "quadrant": self.policy.quadrant(probability, lifetime),
         }
 
-    def recommend(self, scores: pd.DataFrame, explanation: Explanation) -> pd.DataFrame:
-        """The next-best action per row of `predict`'s output (see `portfolio.py`); without a
-        value model only growth actions can pay."""
-        return self.policy.recommend(
+    def recommend(self, scores: pd.DataFrame, groups: pd.DataFrame,
+                  policy: PortfolioPolicy | None = None, require_profit: bool = True
+                  ) -> pd.DataFrame:
+        """The next-best action per row of `predict`'s output (see `portfolio.py`), from the
+        driver-group contributions (`Explanation.groups`), by the bundle's policy or `policy`
+        (e.g. one channel's actions); without a value model only growth actions can pay."""
+        return (policy or self.policy).recommend(
             scores["churn_probability"].to_numpy(),
             np.nan_to_num(scores["lifetime_value"].to_numpy(dtype=float)),
             np.nan_to_num(scores["horizon_margin"].to_numpy(dtype=float)),
-            explanation.groups,
+            groups,
             self._propensity_frame(scores),
+            require_profit=require_profit,
         ).set_axis(scores.index)
 
     def _propensity_frame(self, scores: pd.DataFrame) -> pd.DataFrame:
@@ -241,7 +245,7 @@ class ChurnBundle:
         dm = self.dmatrix(frame)
         scores = self.predict(frame, dm)
         explanation = self.explain(frame, dm)
-        out = [scores, self.recommend(scores, explanation)]
+        out = [scores, self.recommend(scores, explanation.groups)]
         out.append(self.reason_columns(explanation, top_k))
         out.append(self.next_product_columns(scores, min(3, len(self.families))))
         out.append(explanation.groups.add_prefix("group_"))

@@ -303,7 +303,7 @@ def portfolio_fields(bundle: ChurnBundle, scores: pd.DataFrame, explanation: Exp
     quadrant, recommended_action), JSON-ready. Value fields are None without a value model; the
     action is None when no action pays (NO_ACTION). One vectorised pass of the bundle's policy
     over the batch, reusing its explanation."""
-    recommended = bundle.recommend(scores, explanation)
+    recommended = bundle.recommend(scores, explanation.groups)
     actions = [
         None if name == NO_ACTION else _action(bundle.policy, name, channel, cost, rate, profit,
                                                reason)

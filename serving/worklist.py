@@ -27,7 +27,7 @@ import pandas as pd
 from churn_risk.features.io import write_frame
 from churn_risk.features.lifecycle import PreparedData
 from churn_risk.models.bundle import ChurnBundle
-from churn_risk.models.portfolio import NO_ACTION, PortfolioPolicy
+from churn_risk.models.portfolio import NO_ACTION
 
 LEDGER_COLUMNS = ("customer_id", "channel", "action", "assigned_at")
 
@@ -70,18 +70,7 @@ def best_actions(bundle: ChurnBundle, scored: pd.DataFrame, channel: str | None 
         policy = replace(policy, actions=tuple(a for a in policy.actions if a.channel == channel))
     groups = scored[[c for c in scored.columns if c.startswith("group_")]]
     groups.columns = [c[len("group_"):] for c in groups.columns]
-    propensity = pd.DataFrame({f: scored[f"propensity_{f}"] for f in bundle.families},
-                              index=scored.index)
-    return _recommend(policy, scored, groups, propensity, require_profit)
-
-
-def _recommend(policy: PortfolioPolicy, scored, groups, propensity, require_profit):
-    return policy.recommend(
-        scored["churn_probability"].to_numpy(),
-        np.nan_to_num(scored["lifetime_value"].to_numpy(dtype=float)),
-        np.nan_to_num(scored["horizon_margin"].to_numpy(dtype=float)),
-        groups, propensity, require_profit=require_profit,
-    ).set_axis(scored.index)
+    return bundle.recommend(scored, groups, policy, require_profit)
 
 
 def recently_contacted(prep: PreparedData, ledger: pd.DataFrame | None, as_of: pd.Timestamp,

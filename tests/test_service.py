@@ -245,7 +245,7 @@ def test_no_train_serve_skew(served, known_ids):
                                contributions.to_numpy(), rtol=1e-6, atol=1e-7)
     # value, quadrant and recommended action: the bundle's own, through HTTP
     scores = bundle.predict(rows)
-    recommended = bundle.recommend(scores, bundle.explain(rows))
+    recommended = bundle.recommend(scores, bundle.explain(rows).groups)
     for column in ("horizon_margin", "lifetime_value", "value_at_risk"):
         got = np.array([r[column] for r in answer["results"]], dtype=float)
         np.testing.assert_allclose(got, scores[column].to_numpy(), rtol=1e-9)
