@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# XGBoost's OpenMP threads sleep while waiting (see `churn_risk.runtime.THREADING_ENV`): set
+# before anything loads XGBoost, or two-thread training spins 70x slower on a busy machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import pandas as pd
 import pytest
 
