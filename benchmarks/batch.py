@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import demo_data, in_child, peak_mib
+from common import demo_data, demo_target, in_child, peak_mib
 from rich.console import Console
 from rich.table import Table
 
@@ -62,8 +62,10 @@ def set_up_model(console: Console, train_customers: int) -> Path:
     cfg = TrainConfig(search=SearchSpace(max_depth=(4,), num_boost_round=300))
     started = time.perf_counter()
     prep = prepare(load_crm(data))
-    frame = build_training_frame(prep, monthly_as_ofs(prep, cfg.features), cfg.features)
-    bundle, _, metrics, _ = fit_bundle(frame, feature_specs(prep, cfg.features), cfg)
+    target = demo_target()
+    frame = build_training_frame(prep, monthly_as_ofs(prep, cfg.features, target),
+                                 cfg.features, target)
+    bundle, _, metrics, _ = fit_bundle(frame, feature_specs(prep, cfg.features), cfg, target)
     bundle.save(folder)
     console.print(f"  model fitted on {len(frame):,} rows in {time.perf_counter() - started:.0f}"
                   f" s: {metrics['model_trees']:.0f} trees of depth "
@@ -81,7 +83,7 @@ def set_up_features(console: Console, source_customers: int, customers: int,
     import pandas as pd
 
     from churn_risk.features.io import write_frame
-    from churn_risk.features.labels import data_end, scoring_as_of
+    from churn_risk.features.labels import scoring_as_of
     from churn_risk.features.lifecycle import prepare
     from churn_risk.features.snapshots import build_snapshot
     from churn_risk.features.validation import load_crm
@@ -90,7 +92,7 @@ def set_up_features(console: Console, source_customers: int, customers: int,
     bundle = ChurnBundle.load(model)
     prep = prepare(load_crm(demo_data(console, source_customers, 36)))
     started = time.perf_counter()
-    snapshot = build_snapshot(prep, scoring_as_of(data_end(prep)), bundle.feature_config)
+    snapshot = build_snapshot(prep, scoring_as_of(prep), bundle.feature_config, bundle.target)
     console.print(f"  snapshot of {len(snapshot):,} customers in "
                   f"{time.perf_counter() - started:.0f} s")
     copies = -(-customers // len(snapshot))

@@ -55,6 +55,16 @@ def data_arguments(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+#: The demo generator's churn definition: no active subscription 90 days on.
+DEMO_TARGET = {"kind": "subscription_end", "horizon_days": 90}
+
+
+def demo_target():
+    from churn_risk.features.target import Target
+
+    return Target.model_validate(DEMO_TARGET)
+
+
 def demo_data(console: Console, customers: int, months: int, folder: Path | None = None,
               seed: int = 1) -> Path:
     """The benchmark's demo data folder, generated on first use."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 import time
 
-from common import data_arguments, demo_data, in_child, peak_mib
+from common import data_arguments, demo_data, demo_target, in_child, peak_mib
 from rich.console import Console
 from rich.table import Table
 
@@ -36,35 +36,41 @@ def _read_only(folder: str) -> dict:
 
 def _as_ofs(folder: str) -> dict:
     """The latest month start, and the 12 latest with a complete label horizon."""
+    from churn_risk.features.config import FeatureConfig
     from churn_risk.features.lifecycle import prepare
     from churn_risk.features.snapshots import monthly_as_ofs
     from churn_risk.features.validation import load_crm
 
     prep = prepare(load_crm(folder))
-    return {1: monthly_as_ofs(prep, labelled=False)[-1:], 12: monthly_as_ofs(prep)[-12:]}
+    cfg = FeatureConfig()
+    return {1: monthly_as_ofs(prep, cfg)[-1:], 12: monthly_as_ofs(prep, cfg, demo_target())[-12:]}
 
 
 def _pandas(folder: str, as_ofs: list) -> dict:
+    from churn_risk.features.config import FeatureConfig
     from churn_risk.features.lifecycle import prepare
     from churn_risk.features.snapshots import build_snapshot, build_training_frame
     from churn_risk.features.validation import load_crm
 
+    cfg, target = FeatureConfig(), demo_target()
     t = time.perf_counter()
     prep = prepare(load_crm(folder))
     if len(as_ofs) == 1:
-        rows = len(build_snapshot(prep, as_ofs[0]))
+        rows = len(build_snapshot(prep, as_ofs[0], cfg, target))
     else:
-        rows = len(build_training_frame(prep, as_ofs))
+        rows = len(build_training_frame(prep, as_ofs, cfg, target))
     return {"seconds": time.perf_counter() - t, "peak_mib": peak_mib(), "rows": rows}
 
 
 def _dask(folder: str, as_ofs: list) -> dict:
+    from churn_risk.features.config import FeatureConfig
     from churn_risk.features.dask_engine import build_frame_dask, dask_client
 
     started = time.perf_counter()
     with dask_client() as client:
         t = time.perf_counter()
-        frame, _ = build_frame_dask(folder, as_ofs, labelled=len(as_ofs) > 1,
+        frame, _ = build_frame_dask(folder, as_ofs, FeatureConfig(), demo_target(),
+                                    labelled=len(as_ofs) > 1,
                                  scheduler=client.scheduler.address)
         seconds = time.perf_counter() - t
         worker_peaks = client.run(peak_mib)

@@ -97,14 +97,15 @@ def throughput(base: str, bodies: list[dict], concurrency: int = 8,
 
 def set_up(folder: Path, project: Path, customers: int) -> None:
     from churn_risk.demo import write_demo
-    from churn_risk.training.evaluate import newest_test_snapshot_evaluator
+    from churn_risk.training.evaluate import HoldoutEvaluator
     from churn_risk.training.registry import promote
-    from churn_risk.training.train import train
+    from churn_risk.training.train import load_prepared, train
 
     if not (folder / "customers.parquet").exists():
         write_demo(folder, customers=customers, months=36, seed=42)
     train(folder, project_dir=project)
-    promote(newest_test_snapshot_evaluator(folder))
+    judge = HoldoutEvaluator(load_prepared(folder))
+    promote(judge, target_of=judge.target_of, begin=judge.begin)
 
 
 def main(argv: list[str] | None = None) -> int:

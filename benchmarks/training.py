@@ -54,7 +54,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import data_arguments, demo_data, in_child, peak_mib
+from common import data_arguments, demo_data, demo_target, in_child, peak_mib
 from rich.console import Console
 from rich.table import Table
 
@@ -84,11 +84,11 @@ def _first_as_of(folder: str) -> dict:
     from churn_risk.features.validation import load_crm
 
     prep = prepare(load_crm(folder))
-    labelled = monthly_as_ofs(prep)
+    labelled = monthly_as_ofs(prep, _config(None).features, demo_target())
     if len(labelled) < SNAPSHOTS:
         raise SystemExit(f"only {len(labelled)} labelled months in {folder}, need {SNAPSHOTS}")
     first = f"{labelled[-SNAPSHOTS]:%Y-%m-%d}"
-    chosen = monthly_as_ofs(prep, _config(first).features, first=first)
+    chosen = monthly_as_ofs(prep, _config(first).features, demo_target(), first=first)
     assert chosen == labelled[-SNAPSHOTS:], (chosen, labelled[-SNAPSHOTS:])
     return {"first": first, "last": f"{chosen[-1]:%Y-%m-%d}"}
 
@@ -189,8 +189,8 @@ def _prepare_floor(folder: str, first: str, path: str) -> dict:
     from churn_risk.training.train import build_training_data
 
     cfg = _config(first)
-    frame, specs = build_training_data(folder, cfg, engine="pandas")
-    gap = cfg.gap_months if cfg.gap_months is not None else gap_months(cfg.features.horizon_days)
+    frame, specs = build_training_data(folder, cfg, demo_target(), engine="pandas")
+    gap = cfg.gap_months if cfg.gap_months is not None else gap_months(demo_target().horizon_days)
     split = split_by_time(frame, gap, cfg.holdout_share, cfg.seed)
     categories = category_levels(specs, split.train)
 

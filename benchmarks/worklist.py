@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+from common import demo_target
 from rich.console import Console
 from rich.table import Table
 
@@ -36,8 +37,9 @@ def main() -> None:
         folder = Path(tmp) / "data"
         write_demo(folder, args.customers, args.months, args.seed)
         cfg = TrainConfig()
-        frame, specs = build_training_data(folder, cfg)
-        bundle, split, _, _ = fit_bundle(frame, specs, cfg)
+        target = demo_target()
+        frame, specs = build_training_data(folder, cfg, target)
+        bundle, split, _, _ = fit_bundle(frame, specs, cfg, target)
         test = split.test.reset_index(drop=True)
         scored = pd.concat([test[["customer_id"]], bundle.score(test)], axis=1)
         p_true, ltv_true = true_churn_and_value(folder, bundle, test)

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -35,11 +36,38 @@ class Engine(StrEnum):
 
 
 DataOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--data",
-        help="Folder of Parquet/CSV tables, or a SQLAlchemy URL (e.g. sqlite:///crm.db).",
+        help="Folder of Parquet/CSV tables, or a SQLAlchemy URL (e.g. sqlite:///crm.db); "
+             "default: the mapping file's source, else demo-data.",
     ),
+]
+MappingOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--mapping",
+        help="Data-source file (TOML) mapping an export's files, columns, values, CSV dialect "
+             "and date format to the data contract (see the README).",
+    ),
+]
+TargetOpt = Annotated[
+    str | None,
+    typer.Option("--target", help="Churn definition: labels (the company's labels table), "
+                 "subscription_end or no_purchase; default: labels when the data hold them, "
+                 "else subscription_end with subscriptions, else no_purchase."),
+]
+HorizonOpt = Annotated[
+    int | None,
+    typer.Option("--horizon-days", min=1, max=3660,
+                 help="The period the churn probability covers (default 90; required with "
+                      "--target labels: the period the company's churned flag covers)."),
+]
+LapseOpt = Annotated[
+    int | None,
+    typer.Option("--lapsed-after-days", min=1,
+                 help="Purchases only: a customer silent this long is a former customer (not "
+                      "scored); default: chosen from the gaps between purchases."),
 ]
 EngineOpt = Annotated[
     Engine, typer.Option("--engine", help="pandas (one process) or dask (partitioned by customer).")
@@ -94,11 +122,27 @@ def generate_data(
     )
 
 
+def _source(data: str | None, mapping: Path | None = None):
+    """The data source the options name (`--data` through `--mapping`)."""
+    from churn_risk.features.io import data_source
+
+    if mapping is not None and str(mapping) in ("", "."):  # an MLproject's empty parameter
+        mapping = None
+    return data_source(data or None, mapping, default=str(DEFAULT_DATA))
+
+
 @app.command()
-def validate(data: DataOpt = str(DEFAULT_DATA)) -> None:
-    """Check every table in DATA against the data contract; exit 1 with a report if any fails."""
-    crm = _load(data)
-    console.print(_tables_table(f"{data}: valid", crm.tables))
+def validate(data: DataOpt = None, mapping: MappingOpt = None) -> None:
+    """Check every table in DATA against the data contract; exit 1 with a report if any fails.
+    With --mapping, the tables are shown as the mapping makes them."""
+    source = _source(data, mapping)
+    crm = _load(source)
+    console.print(_tables_table(f"{source}: valid", crm.tables))
+    if source.mapping is not None:
+        for name, frame in crm.tables.items():
+            console.print(f"[bold]{name}[/bold] (first rows, as mapped)")
+            console.print(frame.head(3).to_string(index=False, max_colwidth=24), markup=False,
+                          highlight=False)
     if crm.attributes:
         console.print(
             "Customer attributes used as features: "
@@ -116,58 +160,50 @@ def _tables_table(title: str, tables: dict) -> Table:
     return table
 
 
-def _refuse(data: str, exc: Exception) -> None:
-    """Print the contract report and exit 1: nothing downstream runs on invalid data."""
-    err.print(f"[bold red]{data}: the data break the contract[/bold red]")
-    err.print(str(exc), markup=False, highlight=False)
-    raise typer.Exit(1) from None
+def _load(source):
+    """Read and validate (bad data raise `DataContractError`: `main` prints the report and
+    exits 1 before anything runs)."""
+    from churn_risk.features.validation import load_crm
 
-
-def _load(data: str):
-    """Read and validate; on bad data print the report and exit 1 before anything runs."""
-    from churn_risk.features.io import DataSourceError
-    from churn_risk.features.validation import DataContractError, load_crm
-
-    try:
-        return load_crm(data)
-    except DataContractError as exc:
-        _refuse(data, exc)
-    except DataSourceError as exc:
-        err.print(f"[bold red]{exc}[/bold red]")
-        raise typer.Exit(2) from None
+    return load_crm(source)
 
 
 @app.command()
 def features(
-    as_of: Annotated[str, typer.Option("--as-of", help="Date the features are computed as of.")],
-    data: DataOpt = str(DEFAULT_DATA),
+    as_of: Annotated[str, typer.Option("--as-of", help="Date the features are computed as of "
+                                       "(YYYY-MM-DD).")],
+    data: DataOpt = None,
+    mapping: MappingOpt = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Write the rows to a .parquet or .csv file.")
     ] = None,
     engine: EngineOpt = Engine.pandas,
     scheduler: SchedulerOpt = None,
+    target: TargetOpt = None,
+    lapsed_after_days: LapseOpt = None,
 ) -> None:
-    """Build point-in-time lifecycle features for every current customer as of a date."""
+    """Build point-in-time lifecycle features for every current customer as of a date (who is
+    a customer follows --target's rule)."""
     from churn_risk.features.config import FeatureConfig
     from churn_risk.features.io import write_frame
+    from churn_risk.features.labels import check_scoring_date, resolve_target
     from churn_risk.features.lifecycle import feature_specs, prepare
 
     cfg = FeatureConfig()
     as_of_ts = _parse_date(as_of, "--as-of")
+    source = _source(data, mapping)
+    prep = prepare(_load(source))
+    check_scoring_date(prep, as_of_ts)
+    who = resolve_target(prep, target, None, lapsed_after_days, horizon_given=True)
     started = time.perf_counter()
     if engine is Engine.dask:  # each partition is validated where it is computed
         from churn_risk.features.dask_engine import build_frame_dask
-        from churn_risk.features.validation import DataContractError
 
-        try:
-            frame, specs = build_frame_dask(data, [as_of_ts], cfg, scheduler=scheduler)
-        except DataContractError as exc:
-            _refuse(data, exc)
+        frame, specs = build_frame_dask(source, [as_of_ts], cfg, who, scheduler=scheduler)
     else:
         from churn_risk.features.snapshots import build_snapshot
 
-        prep = prepare(_load(data))
-        frame, specs = build_snapshot(prep, as_of_ts, cfg), feature_specs(prep, cfg)
+        frame, specs = build_snapshot(prep, as_of_ts, cfg, who), feature_specs(prep, cfg)
     elapsed = time.perf_counter() - started
     if out is not None:
         write_frame(frame, out)
@@ -175,14 +211,10 @@ def features(
 
 
 def _parse_date(value: str, option: str):
-    import pandas as pd
+    """An ISO 8601 day; anything else is refused (`DateError`, exit 2), never guessed."""
+    from churn_risk.features.dates import parse_day
 
-    try:
-        return pd.Timestamp(value).normalize()
-    except (ValueError, TypeError):
-        raise typer.BadParameter(
-            f"{value!r} is not a date (use YYYY-MM-DD)", param_hint=option
-        ) from None
+    return parse_day(value, option)
 
 
 def print_feature_summary(frame, specs, as_of, elapsed: float, out: Path | None) -> None:
@@ -220,27 +252,34 @@ def print_feature_summary(frame, specs, as_of, elapsed: float, out: Path | None)
 @app.command()
 def snapshots(
     out: Annotated[Path, typer.Option("--out", help=".parquet or .csv file to write.")],
-    data: DataOpt = str(DEFAULT_DATA),
-    first: Annotated[str | None, typer.Option("--first", help="First as-of month.")] = None,
-    last: Annotated[str | None, typer.Option("--last", help="Last as-of month.")] = None,
-    horizon_days: Annotated[int, typer.Option("--horizon-days", min=1)] = 90,
+    data: DataOpt = None,
+    mapping: MappingOpt = None,
+    first: Annotated[str | None, typer.Option("--first", help="First as-of date.")] = None,
+    last: Annotated[str | None, typer.Option("--last", help="Last as-of date.")] = None,
+    target: TargetOpt = None,
+    horizon_days: HorizonOpt = None,
+    lapsed_after_days: LapseOpt = None,
 ) -> None:
-    """Stack labelled monthly snapshots (features + churn and adoption labels) for training."""
+    """Stack labelled snapshots (features + churn and adoption labels) for training: the
+    company's label dates for --target labels, else month starts."""
     from churn_risk.features.config import FeatureConfig
     from churn_risk.features.io import write_frame
+    from churn_risk.features.labels import resolve_target
     from churn_risk.features.lifecycle import prepare
-    from churn_risk.features.snapshots import CHURN_LABEL, build_training_frame, monthly_as_ofs
+    from churn_risk.features.snapshots import CHURN_LABEL, build_training_frame, training_as_ofs
 
-    cfg = FeatureConfig(horizon_days=horizon_days)
-    prep = prepare(_load(data))
-    as_ofs = monthly_as_ofs(prep, cfg, first=first, last=last)
-    if not as_ofs:
-        err.print("[red]No as-of month has a complete label horizon in these data.[/red]")
-        raise typer.Exit(1)
+    cfg = FeatureConfig()
+    first = None if first is None else f"{_parse_date(first, '--first'):%Y-%m-%d}"
+    last = None if last is None else f"{_parse_date(last, '--last'):%Y-%m-%d}"
+    prep = prepare(_load(_source(data, mapping)))
+    chosen = resolve_target(prep, target, horizon_days, lapsed_after_days)
+    as_ofs = training_as_ofs(prep, cfg, chosen, first, last)
+    console.print(f"Target: {chosen.description}")
     with _progress() as progress:
         task = progress.add_task("Building snapshots", total=len(as_ofs))
         frame = build_training_frame(
-            prep, as_ofs, cfg, progress=lambda done, total: progress.update(task, completed=done)
+            prep, as_ofs, cfg, chosen,
+            progress=lambda done, total: progress.update(task, completed=done)
         )
     write_frame(frame, out)
     table = Table(title=f"Training frame → {out}")
@@ -270,28 +309,52 @@ def _step_reporter(progress: Progress):
 
 @app.command()
 def train(
-    data: DataOpt = str(DEFAULT_DATA),
+    data: DataOpt = None,
+    mapping: MappingOpt = None,
     config: ConfigOpt = None,
+    target: TargetOpt = None,
+    horizon_days: HorizonOpt = None,
+    lapsed_after_days: LapseOpt = None,
     engine: EngineOpt = Engine.pandas,
     scheduler: SchedulerOpt = None,
 ) -> None:
-    """Train the churn and propensity models on monthly snapshots; track and register in MLflow."""
+    """Train the churn and propensity models on labelled snapshots; track and register in
+    MLflow. The churn definition (target) is printed, logged and stored with the model."""
+    from churn_risk.features.lifecycle import prepare
     from churn_risk.training.config import load_config
+    from churn_risk.training.tracking import configure_tracking
     from churn_risk.training.train import train as run_training
 
     cfg = load_config(config if config is not None and str(config) not in ("", ".") else None)
-    _load(data)  # bad data stops here, with the report, before any run is created
+    overrides = {k: v for k, v in (("kind", target), ("horizon_days", horizon_days),
+                                   ("lapsed_after_days", lapsed_after_days)) if v is not None}
+    if overrides:
+        cfg = cfg.model_copy(update={"target": cfg.target.model_validate(
+            {**cfg.target.model_dump(), **overrides})})
+    source = _source(data, mapping)
+    configure_tracking()  # an unreachable tracking store stops here, before any work
+    prep = prepare(_load(source))  # bad data stop here, with the report, before any run
     with _progress() as progress:
-        result = run_training(data, cfg, engine=engine.value, scheduler=scheduler,
-                              step=_step_reporter(progress))
+        result = run_training(source, cfg, engine=engine.value, scheduler=scheduler,
+                              step=_step_reporter(progress), prep=prep)
     for note in result.notes:
         console.print(f"• {note}")
     print_metrics(result.metrics, f"Test metrics ({result.split.method} split)")
     console.print(
         f"Registered [bold]churn-risk[/bold] version {result.version} (run {result.run_id})."
-        f" Promote it with: churn promote --data {data}"
+        f" Promote it with: churn promote{_data_args(source)}"
     )
     console.print(f"MLflow UI: {result.tracking.ui_command}")
+
+
+def _data_args(source) -> str:
+    """The options that name `source` again, for the next command printed."""
+    import shlex
+
+    args = f" --data {shlex.quote(source.location)}"
+    if source.mapping is not None:
+        args += f" --mapping {shlex.quote(str(source.mapping.path))}"
+    return args
 
 
 HEADLINE = (
@@ -331,55 +394,70 @@ def print_metrics(metrics: dict[str, float], title: str, prefix: str = "test_") 
 
 @app.command()
 def promote(
-    data: DataOpt = str(DEFAULT_DATA),
+    data: DataOpt = None,
+    mapping: MappingOpt = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Promote even if worse: a recorded human decision.")
+        bool, typer.Option("--force", help="Promote even if worse or of another target: a "
+                           "recorded human decision.")
     ] = False,
     version: Annotated[
         str | None, typer.Option("--version", help="Version to promote (default: newest).")
     ] = None,
 ) -> None:
-    """Make the newest version @champion if it is at least as good on the newest test snapshot."""
-    from churn_risk.training.evaluate import newest_test_snapshot_evaluator
+    """Make the newest version @champion if it has the champion's target and is at least as good
+    on the same held-out rows. A refusal exits with code 3 (nothing changed)."""
+    from churn_risk.errors import PromotionRefused
+    from churn_risk.features.lifecycle import prepare
+    from churn_risk.training.evaluate import HoldoutEvaluator
     from churn_risk.training.registry import promote as run_promotion
     from churn_risk.training.tracking import configure_tracking
 
     configure_tracking()
-    _load(data)
-    evaluate_uri = newest_test_snapshot_evaluator(data)
-    decision = run_promotion(evaluate_uri, force=force, version=version)
+    judge = HoldoutEvaluator(prepare(_load(_source(data, mapping))))
+    decision = run_promotion(judge, force=force, version=version, target_of=judge.target_of,
+                             begin=judge.begin)
+    if judge.target is not None:
+        console.print(f"(judged on {judge.description})")
+    if not decision.promoted and decision.previous != decision.version:
+        raise PromotionRefused(decision.reason)
     style = "green" if decision.promoted else "yellow"
     console.print(f"[{style}]{decision.reason}[/{style}]")
-    console.print(f"(judged on the snapshot of {evaluate_uri.as_of:%Y-%m-%d})")
 
 
 @app.command()
 def evaluate(
-    data: DataOpt = str(DEFAULT_DATA),
+    data: DataOpt = None,
+    mapping: MappingOpt = None,
     model: Annotated[
         str, typer.Option("--model", help="Model URI to evaluate.")
     ] = "models:/churn-risk@champion",
 ) -> None:
-    """Evaluate a registered model on the newest snapshot with a complete label horizon."""
+    """Evaluate a registered model on the newest labelled snapshot (its own test customers
+    when it was trained on a customer holdout)."""
     import mlflow
 
-    from churn_risk.training.evaluate import newest_test_snapshot_evaluator
+    from churn_risk.features.lifecycle import prepare
+    from churn_risk.training.evaluate import HoldoutEvaluator
     from churn_risk.training.tracking import configure_tracking
 
     configure_tracking()
-    _load(data)
-    evaluate_uri = newest_test_snapshot_evaluator(data)
-    metrics = evaluate_uri(model)
-    with mlflow.start_run(run_name=f"evaluate {model}"):
-        mlflow.set_tags({"model_uri": model, "as_of": f"{evaluate_uri.as_of:%Y-%m-%d}",
-                         "data": str(data)})
+    _registered_bundle(model)  # no such model: exit 2 naming it
+    source = _source(data, mapping)
+    judge = HoldoutEvaluator(prepare(_load(source)))
+    judge.begin([model])
+    metrics = judge(model)
+    with mlflow.start_run(run_name=f"evaluate {model} on {judge.as_of:%Y-%m-%d}"):
+        mlflow.set_tags({"job": "evaluate", "model_uri": model,
+                         "as_of": f"{judge.as_of:%Y-%m-%d}", "data": str(source),
+                         "target": str(judge.target)})
         mlflow.log_metrics({k: v for k, v in metrics.items() if v == v})
-    print_metrics(metrics, f"{model} on {evaluate_uri.as_of:%Y-%m-%d}", prefix="")
+    print_metrics(metrics, f"{model} on {judge.description}", prefix="")
 
 
 @app.command()
 def serve(
-    data: DataOpt = str(DEFAULT_DATA),
+    data: DataOpt = None,
+    mapping: MappingOpt = None,
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 3000,
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     insecure_dev: Annotated[
@@ -394,13 +472,14 @@ def serve(
 
     from churn_risk.serving import auth, launch
 
-    env = launch.server_env(data, insecure=insecure_dev, poll_seconds=poll_seconds)
+    source = _source(data, mapping)
+    env = launch.server_env(source, insecure=insecure_dev, poll_seconds=poll_seconds)
     try:
         auth.required_keys(env)
     except auth.NoKeysConfigured as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    _load(data)
+    _load(source)
     console.print(f"Serving on http://{host}:{port}  (Ctrl-C stops)")
     with contextlib.suppress(KeyboardInterrupt):
         subprocess.run(launch.server_command(host, port), env=env, check=False)
@@ -448,7 +527,11 @@ app.add_typer(campaigns_app, name="campaigns")
 
 @campaigns_app.command("evaluate")
 def campaigns_evaluate(
-    data: DataOpt = str(DEFAULT_DATA),
+    data: DataOpt = None,
+    mapping: MappingOpt = None,
+    horizon_days: Annotated[int, typer.Option("--horizon-days", min=1, max=3660,
+                                              help="Retention is measured over this many days "
+                                                   "after the send date.")] = 90,
     confidence: Annotated[
         float, typer.Option("--confidence", min=0.5, max=0.999, help="Interval coverage.")
     ] = 0.95,
@@ -466,10 +549,13 @@ def campaigns_evaluate(
     all logged to MLflow."""
     import mlflow
 
+    from churn_risk.errors import DataError
     from churn_risk.features.config import FeatureConfig
+    from churn_risk.features.io import source_name
     from churn_risk.features.lifecycle import prepare
     from churn_risk.training.campaigns import (
         NotEnoughControls,
+        campaign_target,
         evaluate_campaigns,
         fit_uplift_model,
         log_campaign_evaluation,
@@ -478,13 +564,13 @@ def campaigns_evaluate(
     from churn_risk.training.tracking import configure_tracking
 
     tracking = configure_tracking()
-    prep = prepare(_load(data))
+    source = _source(data, mapping)
+    prep = prepare(_load(source))
     if not prep.has("campaigns") or not len(prep.events["campaigns"]):
-        err.print(f"[bold red]{data}: no campaigns table (or it is empty): nothing to "
-                  "evaluate[/bold red]")
-        raise typer.Exit(1)
+        raise DataError(f"{source}: no campaigns table (or it is empty): nothing to evaluate")
     cfg = FeatureConfig()
-    evaluation = evaluate_campaigns(prep, cfg, tuple(segment or ("segment",)), confidence)
+    evaluation = evaluate_campaigns(prep, cfg, campaign_target(prep, horizon_days),
+                                    tuple(segment or ("segment",)), confidence)
     model = None
     if uplift:
         try:
@@ -510,8 +596,8 @@ def campaigns_evaluate(
             f"{k} {v:.4g}" for k, v in q.items()))
         for note in model.notes:
             console.print(f"  {note}")
-    with mlflow.start_run(run_name="campaigns evaluate") as run:
-        mlflow.set_tags({"data": str(data), "job": "campaigns evaluate"})
+    with mlflow.start_run(run_name=f"campaigns evaluate on {source_name(source)}") as run:
+        mlflow.set_tags({"data": str(source), "job": "campaigns evaluate"})
         log_campaign_evaluation(evaluation, model)
     console.print(f"Logged to MLflow run {run.info.run_id}. MLflow UI: {tracking.ui_command}")
 
@@ -523,23 +609,31 @@ ModelOpt = Annotated[
 
 def _registered_bundle(model: str):
     """(bundle, name, version) of a model URI; exit 2 naming the URI when it does not exist."""
+    from churn_risk.errors import UsageError
     from churn_risk.models.pyfunc import load_bundle, resolve_model
     from churn_risk.training.tracking import configure_tracking
 
     configure_tracking()
+    from mlflow.exceptions import MlflowException
+
     try:
         name, version = resolve_model(model)
     except LookupError as exc:
-        err.print(f"[bold red]--model: {exc}[/bold red]")
-        raise typer.Exit(2) from None
-    return load_bundle(f"models:/{name}/{version}" if name else model), name, version
+        raise UsageError(f"--model: {exc}") from None
+    try:
+        return load_bundle(f"models:/{name}/{version}" if name else model), name, version
+    except (MlflowException, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"--model {model}: cannot load the model ({first}); train and promote "
+                         "a model first (churn train, then churn promote)") from None
 
 
 @app.command()
 def worklist(
     as_of: Annotated[str, typer.Option("--as-of", help="Date of the worklist (features as of).")],
     budget: Annotated[float, typer.Option("--budget", min=0, help="Money to spend on actions.")],
-    data: DataOpt = str(DEFAULT_DATA),
+    data: DataOpt = None,
+    mapping: MappingOpt = None,
     channel: Annotated[
         str | None, typer.Option("--channel", help="Only this channel's actions: sales, "
                                  "contact_center, web, service or campaign.")
@@ -596,17 +690,15 @@ def worklist(
         raise typer.BadParameter(str(exc), param_hint="--out") from None
     bundle, name, version = _registered_bundle(model)
     if actions is not None:
-        try:
-            catalogue = load_catalogue(actions)
-        except (OSError, ValueError) as exc:
-            raise typer.BadParameter(str(exc), param_hint="--actions") from None
+        catalogue = load_catalogue(actions)
         bundle.policy = replace(bundle.policy, actions=with_measured_success(
             catalogue, bundle.info.get("measured_success", {})))
-    prep = prepare(_load(data))
+    source = _source(data, mapping)
+    prep = prepare(_load(source))
     with _progress() as progress:
         task = progress.add_task("scoring the portfolio", total=None)
         scored = score_portfolio(
-            data, as_of_ts, bundle, name, version, prep=prep,
+            source, as_of_ts, bundle, name, version, prep=prep,
             progress=lambda done, total: progress.update(task, completed=done, total=total))
     contacted = recently_contacted(prep, read_ledger(ledger), as_of_ts, contact_gap_days)
     result = build_worklist(bundle, scored.reset_index(drop=True), WorklistRules(
@@ -615,7 +707,8 @@ def worklist(
     write_scores(result.rows, out)
     append_to_ledger(ledger, result, as_of_ts)
 
-    table = Table(title=f"Worklist {as_of_ts:%Y-%m-%d}" + (f" ({channel})" if channel else ""))
+    table = Table(title=f"Worklist {as_of_ts:%Y-%m-%d}" + (f" ({channel})" if channel else "")
+                  + f": churn probabilities are the {bundle.target.description}")
     for column in ("channel", "action", "customers", "cost", "expected profit"):
         table.add_column(column, justify="right" if column not in ("channel", "action")
                          else "left")
@@ -638,7 +731,8 @@ def worklist(
 @app.command()
 def score(
     out: Annotated[Path, typer.Option("--out", help="Scores file to write: .parquet or .csv.")],
-    data: DataOpt = str(DEFAULT_DATA),
+    data: DataOpt = None,
+    mapping: MappingOpt = None,
     as_of: Annotated[
         str | None,
         typer.Option("--as-of", help="Date of the features; default: the day after the data end."),
@@ -657,8 +751,8 @@ def score(
     """Score the whole portfolio (every output field per customer) and write a portfolio report,
     logged to MLflow with the scores."""
 
-    from churn_risk.features.io import DataSourceError
-    from churn_risk.features.validation import DataContractError
+    from churn_risk.errors import DataError
+    from churn_risk.features.lifecycle import prepare
     from churn_risk.serving.batch import check_output_path, score_portfolio, write_scores
     from churn_risk.serving.report import (
         log_report_to_mlflow,
@@ -675,30 +769,29 @@ def score(
     report_dir = report if report is not None else out.with_name(f"{out.stem}-report")
     tracking = configure_tracking()
     bundle, name, version = _registered_bundle(model)
+    source = _source(data, mapping)
+    # Read and validated here (pandas) or on the workers (Dask); nothing is written from
+    # invalid data.
+    prep = prepare(_load(source)) if engine is Engine.pandas else None
     started = time.perf_counter()
-    try:
-        with _progress() as progress:
-            task = progress.add_task("Scoring customers", total=None)
-            scores = score_portfolio(
-                data, as_of_ts, bundle, name, version, engine=engine.value,
-                chunk_rows=chunk_rows, scheduler=scheduler,
-                progress=lambda done, total: progress.update(task, completed=done, total=total),
-            )
-    except DataContractError as exc:  # nothing is written from invalid data
-        _refuse(data, exc)
-    except DataSourceError as exc:
-        err.print(f"[bold red]--data: {exc}[/bold red]")
-        raise typer.Exit(2) from None
+    with _progress() as progress:
+        task = progress.add_task("Scoring customers", total=None)
+        scores = score_portfolio(
+            source, as_of_ts, bundle, name, version, engine=engine.value,
+            chunk_rows=chunk_rows, scheduler=scheduler, prep=prep,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
     elapsed = time.perf_counter() - started
     if not len(scores):
-        err.print(f"[bold red]--as-of {as_of}: no customer to score at that date[/bold red]")
-        raise typer.Exit(1)
+        raise DataError(f"--as-of {as_of}: no customer to score at that date ({bundle.target}: "
+                        "nobody is a customer then)")
     write_scores(scores, out)
     features_as_of = scores["features_as_of"].iloc[0]
     page = portfolio_report(
         scores, scores.get("segment"), report_dir,
         f"Portfolio report {features_as_of}", bundle.policy, bundle.risk_bands,
         {"model": f"{model} (version {version})", "features as of": features_as_of,
+         "churn probability": bundle.target.description,
          "engine": engine.value, "customers": f"{len(scores):,}"},
     )
     summary = portfolio_summary(scores)
@@ -714,6 +807,7 @@ def score(
     table.add_row("[bold]total[/bold]", f"{summary['customers']:,}",
                   f"{summary['total_value_at_risk']:,.0f}")
     console.print(table)
+    console.print(f"Churn probability: the {bundle.target.description}")
     console.print(f"Mean churn probability {summary['mean_churn_probability']:.1%}; "
                   f"{summary['customers_with_an_action']:,} customers with an action worth "
                   f"{summary['total_expected_profit']:,.0f} in expected profit")
@@ -727,30 +821,19 @@ def explain_change(
     customer: Annotated[str, typer.Option("--customer", help="Customer id.")],
     from_date: Annotated[str, typer.Option("--from", help="Earlier as-of date (YYYY-MM-DD).")],
     to_date: Annotated[str, typer.Option("--to", help="Later as-of date (YYYY-MM-DD).")],
-    data: DataOpt = str(DEFAULT_DATA),
+    data: DataOpt = None,
+    mapping: MappingOpt = None,
     model: Annotated[
         str, typer.Option("--model", help="Model URI to explain with.")
     ] = "models:/churn-risk@champion",
 ) -> None:
     """Why a customer's churn risk changed between two dates, by driver group."""
-    from mlflow.exceptions import MlflowException
-
     from churn_risk.features.lifecycle import prepare
-    from churn_risk.models.pyfunc import load_bundle
     from churn_risk.serving.change import ChangeRequestError
     from churn_risk.serving.change import explain_change as run_explain_change
-    from churn_risk.training.tracking import configure_tracking
 
-    configure_tracking()
-    prep = prepare(_load(data))
-    try:
-        bundle = load_bundle(model)
-    except (MlflowException, OSError) as exc:
-        err.print(f"[bold red]--model {model}: cannot load the model[/bold red]")
-        err.print(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, markup=False,
-                  highlight=False)
-        err.print("Train and promote a model first: churn train, then churn promote.")
-        raise typer.Exit(2) from None
+    bundle, _, _ = _registered_bundle(model)
+    prep = prepare(_load(_source(data, mapping)))
     try:
         change = run_explain_change(bundle, prep, customer, from_date, to_date)
     except ChangeRequestError as exc:
@@ -786,7 +869,7 @@ def explain_change(
     console.print(
         f"Churn probability {change['churn_probability_from']:.1%} ({change['risk_band_from']})"
         f" → {change['churn_probability_to']:.1%} ({change['risk_band_to']}): "
-        f"{change['probability_change'] * 100:+.1f} points"
+        f"{change['probability_change'] * 100:+.1f} points (the {bundle.target.description})"
     )
 
 
@@ -799,6 +882,7 @@ def demo(
 ) -> None:
     """The main job end to end on demo data: generate → validate → features → train (tracked in
     MLflow) → promote the champion → serve and call it."""
+    from churn_risk.features.config import FeatureConfig
     from churn_risk.features.lifecycle import prepare
     from churn_risk.features.snapshots import monthly_as_ofs
 
@@ -808,7 +892,7 @@ def demo(
     validate(data=str(out))
     console.rule("3/6 Point-in-time lifecycle features for the latest month")
     prep = prepare(_load(str(out)))
-    latest = monthly_as_ofs(prep, labelled=False)[-1]
+    latest = monthly_as_ofs(prep, FeatureConfig())[-1]
     features(as_of=f"{latest:%Y-%m-%d}", data=str(out), out=None)
     console.rule("4/6 Train churn and next-product models (tracked in MLflow)")
     train(data=str(out))
@@ -819,16 +903,32 @@ def demo(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit code (testable without a subprocess)."""
+    """Run the CLI and return its exit code (testable without a subprocess).
+
+    Expected failures (`errors.ChurnError`: bad options or files, data that cannot do what is
+    asked, a refused promotion) and contract violations print a short message, no traceback,
+    and exit with their documented code (`errors.py`); anything else is a bug and shows one."""
+    from churn_risk.errors import ChurnError
+    from churn_risk.features.validation import DataContractError
+
     try:
         result = app(args=argv, prog_name="churn", standalone_mode=False)
     except typer.Exit as exc:
         return exc.exit_code
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("interrupted")
         return 130
     except typer.exceptions.TyperException as exc:  # usage errors: bad option values
         exc.show()
         return getattr(exc, "exit_code", 2)
+    except DataContractError as exc:  # nothing downstream runs on invalid data
+        err.print("[bold red]the data break the contract[/bold red]")
+        err.print(str(exc), markup=False, highlight=False)
+        return 1
+    except ChurnError as exc:
+        prefix = "refused" if exc.exit_code == 3 else "error"
+        err.print(f"[bold red]{prefix}:[/bold red] {escape(str(exc))}")
+        return exc.exit_code
     return result if isinstance(result, int) else 0
 
 

@@ -1,45 +1,46 @@
-"""Typed configuration of the feature pipeline (the feature set)."""
+"""Typed configuration of the feature pipeline (the feature set).
+
+Settings are pydantic models with `extra="forbid"`: a mistyped key in a TOML file is an error
+naming it, never silently ignored, and `max_depth = "3"` is refused rather than kept as text.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: Strict, immutable, unknown keys refused: the base of every settings model.
+SETTINGS = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
-@dataclass(frozen=True)
-class FeatureConfig:
+class FeatureConfig(BaseModel):
     """What the lifecycle feature set computes; its name and values go into every MLflow run."""
+
+    model_config = SETTINGS
 
     #: Trailing windows (days) for recency/frequency/monetary features: [as_of - w, as_of).
     windows: tuple[int, ...] = (30, 90, 180, 365)
     #: Window (days) for the short-term service, delivery, contact and product-change features.
-    recent_days: int = 90
+    recent_days: int = Field(90, gt=0)
     #: Window (days) for slow signals: resolution times, repeat problems, returns, campaigns.
-    history_days: int = 365
-    #: Label horizon: churn / adoption is observed in [as_of, as_of + horizon_days).
-    horizon_days: int = 90
+    history_days: int = Field(365, gt=0)
     #: A family counts as held when bought within this many days before as_of.
-    lookback_days: int = 365
+    lookback_days: int = Field(365, gt=0)
     #: A campaign's `responded` flag is only believed once this many days have passed since it.
-    response_window_days: int = 30
+    response_window_days: int = Field(30, gt=0)
     #: The transactions table already holds the subscription invoices: the value model's
     #: target then leaves `subscriptions.recurring_amount` out (else it would count them twice).
     invoices_in_transactions: bool = False
 
-    name: str = "lifecycle_v1"
+    name: str = "lifecycle_v2"
 
-    def __post_init__(self) -> None:
-        if not self.windows or any(w <= 0 for w in self.windows):
-            raise ValueError(f"windows must be positive day counts, got {self.windows}")
-        for field_name in (
-            "recent_days",
-            "history_days",
-            "horizon_days",
-            "lookback_days",
-            "response_window_days",
-        ):
-            if getattr(self, field_name) <= 0:
-                raise ValueError(f"{field_name} must be a positive number of days")
+    @field_validator("windows", mode="before")
+    @classmethod
+    def _windows(cls, value):
+        values = tuple(value) if isinstance(value, list | tuple) else value
+        if not values or any(not isinstance(w, int) or w <= 0 for w in values):
+            raise ValueError("windows must be positive whole numbers of days, e.g. [30, 90]")
+        return values
 
     def as_params(self) -> dict[str, str]:
         """Flat string parameters for MLflow (`feature_set.*`)."""
-        return {f"feature_set.{k}": str(v) for k, v in asdict(self).items()}
+        return {f"feature_set.{k}": str(v) for k, v in self.model_dump().items()}

@@ -15,7 +15,6 @@ so the result equals the pandas path row for row (a test holds it to that).
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -24,7 +23,8 @@ import pandas as pd
 
 from churn_risk.features.config import FeatureConfig
 from churn_risk.features.contract import TABLES
-from churn_risk.features.io import DataSourceError, is_sql_url, read_tables
+from churn_risk.features.io import DataSourceError, DataSourceLike, as_source, is_sql_url
+from churn_risk.features.target import Target
 
 PER_CUSTOMER = tuple(
     name for name, t in TABLES.items() if any(c.name == "customer_id" for c in t.columns)
@@ -60,14 +60,22 @@ def _import_feature_code() -> None:
     import churn_risk.features.validation  # noqa: F401
 
 
-def _read_dask(source: str | os.PathLike) -> dict[str, object]:
-    """Each table present as a dask DataFrame (lazy for files)."""
+def _read_dask(source: DataSourceLike) -> dict[str, object]:
+    """Each table present as a dask DataFrame (lazy for files in the contract's shape; a SQL
+    source or a mapped export is read and mapped here first)."""
     import dask.dataframe as dd
 
-    if is_sql_url(source):
-        return {name: dd.from_pandas(frame, npartitions=1) for name, frame in
-                read_tables(source).items()}
-    folder = Path(source)
+    source = as_source(source)
+    if is_sql_url(source.location) or source.mapping is not None:
+        from churn_risk.features.io import read_tables
+        from churn_risk.features.mapping import apply_mapping
+        from churn_risk.features.validation import DataContractError
+
+        tables, problems = apply_mapping(read_tables(source), source.mapping)
+        if problems:
+            raise DataContractError(problems)
+        return {name: dd.from_pandas(frame, npartitions=1) for name, frame in tables.items()}
+    folder = Path(source.location)
     if not folder.is_dir():
         raise DataSourceError(f"data folder {str(folder)!r} does not exist or is not a folder")
     tables: dict[str, object] = {}
@@ -121,6 +129,7 @@ def _partition_frame(
     shared: dict[str, pd.DataFrame],
     as_ofs: Sequence[pd.Timestamp],
     cfg: FeatureConfig,
+    target: Target,
     labelled: bool,
     end: np.datetime64 | None,
 ) -> pd.DataFrame:
@@ -138,17 +147,18 @@ def _partition_frame(
     frames = []
     for as_of in as_ofs:
         if labelled:
-            frame = build_labelled_snapshot(prep, as_of, cfg, end)
+            frame = build_labelled_snapshot(prep, as_of, cfg, target, end)
             frames.append(frame.loc[frame[CHURN_LABEL].notna()])
         else:
-            frames.append(build_snapshot(prep, as_of, cfg))
+            frames.append(build_snapshot(prep, as_of, cfg, target))
     return pd.concat(frames, ignore_index=True), specs
 
 
 def build_frame_dask(
-    source: str | os.PathLike,
+    source: DataSourceLike,
     as_ofs: Sequence[str | pd.Timestamp],
-    cfg: FeatureConfig = FeatureConfig(),
+    cfg: FeatureConfig,
+    target: Target,
     labelled: bool = False,
     scheduler: str | None = None,
     n_workers: int = 2,
@@ -168,13 +178,14 @@ def build_frame_dask(
         cutoff = max(as_ofs)
         if labelled:
             end = _data_end(tables)
-            cutoff = cutoff + pd.Timedelta(days=cfg.horizon_days)
+            cutoff = cutoff + pd.Timedelta(days=target.horizon_days)
         nparts = npartitions or max(2, 2 * len(client.scheduler_info()["workers"]))
         parts = _partitioned(_before(tables, cutoff), nparts)
         names = list(parts)
         tasks = [
             dask.delayed(_partition_frame)(
-                {name: parts[name][i] for name in names}, shared, as_ofs, cfg, labelled, end
+                {name: parts[name][i] for name in names}, shared, as_ofs, cfg, target, labelled,
+                end
             )
             for i in range(nparts)
         ]
@@ -190,6 +201,16 @@ def build_frame_dask(
     frame = pd.concat([f for f, _ in results if len(f)], ignore_index=True)
     frame = frame.sort_values(["as_of", "customer_id"], kind="stable").reset_index(drop=True)
     return frame, specs
+
+
+def scoring_as_of_dask(tables: dict[str, object]) -> pd.Timestamp:
+    """`labels.scoring_as_of`, computed on the workers: the day after the data end, or the
+    latest labels date when later."""
+    day_after = pd.Timestamp(_data_end(tables)).normalize() + pd.Timedelta(days=1)
+    if "labels" not in tables:
+        return day_after
+    latest = pd.to_datetime(tables["labels"]["as_of"].max().compute(), format="ISO8601")
+    return max(day_after, pd.Timestamp(latest).tz_localize(None) if latest.tzinfo else latest)
 
 
 def _data_end(tables: dict[str, object]) -> np.datetime64:

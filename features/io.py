@@ -9,66 +9,217 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from churn_risk.errors import UsageError
 from churn_risk.features.contract import TABLES
 
 _SUFFIXES = (".parquet", ".csv", ".csv.gz")
+#: Separators recognised in a header that has no comma.
+_OTHER_SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "pipes"}
 
 
-class DataSourceError(ValueError):
-    """The data source itself cannot be read (missing folder, unknown format, ...)."""
+class DataSourceError(UsageError):
+    """The data source itself cannot be read (missing folder, unreadable or empty file, ...)."""
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where CRM tables are (a folder or a SQLAlchemy URL) and, for exports in their own
+    shape, the mapping file that turns them into the contract (`mapping.py`)."""
+
+    location: str
+    mapping: object | None = None  # mapping.DataMapping
+
+    def __str__(self) -> str:
+        if self.mapping is None:
+            return self.location
+        return f"{self.location} (mapping {self.mapping.path})"
+
+    @property
+    def folder(self) -> Path | None:
+        return None if is_sql_url(self.location) else Path(self.location)
+
+
+DataSourceLike = str | os.PathLike | DataSource
+
+
+def data_source(data: str | os.PathLike | None, mapping: str | os.PathLike | None = None,
+                default: str = "demo-data") -> DataSource:
+    """The source the CLI options name: `--data` (else the mapping's `source`, else the
+    mapping file's folder, else `default`) read through `--mapping` when given."""
+    from churn_risk.features.mapping import load_mapping
+
+    parsed = load_mapping(mapping) if mapping else None
+    location = (str(data) if data is not None
+                else parsed.location() if parsed is not None and parsed.source
+                else str(Path(mapping).resolve().parent) if mapping else default)
+    return DataSource(location, parsed)
+
+
+def as_source(source: DataSourceLike) -> DataSource:
+    return source if isinstance(source, DataSource) else DataSource(str(source))
+
+
+def source_name(source: DataSourceLike) -> str:
+    """A short name for run names and titles: the folder's name or the URL's database."""
+    location = as_source(source).location
+    if is_sql_url(location):
+        return location.split("://", 1)[0] + ":" + location.rsplit("/", 1)[-1]
+    return Path(location).name or location
 
 
 def is_sql_url(source: str | os.PathLike) -> bool:
     return "://" in str(source)
 
 
-def read_tables(source: str | os.PathLike) -> dict[str, pd.DataFrame]:
-    """Read every contract table present in `source` (a folder or a SQLAlchemy URL)."""
-    if is_sql_url(source):
-        return _read_sql(str(source))
-    return _read_folder(Path(source))
+def read_tables(source: DataSourceLike) -> dict[str, pd.DataFrame]:
+    """Read every contract table present in `source` (a folder or a SQLAlchemy URL), as the
+    files or tables hold them (a mapping only says where and how to read; `mapping.
+    apply_mapping` renames and types afterwards)."""
+    source = as_source(source)
+    if is_sql_url(source.location):
+        return _read_sql(source)
+    return _read_folder(source)
 
 
-def _read_folder(folder: Path) -> dict[str, pd.DataFrame]:
+def _read_folder(source: DataSource) -> dict[str, pd.DataFrame]:
+    folder = Path(source.location)
+    mapping = source.mapping
     if not folder.is_dir():
         raise DataSourceError(f"data folder {str(folder)!r} does not exist or is not a folder")
     tables: dict[str, pd.DataFrame] = {}
     for name in TABLES:
-        found = [folder / f"{name}{s}" for s in _SUFFIXES if (folder / f"{name}{s}").exists()]
-        if len(found) > 1:
-            raise DataSourceError(
-                f"table {name!r} is present twice in {folder}: "
-                + ", ".join(p.name for p in found)
-                + " (keep one)"
-            )
-        if not found:
+        declared = mapping.table(name) if mapping is not None else None
+        if declared is not None and declared.derive:
             continue
-        path = found[0]
-        if path.suffix == ".parquet":
-            tables[name] = pd.read_parquet(path)
+        if declared is not None and (declared.table or declared.query):
+            raise DataSourceError(f"--mapping {mapping.path}: tables.{name} names a SQL table or "
+                                  f"query, but the data are a folder ({folder})")
+        if declared is not None and declared.file:
+            path = folder / declared.file
+            if not path.exists():
+                raise DataSourceError(f"{path}: no such file (tables.{name}.file in the mapping "
+                                      f"{mapping.path})")
         else:
-            # Strings in, types decided by the contract: pandas' own guessing would turn ids
-            # like 00123 into integers and leave bad dates as silent NaT.
-            tables[name] = pd.read_csv(path, dtype=str, keep_default_na=True)
+            found = [folder / f"{name}{s}" for s in _SUFFIXES if (folder / f"{name}{s}").exists()]
+            if len(found) > 1:
+                raise DataSourceError(
+                    f"table {name!r} is present twice in {folder}: "
+                    + ", ".join(p.name for p in found)
+                    + " (keep one)"
+                )
+            if not found:
+                continue
+            path = found[0]
+        tables[name] = read_file(path, mapping.dialect(name) if mapping is not None else None,
+                                 declared.names if declared is not None else None)
     return tables
 
 
-def _read_sql(url: str) -> dict[str, pd.DataFrame]:
+def read_file(path: Path, dialect=None, names: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """One table file: Parquet, or delimited text (every value as text: the contract decides
+    the types). Empty, truncated or mis-separated files get a `DataSourceError` naming them."""
+    if path.stat().st_size == 0:
+        raise DataSourceError(f"{path}: the file is empty (0 bytes); remove it if the table "
+                              "has no rows, or export it again")
+    if path.suffix == ".parquet":
+        import pyarrow as pa
+
+        try:
+            frame = pd.read_parquet(path)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise DataSourceError(f"{path}: cannot be read as Parquet ({_first_line(exc)}); the "
+                                  "file may be truncated or not Parquet: export it again") from None
+    else:
+        from churn_risk.features.mapping import CsvDialect
+
+        dialect = dialect or CsvDialect()
+        options = dialect.read_csv_options()
+        try:
+            # Strings in, types decided by the contract: pandas' own guessing would turn ids
+            # like 00123 into integers and leave bad dates as silent NaT.
+            frame = pd.read_csv(path, dtype=str, keep_default_na=True,
+                                header=None if names else "infer",
+                                names=list(names) if names else None, **options)
+        except UnicodeDecodeError as exc:
+            raise DataSourceError(
+                f"{path}: not {dialect.encoding} text ({exc.reason} at byte {exc.start}); say "
+                "its encoding in a mapping file ([csv] encoding = \"latin-1\", for example)"
+            ) from None
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise DataSourceError(f"{path}: cannot be read as {_dialect_name(dialect)} "
+                                  f"({_first_line(exc)})") from None
+        if names is None:
+            _check_separator(path, frame, dialect)
+    if not len(frame):
+        raise DataSourceError(f"{path}: the file has a header but no rows; remove it if the "
+                              "table is empty, or export it again")
+    return frame
+
+
+def _check_separator(path: Path, frame: pd.DataFrame, dialect) -> None:
+    """A header read as one column that holds another separator: say which one it seems to be."""
+    if frame.shape[1] != 1:
+        return
+    header = str(frame.columns[0])
+    sep = dialect.read_csv_options()["sep"]
+    for char, plural in _OTHER_SEPARATORS.items():
+        if char != sep and header.count(char) >= 1:
+            shown = "tab" if char == "\t" else char
+            raise DataSourceError(
+                f"{path}: the header has no {_dialect_name(dialect)} separator but "
+                f"{header.count(char)} {plural}: the file seems to use {shown!r} as its separator; "
+                f"say so in a mapping file ([csv] delimiter = \"{shown}\") and pass --mapping FILE")
+
+
+def _dialect_name(dialect) -> str:
+    sep = dialect.delimiter or ","
+    return {"tab": "tab-separated", "whitespace": "whitespace-separated"}.get(
+        sep, f"{sep!r}-separated" if sep != "," else "comma")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _read_sql(source: DataSource) -> dict[str, pd.DataFrame]:
     import sqlalchemy as sa
 
-    engine = sa.create_engine(url)
+    url, mapping = source.location, source.mapping
+    try:
+        engine = sa.create_engine(url)
+    except (sa.exc.ArgumentError, ImportError) as exc:
+        raise DataSourceError(f"--data {url!r}: not a usable database URL ({exc})") from None
     try:
         present = set(sa.inspect(engine).get_table_names())
+        tables = {}
         with engine.connect() as conn:
-            return {
-                name: pd.read_sql_table(name, conn) for name in TABLES if name in present
-            }
-    except sa.exc.SQLAlchemyError as exc:  # pragma: no cover - depends on the database
-        raise DataSourceError(f"cannot read tables from {url!r}: {exc}") from exc
+            for name in TABLES:
+                declared = mapping.table(name) if mapping is not None else None
+                if declared is not None and declared.derive:
+                    continue
+                if declared is not None and declared.file:
+                    raise DataSourceError(f"--mapping {mapping.path}: tables.{name} names a file, "
+                                          f"but the data are a database ({url})")
+                if declared is not None and declared.query:
+                    frame = pd.read_sql_query(sa.text(declared.query), conn)
+                elif declared is not None and declared.table:
+                    schema, _, table = declared.table.rpartition(".")
+                    frame = pd.read_sql_table(table, conn, schema=schema or None)
+                elif name in present:
+                    frame = pd.read_sql_table(name, conn)
+                else:
+                    continue
+                if len(frame):  # an empty table is an absent one (a store keeps every table)
+                    tables[name] = frame
+        return tables
+    except sa.exc.SQLAlchemyError as exc:
+        raise DataSourceError(f"cannot read tables from {url!r}: {_first_line(exc)}") from None
     finally:
         engine.dispose()
 

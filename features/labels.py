@@ -1,12 +1,17 @@
 """Who is a customer at an as-of date, and the training labels observed after it.
 
-- Population: customers signed up before `as_of` who have not already left. With subscription
-  data a customer is a customer while they hold an active subscription; with transactions only,
-  a customer who bought nothing during the last `horizon_days` (and has been a customer that
-  long) has already left.
-- Churn label (the first that applies): the company's own `labels` table; else, with
-  subscriptions, no active subscription at `as_of + horizon_days`; else no purchase in
-  `[as_of, as_of + horizon_days)`. A label is NaN when the data do not cover the whole horizon.
+Both follow the model's `Target` (`target.py`):
+
+- Population (who is scored): customers signed up before `as_of` who have not already left.
+  With the `labels` target at a date the labels table covers, exactly the labelled customers
+  (the company's own definition of its customers, never thinned by our rules). Otherwise, for
+  `subscription_end` (and `labels` with subscription data) a customer holds an active
+  subscription; for `no_purchase` (and `labels` with purchases only) a customer has bought within
+  the last `lapsed_after_days`, or signed up more recently than that.
+- Churn label: `labels`: the company's `churned` at `as_of` (NaN for customers it does not
+  label); `subscription_end`: no active subscription at `as_of + horizon_days`; `no_purchase`:
+  no purchase in `[as_of, as_of + horizon_days)`. A derived label is NaN when the data do not
+  cover the whole horizon.
 - Horizon spend: what the customer pays in `[as_of, as_of + horizon_days)`, the target of the
   value model: net transactions (purchases minus returns) plus, unless the transactions already
   hold the invoices (`FeatureConfig.invoices_in_transactions`), the subscriptions'
@@ -20,11 +25,12 @@ Labels deliberately read data at and after `as_of`; features never do (see `life
 
 from __future__ import annotations
 
-from typing import Literal
+import math
 
 import numpy as np
 import pandas as pd
 
+from churn_risk.errors import UsageError
 from churn_risk.features.config import FeatureConfig
 from churn_risk.features.contract import TABLES
 from churn_risk.features.lifecycle import (
@@ -34,18 +40,88 @@ from churn_risk.features.lifecycle import (
     _times,
     signed_up_before,
 )
+from churn_risk.features.target import REQUIRED_TABLE, Target, TargetKind
 
 DAYS_PER_MONTH = 365.25 / 12
+#: The lapse rule chosen from the data: this quantile of the gaps between a customer's
+#: consecutive purchases (a customer quieter than 95% of the gaps returning customers leave).
+LAPSE_QUANTILE = 0.95
+#: Bounds of the chosen lapse rule (days); without repeat purchases, the upper one.
+LAPSE_BOUNDS = (30, 730)
 
-ChurnDefinition = Literal["labels", "subscriptions", "transactions"]
+
+class TargetError(UsageError):
+    """A target the data cannot support (missing table, unknown kind, unstated period)."""
 
 
-def churn_definition(prep: PreparedData) -> ChurnDefinition:
-    if prep.data.has("labels"):
-        return "labels"
-    if prep.has("subscriptions"):
-        return "subscriptions"
-    return "transactions"
+def resolve_target(prep: PreparedData, kind: str | TargetKind | None = None,
+                   horizon_days: int | None = None, lapsed_after_days: int | None = None,
+                   horizon_given: bool | None = None) -> Target:
+    """The target to train: `kind` (default: `labels` when the data hold a labels table, else
+    `subscription_end` with subscriptions, else `no_purchase`), checked against the data, with
+    `lapsed_after_days` chosen from the data when the population needs the lapse rule and none
+    is given. The `labels` target needs its period stated (`horizon_given`): the labels table
+    does not say which period its `churned` flag covers."""
+    if kind is None:
+        kind = (TargetKind.labels if prep.data.has("labels") else
+                TargetKind.subscription_end if prep.has("subscriptions") else
+                TargetKind.no_purchase)
+    try:
+        kind = TargetKind(kind)
+    except ValueError:
+        raise TargetError(f"target {kind!r} is not a target: use one of "
+                          f"{', '.join(k.value for k in TargetKind)}") from None
+    needed = REQUIRED_TABLE[kind]
+    present = prep.data.has(needed) if kind is TargetKind.labels else prep.has(needed)
+    if not present:
+        tables = ", ".join(prep.data.tables)
+        raise TargetError(f"target {kind.value} needs a {needed} table; the data hold {tables}")
+    if kind is TargetKind.labels and not (horizon_given if horizon_given is not None
+                                          else horizon_days is not None):
+        raise TargetError(
+            "target labels: say which period the company's churned flag covers, e.g. "
+            "--horizon-days 30 for 'left within a month' (or [target] horizon_days in the "
+            "config): every probability states it")
+    horizon = horizon_days if horizon_days is not None else 90
+    target = Target(kind=kind, horizon_days=horizon, lapsed_after_days=lapsed_after_days)
+    if lapsed_after_days is None and uses_lapse_rule(prep, target):
+        target = target.model_copy(update={"lapsed_after_days": suggest_lapsed_after_days(prep)})
+    return target
+
+
+def uses_lapse_rule(prep: PreparedData, target: Target) -> bool:
+    """Whether the population outside labelled dates is decided by recent purchases."""
+    return target.kind is TargetKind.no_purchase or (
+        target.kind is TargetKind.labels and not prep.has("subscriptions"))
+
+
+def purchase_gaps(prep: PreparedData) -> np.ndarray:
+    """Days between each customer's consecutive purchases (returns left out)."""
+    if not prep.has("transactions"):
+        return np.array([])
+    tx = prep.events["transactions"]
+    if "is_return" in tx:
+        tx = tx.loc[~tx["is_return"].fillna(False).astype(bool).to_numpy()]
+    pos = tx["_pos"].to_numpy()
+    days = _times(tx["timestamp"]).astype("datetime64[D]").astype(np.int64)
+    order = np.lexsort((days, pos))
+    pos, days = pos[order], days[order]
+    same = pos[1:] == pos[:-1]
+    gaps = (days[1:] - days[:-1])[same]
+    return gaps[gaps > 0].astype(float)  # purchases on the same day are one visit
+
+
+def suggest_lapsed_after_days(prep: PreparedData) -> int:
+    """The lapse rule chosen from the data: the `LAPSE_QUANTILE` of the gaps between
+    consecutive purchases, rounded up to whole weeks and kept within `LAPSE_BOUNDS`. A customer
+    silent longer than 95% of the gaps after which customers did come back has most likely
+    gone; anyone quieter is scored (and is often exactly whom a retention team wants to see)."""
+    gaps = purchase_gaps(prep)
+    low, high = LAPSE_BOUNDS
+    if len(gaps) < 20:
+        return high
+    days = 7 * math.ceil(float(np.quantile(gaps, LAPSE_QUANTILE)) / 7)
+    return int(min(max(days, low), high))
 
 
 def data_end(prep: PreparedData) -> np.datetime64:
@@ -58,10 +134,34 @@ def data_end(prep: PreparedData) -> np.datetime64:
     return np.max(latest) if latest else np.datetime64("NaT")
 
 
-def scoring_as_of(end: np.datetime64) -> pd.Timestamp:
-    """The default as-of date of scoring: the day after the data end `end` (see `data_end`),
-    so every recorded event is known. The service, batch scoring and explain-change use it."""
-    return pd.Timestamp(end).normalize() + pd.Timedelta(days=1)
+def label_dates(prep: PreparedData) -> list[pd.Timestamp]:
+    """The `as_of` dates of the company's labels table, oldest first (empty without one)."""
+    if not prep.data.has("labels"):
+        return []
+    return [pd.Timestamp(t) for t in np.unique(_times(prep.data["labels"]["as_of"]))]
+
+
+def scoring_as_of(prep: PreparedData) -> pd.Timestamp:
+    """The default as-of date of scoring: the day after the data end (see `data_end`), so every
+    recorded event is known, or the company's latest labels date when that is later (the labels
+    say the data are complete up to it). The service, batch scoring and explain-change use it."""
+    day_after = pd.Timestamp(data_end(prep)).normalize() + pd.Timedelta(days=1)
+    dates = label_dates(prep)
+    return max(day_after, dates[-1]) if dates else day_after
+
+
+def check_scoring_date(prep: PreparedData, as_of: pd.Timestamp, what: str = "--as-of") -> None:
+    """Refuse a scoring date outside the data: before the first signup, or after the default
+    scoring date (features of a later date would silently miss the events not yet recorded)."""
+    latest = scoring_as_of(prep)
+    first = pd.Timestamp(_times(prep.customers["signup_date"]).min())
+    if as_of > latest:
+        raise UsageError(f"{what} {as_of:%Y-%m-%d} is after the end of the data: the latest "
+                         f"date that can be scored is {latest:%Y-%m-%d} (the day after the last "
+                         "recorded event)")
+    if as_of <= first:
+        raise UsageError(f"{what} {as_of:%Y-%m-%d} is before the data begin: the first customer "
+                         f"signed up on {first:%Y-%m-%d}")
 
 
 def _active_subscription(prep: PreparedData, at: np.datetime64) -> np.ndarray:
@@ -94,63 +194,89 @@ def _purchased(prep: PreparedData, start: np.datetime64, end: np.datetime64) -> 
     return out
 
 
-def population(
-    prep: PreparedData, as_of: np.datetime64, cfg: FeatureConfig = FeatureConfig()
-) -> pd.DataFrame:
+def _labels_at(prep: PreparedData, as_of: np.datetime64) -> pd.Series | None:
+    """`churned` (0.0/1.0) by customer_id of the labels dated `as_of`; None when there are
+    none at that date."""
+    if not prep.data.has("labels"):
+        return None
+    labels = prep.data["labels"]
+    at = labels.loc[_times(labels["as_of"]) == as_of]
+    if not len(at):
+        return None
+    return pd.Series(at["churned"].astype(float).to_numpy(), index=pd.Index(at["customer_id"]))
+
+
+def population(prep: PreparedData, as_of: np.datetime64, target: Target) -> pd.DataFrame:
     """Customers to score at `as_of` (rows of `prep.customers` with `_pos`): signed up before
-    it and not already gone. Reads only data dated before `as_of`."""
+    it and not already gone, by the target's rule (see the module doc). Reads only data dated
+    before `as_of`, and for the `labels` target which customers the company labelled then."""
     customers = signed_up_before(prep, as_of)
+    if target.kind is TargetKind.labels:
+        labelled = _labels_at(prep, as_of)
+        if labelled is not None:
+            return customers.loc[customers["customer_id"].isin(labelled.index).to_numpy()]
     pos = customers["_pos"].to_numpy()
-    if prep.has("subscriptions"):
+    if target.kind is not TargetKind.no_purchase and prep.has("subscriptions"):
         keep = _active_subscription(prep, as_of)[pos]
     elif prep.has("transactions"):
-        horizon = cfg.horizon_days * DAY
-        recent_buyer = _purchased(prep, as_of - horizon, as_of)[pos]
-        too_new_to_judge = _times(customers["signup_date"]) > as_of - horizon
+        lapse = (target.lapsed_after_days or LAPSE_BOUNDS[1]) * DAY
+        recent_buyer = _purchased(prep, as_of - lapse, as_of)[pos]
+        too_new_to_judge = _times(customers["signup_date"]) > as_of - lapse
         keep = recent_buyer | too_new_to_judge
     else:  # validation requires an activity table; keep everyone rather than guess
         keep = np.ones(len(customers), dtype=bool)
     return customers.loc[keep]
 
 
-def horizon_complete(prep: PreparedData, as_of: np.datetime64, cfg: FeatureConfig,
+def horizon_complete(prep: PreparedData, as_of: np.datetime64, target: Target,
                      end: np.datetime64 | None = None) -> bool:
+    """Whether the data cover `[as_of, as_of + horizon_days)`: derived labels, spend and
+    adoption need it."""
     end = data_end(prep) if end is None else end
-    return bool(as_of + cfg.horizon_days * DAY <= end)
+    return bool(as_of + target.horizon_days * DAY <= end)
 
 
 def churn_labels(
     prep: PreparedData,
     customers: pd.DataFrame,
     as_of: np.datetime64,
-    cfg: FeatureConfig = FeatureConfig(),
+    target: Target,
     end: np.datetime64 | None = None,
 ) -> np.ndarray:
     """1.0 churned / 0.0 stayed / NaN unknown, aligned with `customers`."""
     pos = customers["_pos"].to_numpy()
-    definition = churn_definition(prep)
-    if definition == "labels":
-        labels = prep.data["labels"]
-        at = labels.loc[_times(labels["as_of"]) == as_of]
-        lookup = pd.Series(
-            at["churned"].astype(float).to_numpy(), index=pd.Index(at["customer_id"])
-        )
-        return lookup.reindex(customers["customer_id"].to_numpy()).to_numpy(dtype=float)
-    if not horizon_complete(prep, as_of, cfg, end):
+    if target.kind is TargetKind.labels:
+        labelled = _labels_at(prep, as_of)
+        if labelled is None:
+            return np.full(len(customers), np.nan)
+        return labelled.reindex(customers["customer_id"].to_numpy()).to_numpy(dtype=float)
+    if not horizon_complete(prep, as_of, target, end):
         return np.full(len(customers), np.nan)
-    horizon_end = as_of + cfg.horizon_days * DAY
-    if definition == "subscriptions":
+    horizon_end = as_of + target.horizon_days * DAY
+    if target.kind is TargetKind.subscription_end:
         stays = _active_subscription(prep, horizon_end)[pos]
     else:
         stays = _purchased(prep, as_of, horizon_end)[pos]
     return (~stays).astype(float)
 
 
+def outcome_target(prep: PreparedData, target: Target) -> Target:
+    """The target that measures retention after an arbitrary date (campaign outcomes): the
+    model's own, except that the company's labels exist only at their dates, so `labels` is
+    measured with the data's own definition over the same horizon."""
+    if target.kind is not TargetKind.labels:
+        return target
+    kind = (TargetKind.subscription_end if prep.has("subscriptions")
+            else TargetKind.no_purchase)
+    return target.model_copy(update={"kind": kind})
+
+
 def spend_labels(
     prep: PreparedData,
     customers: pd.DataFrame,
     as_of: np.datetime64,
-    cfg: FeatureConfig = FeatureConfig(),
+    cfg: FeatureConfig,
+    target: Target,
     end: np.datetime64 | None = None,
 ) -> np.ndarray:
     """What each customer pays in `[as_of, as_of + horizon_days)` (see the module doc), aligned
@@ -158,9 +284,9 @@ def spend_labels(
     recurring = (prep.has("subscriptions") and not cfg.invoices_in_transactions
                  and "recurring_amount" in prep.events["subscriptions"])
     if (not (prep.has("transactions") or recurring)
-            or not horizon_complete(prep, as_of, cfg, end)):
+            or not horizon_complete(prep, as_of, target, end)):
         return np.full(len(customers), np.nan)
-    horizon_end = as_of + cfg.horizon_days * DAY
+    horizon_end = as_of + target.horizon_days * DAY
     total = np.zeros(len(prep.customers))
     if prep.has("transactions"):
         window, returns = _transactions_in(prep, as_of, horizon_end)
@@ -185,7 +311,8 @@ def adoption_labels(
     prep: PreparedData,
     customers: pd.DataFrame,
     as_of: np.datetime64,
-    cfg: FeatureConfig = FeatureConfig(),
+    cfg: FeatureConfig,
+    target: Target,
     end: np.datetime64 | None = None,
 ) -> dict[str, np.ndarray]:
     """Per product family: 1.0 adopted within the horizon / 0.0 did not / NaN not eligible or
@@ -197,7 +324,7 @@ def adoption_labels(
     n_all = len(prep.customers)
     held = np.zeros((n_all, len(fams)), dtype=bool)
     adopted = np.zeros((n_all, len(fams)), dtype=bool)
-    horizon_end = as_of + cfg.horizon_days * DAY
+    horizon_end = as_of + target.horizon_days * DAY
     lookback_start = as_of - cfg.lookback_days * DAY
 
     if prep.has("subscriptions"):
@@ -224,7 +351,7 @@ def adoption_labels(
         bought_after = ok & (times >= as_of) & (times < horizon_end)
         adopted[tpos[bought_after], fam[bought_after]] = True
 
-    complete = horizon_complete(prep, as_of, cfg, end)
+    complete = horizon_complete(prep, as_of, target, end)
     out: dict[str, np.ndarray] = {}
     for i, f in enumerate(fams):
         label = adopted[pos, i].astype(float)

@@ -50,7 +50,6 @@ span tables. On typed Parquet input (100k customers x 36 months, 8-14 M rows) va
 from __future__ import annotations
 
 import logging
-import os
 import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -61,7 +60,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from churn_risk.features.contract import ACTIVITY_TABLES, TABLES, Column, Table
-from churn_risk.features.io import read_tables
+from churn_risk.features.io import DataSourceLike, as_source, read_tables
 
 __all__ = [
     "MAX_CATEGORIES",
@@ -102,13 +101,14 @@ DATETIME_DTYPE = np.dtype("datetime64[ns]")
 #: Ids whose dtype is decided across all tables, so joins between tables match.
 SHARED_IDS: tuple[str, ...] = ("customer_id", "product_id")
 
-_TRUE = ("true", "1", "yes", "1.0")
-_FALSE = ("false", "0", "no", "0.0")
+_TRUE = ("true", "1", "yes", "1.0", "y", "t")
+_FALSE = ("false", "0", "no", "0.0", "n", "f")
 # Integer-like id text: no leading zero, at most 18 digits (fits int64), an optional ".0" tail,
 # blanks around.
 _INTEGER_TEXT = re.compile(r"\s*-?(?:0|[1-9]\d{0,17})(?:\.0*)?\s*")
 _EXPECTED = {
-    "datetime": "a date (ISO 8601, e.g. 2024-03-31 or 2024-03-31 14:05:00)",
+    "datetime": "a date (ISO 8601, e.g. 2024-03-31 or 2024-03-31 14:05:00; another format is "
+                "declared in a mapping file: date_format or day_first)",
     "float": "a finite number",
     "int": "a whole number",
     "bool": "a boolean (true/false, 1/0 or yes/no)",
@@ -172,17 +172,31 @@ class CrmData:
             ) from None
 
 
-def load_crm(source: str | os.PathLike) -> CrmData:
-    """Read the tables of `source` (a folder or a SQLAlchemy URL) and validate them."""
-    return validate(read_tables(source))
+def load_crm(source: DataSourceLike) -> CrmData:
+    """Read the tables of `source` (a folder or a SQLAlchemy URL, through its mapping file when
+    it has one) and validate them."""
+    from churn_risk.features.mapping import apply_mapping
+
+    source = as_source(source)
+    tables, problems = apply_mapping(read_tables(source), source.mapping)
+    return validate(tables, problems)
 
 
-def validate(raw: Mapping[str, pd.DataFrame]) -> CrmData:
-    """Type and check raw tables against the contract.
+def mapped_tables(source: DataSourceLike) -> dict[str, pd.DataFrame]:
+    """The raw tables of `source` after its mapping (what validation sees), unvalidated."""
+    from churn_risk.features.mapping import apply_mapping
+
+    source = as_source(source)
+    return apply_mapping(read_tables(source), source.mapping)[0]
+
+
+def validate(raw: Mapping[str, pd.DataFrame], problems: Sequence[Problem] = ()) -> CrmData:
+    """Type and check raw tables against the contract. `problems`: found before, while
+    mapping the tables (reported together with the contract's own).
 
     Returns the validated data, or raises `DataContractError` listing every problem found.
     """
-    problems: list[Problem] = []
+    problems: list[Problem] = list(problems)
     dropped: list[str] = []
     _check_tables_present(raw, problems)
     for name in raw:

@@ -25,11 +25,15 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+from churn_risk.errors import UsageError
 from churn_risk.features.config import FeatureConfig
 from churn_risk.features.lifecycle import FeatureSpec
+from churn_risk.features.target import Target
 from churn_risk.models.portfolio import PortfolioPolicy
 
-BUNDLE_FORMAT = 1
+#: 2: the bundle states its target (`target` in bundle.json) and its customer holdout.
+BUNDLE_FORMAT = 2
+HOLDOUT_FILE = "holdout.parquet"
 DEFAULT_RISK_BANDS: tuple[tuple[str, float], ...] = (
     ("low", 0.0),
     ("medium", 0.05),
@@ -114,12 +118,17 @@ class ChurnBundle:
     categories: dict[str, list[str]]
     churn: xgb.Booster
     calibrator: Calibrator
+    #: What the churn probability is a probability of (stated with every output).
+    target: Target
     propensity: dict[str, xgb.Booster] = field(default_factory=dict)
     risk_bands: tuple[tuple[str, float], ...] = DEFAULT_RISK_BANDS
     info: dict = field(default_factory=dict)  # feature set, training window, ... (metadata)
     #: Net spend over the horizon if retained (None: no transactions to learn it from).
     value: xgb.Booster | None = None
     policy: PortfolioPolicy = field(default_factory=PortfolioPolicy)
+    #: customer_id, side: the customer-level holdout of training (None for a time split), so
+    #: promotion never judges a model on customers it was fitted on.
+    holdout: pd.DataFrame | None = None
 
     # ---------------------------------------------------------------- inputs
 
@@ -130,8 +139,13 @@ class ChurnBundle:
     @property
     def feature_config(self) -> FeatureConfig:
         """The feature set the model was trained on: serving and scoring rebuild it exactly."""
-        raw = self.info.get("feature_config", {})
-        return FeatureConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        return FeatureConfig.model_validate(self.info.get("feature_config", {}))
+
+    def test_customers(self) -> pd.Index | None:
+        """The customers held out for test at training (None: the split was by time)."""
+        if self.holdout is None:
+            return None
+        return pd.Index(self.holdout.loc[self.holdout["side"] == "test", "customer_id"])
 
     @property
     def families(self) -> list[str]:
@@ -355,6 +369,7 @@ class ChurnBundle:
             "specs": [asdict(spec) for spec in self.specs],
             "categories": self.categories,
             "calibrator": self.calibrator.to_dict(),
+            "target": self.target.model_dump(mode="json"),
             "families": self.families,
             "risk_bands": [list(b) for b in self.risk_bands],
             "info": self.info,
@@ -362,6 +377,8 @@ class ChurnBundle:
             "policy": self.policy.to_dict(),
         }
         (folder / "bundle.json").write_text(json.dumps(meta, indent=2, default=str))
+        if self.holdout is not None:
+            self.holdout.to_parquet(folder / HOLDOUT_FILE, index=False)
         return folder
 
     @classmethod
@@ -369,7 +386,11 @@ class ChurnBundle:
         folder = Path(folder)
         meta = json.loads((folder / "bundle.json").read_text())
         if meta.get("format") != BUNDLE_FORMAT:
-            raise ValueError(f"unsupported bundle format {meta.get('format')!r} in {folder}")
+            raise UsageError(
+                f"this model was saved by another version of churn-risk (bundle format "
+                f"{meta.get('format')!r}, this one reads {BUNDLE_FORMAT}); format 1 did not record "
+                "what its probabilities are of (its target): retrain it with `churn train`")
+        holdout = folder / HOLDOUT_FILE
 
         def booster(path: Path) -> xgb.Booster:
             b = xgb.Booster()
@@ -382,9 +403,11 @@ class ChurnBundle:
             categories=meta["categories"],
             churn=booster(folder / "churn.ubj"),
             calibrator=Calibrator.from_dict(meta["calibrator"]),
+            target=Target.model_validate(meta["target"]),
             propensity={f: booster(folder / f"propensity_{f}.ubj") for f in meta["families"]},
             risk_bands=tuple((name, float(low)) for name, low in meta["risk_bands"]),
             info=meta["info"],
             value=booster(folder / "value.ubj") if meta.get("value_model") else None,
             policy=PortfolioPolicy.from_dict(meta.get("policy", {})),
+            holdout=pd.read_parquet(holdout) if holdout.exists() else None,
         )

@@ -37,12 +37,18 @@ Next-best action
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from churn_risk.errors import UsageError
+from churn_risk.features.config import SETTINGS
+from churn_risk.features.contract import CHANNELS, DRIVER_GROUPS
 
 QUADRANTS: tuple[str, ...] = ("protect_first", "keep", "grow", "let_go")
 QUADRANT_LABELS = {
@@ -52,86 +58,124 @@ QUADRANT_LABELS = {
     "let_go": "Let go",
 }
 NO_ACTION = "none"
-ACTION_CHANNELS = ("sales", "contact_center", "web", "service", "campaign")
+ACTION_CHANNELS = CHANNELS
 
 
-@dataclass(frozen=True)
-class ValueSettings:
+class ValueSettings(BaseModel):
+    model_config = SETTINGS
+
     #: Gross margin as a share of net spend.
-    margin_rate: float = 0.30
-    annual_discount_rate: float = 0.10
+    margin_rate: float = Field(0.30, gt=0, le=1)
+    annual_discount_rate: float = Field(0.10, ge=0, lt=1)
     #: How far ahead lifetime value looks.
-    lifetime_years: float = 3.0
+    lifetime_years: float = Field(3.0, gt=0, le=50)
 
 
-@dataclass(frozen=True)
-class MatrixSettings:
+class MatrixSettings(BaseModel):
     """Quadrant thresholds: absolute when given, else these quantiles of the portfolio."""
 
-    risk_quantile: float = 0.75
-    value_quantile: float = 0.50
-    risk_threshold: float | None = None
+    model_config = SETTINGS
+
+    risk_quantile: float = Field(0.75, ge=0, le=1)
+    value_quantile: float = Field(0.50, ge=0, le=1)
+    risk_threshold: float | None = Field(None, ge=0, le=1)
     value_threshold: float | None = None
 
 
-@dataclass(frozen=True)
-class Action:
-    name: str
+class Action(BaseModel):
+    """One entry of the next-best-action catalogue (see `actions.toml`)."""
+
+    model_config = SETTINGS
+
+    name: str = Field(min_length=1)
     label: str
-    channel: str
-    cost: float
+    channel: Literal[CHANNELS]  # type: ignore[valid-type]
+    cost: float = Field(ge=0)
     #: Prior share of would-be churners the action keeps (growth: share of buyers it converts).
-    success_rate: float
-    kind: str = "retention"  # "retention" | "growth"
-    driver_group: str | None = None  # retention: the reason it answers (None: any at-risk)
+    success_rate: float = Field(ge=0, le=1)
+    kind: Literal["retention", "growth"] = "retention"
+    #: retention: the reason it answers (None: any customer at risk)
+    driver_group: Literal[DRIVER_GROUPS] | None = None  # type: ignore[valid-type]
     offer: str | None = None  # the campaigns' `offer` that measures its success rate
     #: Extra cost as a share of the customer's horizon spend (e.g. a discount).
-    cost_share_of_spend: float = 0.0
-    gain: float = 0.0  # growth: margin of a converted next product
+    cost_share_of_spend: float = Field(0.0, ge=0)
+    gain: float = Field(0.0, ge=0)  # growth: margin of a converted next product
     #: growth: the product families it proposes (None: every family with a propensity model)
     families: tuple[str, ...] | None = None
     description: str = ""
     success_source: str = "catalogue prior"
 
-    def __post_init__(self) -> None:
-        if self.kind not in ("retention", "growth"):
-            raise ValueError(f"action {self.name!r}: kind must be retention or growth, "
-                             f"got {self.kind!r}")
-        if self.channel not in ACTION_CHANNELS:
-            raise ValueError(f"action {self.name!r}: channel must be one of "
-                             f"{', '.join(ACTION_CHANNELS)}, got {self.channel!r}")
-        if not 0.0 <= self.success_rate <= 1.0:
-            raise ValueError(f"action {self.name!r}: success_rate must be in [0, 1], "
-                             f"got {self.success_rate!r}")
-        if self.cost < 0 or self.cost_share_of_spend < 0:
-            raise ValueError(f"action {self.name!r}: costs must be >= 0")
-        if self.families is not None:
-            object.__setattr__(self, "families", tuple(self.families))
+    def __init__(self, name: str | None = None, label: str | None = None,
+                 channel: str | None = None, **kwargs) -> None:
+        """Positional `name, label, channel` as well as keywords."""
+        given = {k: v for k, v in (("name", name), ("label", label), ("channel", channel))
+                 if v is not None}
+        super().__init__(**given, **kwargs)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lists(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("families"), list):
+            data = {**data, "families": tuple(data["families"])}
+        return data
+
+
+ACTION_KEYS = tuple(k for k in Action.model_fields if k != "success_source")
 
 
 def load_catalogue(path: str | Path | None = None) -> tuple[Action, ...]:
-    """Actions from a TOML file of `[[action]]` tables (default: the packaged catalogue)."""
+    """Actions from a TOML file of `[[action]]` tables (default: the packaged catalogue).
+    Raises `UsageError` naming the file, the action and the key for anything wrong."""
     if path is None:
         text = resources.files("churn_risk.models").joinpath("actions.toml").read_text()
         where = "actions.toml (packaged)"
     else:
-        text, where = Path(path).read_text(), str(path)
-    raw = tomllib.loads(text)
-    known = {f for f in Action.__dataclass_fields__ if f != "success_source"}
+        where = str(path)
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise UsageError(
+                f"{where}: cannot read the action catalogue ({exc.strerror})") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{where}: not valid TOML ({exc})") from None
+    unknown = sorted(set(raw) - {"action"})
+    if unknown:
+        raise UsageError(f"{where}: unknown top-level keys {unknown}; the catalogue is a list of "
+                         "[[action]] tables")
     actions = []
     for n, entry in enumerate(raw.get("action", [])):
-        unknown = set(entry) - known
-        if unknown:
-            raise ValueError(f"{where}: action[{n}] has unknown keys {sorted(unknown)}; "
-                             f"known: {sorted(known)}")
+        if "success_source" in entry:
+            raise UsageError(f"{where}: action[{n}].success_source: not a setting (it is filled "
+                             "in from campaign evaluation)")
         try:
-            actions.append(Action(**entry))
-        except TypeError as exc:
-            raise ValueError(f"{where}: action[{n}]: {exc}") from None
+            actions.append(Action.model_validate(entry))
+        except ValidationError as exc:
+            name = entry.get("name", n)
+            raise UsageError(
+                settings_error(exc, f"{where}: action {name!r}", ACTION_KEYS)) from None
     names = [a.name for a in actions]
     if len(set(names)) != len(names) or not actions:
-        raise ValueError(f"{where}: needs at least one action and unique names, got {names}")
+        raise UsageError(f"{where}: needs at least one action and unique names, got {names}")
     return tuple(actions)
+
+
+def settings_error(exc: ValidationError, where: str, known: tuple[str, ...] = ()) -> str:
+    """A pydantic error as lines `<where>: <key>: <problem>`, with the known keys for an
+    unknown one."""
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(file)"
+        if error["type"] == "extra_forbidden":
+            hint = f" (known: {', '.join(known)})" if known else ""
+            lines.append(f"{where}: {key}: unknown setting{hint}")
+        elif error["type"] == "missing":
+            lines.append(f"{where}: {key}: required")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            lines.append(f"{where}: {key}: {message} (got {error.get('input')!r})")
+    return "\n".join(lines)
 
 
 def with_measured_success(actions: tuple[Action, ...], measured: dict[str, dict]
@@ -146,8 +190,8 @@ def with_measured_success(actions: tuple[Action, ...], measured: dict[str, dict]
             source = (f"measured: {', '.join(m.get('campaigns', []))} "
                       f"({m['rate']:.0%}, CI {m.get('low', np.nan):.0%} to "
                       f"{m.get('high', np.nan):.0%})")
-            action = replace(action, success_rate=float(np.clip(m["rate"], 0.0, 1.0)),
-                             success_source=source)
+            action = action.model_copy(update={
+                "success_rate": float(np.clip(m["rate"], 0.0, 1.0)), "success_source": source})
         out.append(action)
     return tuple(out)
 
@@ -265,19 +309,24 @@ class PortfolioPolicy:
     # ------------------------------------------------------------------ persistence
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["actions"] = [asdict(a) for a in self.actions]
-        return d
+        return {
+            "value": self.value.model_dump(),
+            "horizon_days": self.horizon_days,
+            "retention_rate": self.retention_rate,
+            "risk_threshold": self.risk_threshold,
+            "value_threshold": self.value_threshold,
+            "actions": [a.model_dump(mode="json") for a in self.actions],
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> PortfolioPolicy:
         return cls(
-            value=ValueSettings(**d.get("value", {})),
+            value=ValueSettings.model_validate(d.get("value", {})),
             horizon_days=int(d.get("horizon_days", 90)),
             retention_rate=float(d.get("retention_rate", 0.9)),
             risk_threshold=float(d.get("risk_threshold", 0.1)),
             value_threshold=float(d.get("value_threshold", 0.0)),
-            actions=tuple(Action(**a) for a in d.get("actions", [])),
+            actions=tuple(Action.model_validate(a) for a in d.get("actions", [])),
         )
 
 
@@ -286,11 +335,13 @@ def fit_policy(
     horizon_spend_predicted: np.ndarray,
     retention_rate: float,
     horizon_days: int,
-    value: ValueSettings = ValueSettings(),
-    matrix: MatrixSettings = MatrixSettings(),
+    value: ValueSettings | None = None,
+    matrix: MatrixSettings | None = None,
     actions: tuple[Action, ...] = (),
 ) -> PortfolioPolicy:
     """Thresholds from a reference portfolio (the newest scored snapshot at training)."""
+    value = value or ValueSettings()
+    matrix = matrix or MatrixSettings()
     policy = PortfolioPolicy(value=value, horizon_days=horizon_days,
                              retention_rate=float(retention_rate), actions=actions)
     ltv = policy.lifetime_value(policy.horizon_margin(horizon_spend_predicted))

@@ -6,7 +6,8 @@ the service loads.
 scores it in chunks with `ChurnBundle.score` (one model input and one TreeSHAP pass per chunk),
 so memory stays bounded by the feature frame, the output and one chunk's intermediates, and a
 progress callback moves once per chunk. Each row also carries the keys a channel needs to trust
-it: `customer_id`, `features_as_of`, `model_name` and `model_version`.
+it: `customer_id`, `features_as_of`, `model_name`, `model_version` and what the probability is
+of: `target`, `horizon_days` and `target_description` ("chance of leaving within 90 days ...").
 
 The default `as_of` is the day after the data end, as in the service (`serving/scorer.py`).
 Local scoring lets XGBoost use every core (the service keeps one thread per request); on Dask
@@ -24,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from churn_risk.features.io import write_frame
-from churn_risk.features.labels import data_end, scoring_as_of
+from churn_risk.features.dates import parse_day
+from churn_risk.features.io import DataSourceLike, write_frame
+from churn_risk.features.labels import check_scoring_date, scoring_as_of
 from churn_risk.models.bundle import ChurnBundle
 
 #: Rows scored at once: the TreeSHAP output of a chunk is rows x (features + 1) float32, and
@@ -50,7 +52,7 @@ def check_output_path(out: str | os.PathLike) -> Path:
 
 
 def score_portfolio(
-    source: str | os.PathLike,
+    source: DataSourceLike,
     as_of: str | pd.Timestamp | None,
     bundle: ChurnBundle,
     model_name: str,
@@ -76,9 +78,12 @@ def score_portfolio(
         from churn_risk.features.validation import load_crm
 
         prep = prepare(load_crm(source)) if prep is None else prep
-        as_of = (scoring_as_of(data_end(prep)) if as_of is None
-                 else pd.Timestamp(as_of).normalize())
-        frame = build_snapshot(prep, as_of, cfg)
+        if as_of is None:
+            as_of = scoring_as_of(prep)
+        else:
+            as_of = parse_day(as_of, "--as-of")
+            check_scoring_date(prep, as_of)
+        frame = build_snapshot(prep, as_of, cfg, bundle.target)
         del prep
         frame = frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
         with all_cores(bundle):
@@ -90,9 +95,9 @@ def score_portfolio(
 
     with dask_client(scheduler) as client:
         if as_of is None:  # the data end, computed on the workers (the same definition)
-            as_of = scoring_as_of(dask_engine._data_end(dask_engine._read_dask(source)))
-        as_of = pd.Timestamp(as_of).normalize()
-        frame, _ = build_frame_dask(source, [as_of], cfg, labelled=False,
+            as_of = dask_engine.scoring_as_of_dask(dask_engine._read_dask(source))
+        as_of = parse_day(as_of, "--as-of")
+        frame, _ = build_frame_dask(source, [as_of], cfg, bundle.target, labelled=False,
                                     scheduler=client.scheduler.address)
         return score_frame_dask(frame, bundle, model_name, model_version, as_of, client,
                                 chunk_rows, progress)
@@ -159,6 +164,10 @@ def _score_rows(rows: pd.DataFrame, bundle: ChurnBundle, model_name: str, model_
     keys["features_as_of"] = np.full(len(rows), f"{pd.Timestamp(as_of):%Y-%m-%d}", dtype=object)
     keys["model_name"] = np.full(len(rows), model_name, dtype=object)
     keys["model_version"] = np.full(len(rows), str(model_version), dtype=object)
+    # What churn_probability is a probability of, on every row (a CRM imports rows, not files).
+    keys["target"] = np.full(len(rows), bundle.target.kind.value, dtype=object)
+    keys["horizon_days"] = np.full(len(rows), bundle.target.horizon_days, dtype=np.int64)
+    keys["target_description"] = np.full(len(rows), bundle.target.description, dtype=object)
     return pd.concat([pd.DataFrame(keys), scores], axis=1)
 
 

@@ -20,14 +20,13 @@ and the CLI to a usage error.
 
 from __future__ import annotations
 
-import datetime as dt
-
 import numpy as np
 import pandas as pd
 
-from churn_risk.features.config import FeatureConfig
-from churn_risk.features.labels import data_end, population, scoring_as_of
+from churn_risk.features.dates import DateError, parse_day
+from churn_risk.features.labels import population, scoring_as_of
 from churn_risk.features.lifecycle import PreparedData, build_features, to_timestamp
+from churn_risk.features.target import Target
 from churn_risk.models.bundle import ChurnBundle
 
 #: Feature-level changes listed (the largest |change| first).
@@ -80,7 +79,7 @@ def explain_change(bundle: ChurnBundle, prep: PreparedData, customer_id,
     at both dates)."""
     t_from = _parse_date(from_date, "from_date")
     t_to = _parse_date(to_date, "to_date")
-    limit = scoring_as_of(data_end(prep))
+    limit = scoring_as_of(prep)
     for field, t in (("from_date", t_from), ("to_date", t_to)):
         if t > limit:
             raise InvalidDates(
@@ -92,13 +91,13 @@ def explain_change(bundle: ChurnBundle, prep: PreparedData, customer_id,
             "to_date", f"{t_to:%Y-%m-%d} is not after from_date {t_from:%Y-%m-%d}",
             f"{min(t_from + pd.DateOffset(months=PAGE_MONTHS_BACK), limit):%Y-%m-%d}")
 
-    cfg = bundle.feature_config
-    one = customer_data(prep, customer_id, cfg)
+    cfg, target = bundle.feature_config, bundle.target
+    one = customer_data(prep, customer_id, target)
     rows = []
     for field, t in (("from_date", t_from), ("to_date", t_to)):
-        customers = population(one, to_timestamp(t), cfg)
+        customers = population(one, to_timestamp(t), target)
         if not len(customers):
-            raise _not_a_customer(one, field, t, cfg)
+            raise _not_a_customer(one, field, t, target)
         rows.append(build_features(one, to_timestamp(t), customers, cfg))
     frame = pd.concat(rows, ignore_index=True)
 
@@ -151,8 +150,7 @@ def explain_change(bundle: ChurnBundle, prep: PreparedData, customer_id,
     }
 
 
-def customer_data(prep: PreparedData, customer_id, cfg: FeatureConfig = FeatureConfig()
-                  ) -> PreparedData:
+def customer_data(prep: PreparedData, customer_id, target: Target) -> PreparedData:
     """`prep` restricted to one customer: their `customers` row and their event rows (every
     table kept, possibly empty, so no feature block disappears). Event tables stay sorted by
     event time; `_pos` becomes 0. Raises CustomerNotFound (its example: a current customer)."""
@@ -162,8 +160,8 @@ def customer_data(prep: PreparedData, customer_id, cfg: FeatureConfig = FeatureC
     if not len(match):  # ids arrive as JSON numbers or strings: both find the customer
         match = np.flatnonzero((ids.astype(str) == str(customer_id)).to_numpy())
     if not len(match):
-        now = to_timestamp(scoring_as_of(data_end(prep)))
-        current = population(prep, now, cfg)["customer_id"]
+        now = to_timestamp(scoring_as_of(prep))
+        current = population(prep, now, target)["customer_id"]
         example = current.iloc[0] if len(current) else ids.iloc[0] if len(ids) else None
         raise CustomerNotFound("customer_id", f"no customer {customer_id!r} in the data",
                                None if example is None else str(_plain(example)))
@@ -188,31 +186,27 @@ def _parse_date(value, field: str) -> pd.Timestamp:
     example = "2024-06-01"
     if value is None or (isinstance(value, str) and not value.strip()):
         raise InvalidDates(field, "a date is required (YYYY-MM-DD)", example)
-    if not isinstance(value, str | dt.date | pd.Timestamp | np.datetime64):
+    if not isinstance(value, str | pd.Timestamp):
         raise InvalidDates(field, f"{value!r} is not a date (use YYYY-MM-DD)", example)
     try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise InvalidDates(field, f"{value!r} is not a date (use YYYY-MM-DD)", example) from None
-    if ts is pd.NaT:
-        raise InvalidDates(field, f"{value!r} is not a date (use YYYY-MM-DD)", example)
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.normalize()
+        return parse_day(value, field)
+    except DateError as exc:
+        raise InvalidDates(field, str(exc).partition(": ")[2], example) from None
 
 
-def _not_a_customer(one: PreparedData, field: str, t: pd.Timestamp, cfg) -> NotACustomer:
+def _not_a_customer(one: PreparedData, field: str, t: pd.Timestamp, target: Target
+                    ) -> NotACustomer:
     customer = one.customers.iloc[0]
     cid = _plain(customer["customer_id"])
     signup = pd.Timestamp(customer["signup_date"])
     if signup >= t:
         candidates = [signup.normalize() + pd.Timedelta(days=1)]
         candidates += [d + pd.Timedelta(days=1) for d in _first_activity(one)]
-        example = _first_member(one, sorted(c for c in candidates if c > t), cfg)
+        example = _first_member(one, sorted(c for c in candidates if c > t), target)
         return NotACustomer(field, f"customer {cid} had not signed up yet on {t:%Y-%m-%d} "
                             f"(signed up {signup:%Y-%m-%d}); use a later date", example)
     example = _first_member(one, sorted((c for c in _last_activity(one) if c < t),
-                                        reverse=True), cfg)
+                                        reverse=True), target)
     return NotACustomer(field, f"customer {cid} was no longer a customer on {t:%Y-%m-%d} "
                         "(already gone); use a date when they still were", example)
 
@@ -238,10 +232,11 @@ def _last_activity(one: PreparedData) -> list[pd.Timestamp]:
     return out
 
 
-def _first_member(one: PreparedData, candidates: list[pd.Timestamp], cfg) -> str | None:
+def _first_member(one: PreparedData, candidates: list[pd.Timestamp], target: Target
+                  ) -> str | None:
     """The first candidate date at which the customer is in the scored population."""
     for candidate in candidates:
-        if len(population(one, to_timestamp(candidate), cfg)):
+        if len(population(one, to_timestamp(candidate), target)):
             return f"{candidate:%Y-%m-%d}"
     return None
 

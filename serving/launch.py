@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from churn_risk.runtime import OFFLINE_ENV
+from churn_risk.runtime import OFFLINE_ENV, THREADING_ENV
 from churn_risk.serving import auth
 
 SERVICE = "churn_risk.serving.service:ChurnService"
@@ -25,13 +25,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def server_env(data: str | Path, project_dir: str | Path | None = None, insecure: bool = False,
+def server_env(data, project_dir: str | Path | None = None, insecure: bool = False,
                poll_seconds: float = 5.0, keys: str | None = None) -> dict[str, str]:
+    """The server's environment: `data` is a folder, a URL or a `DataSource` (with its
+    mapping file)."""
+    from churn_risk.features.io import as_source
+
+    source = as_source(data)
     # The server is no part of a caller's MLflow run or experiment.
     env = {k: v for k, v in os.environ.items()
            if k not in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")}
     env.update(OFFLINE_ENV)
-    env["CHURN_DATA"] = str(Path(data).resolve()) if "://" not in str(data) else str(data)
+    for key, value in THREADING_ENV.items():
+        env.setdefault(key, value)
+    location = source.location
+    env["CHURN_DATA"] = str(Path(location).resolve()) if "://" not in location else location
+    env.pop("CHURN_MAPPING", None)
+    if source.mapping is not None:
+        env["CHURN_MAPPING"] = str(Path(source.mapping.path).resolve())
     env["CHURN_PROJECT_DIR"] = str(Path(project_dir or Path.cwd()).resolve())
     env["CHURN_POLL_SECONDS"] = str(poll_seconds)
     if insecure:

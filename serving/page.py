@@ -295,12 +295,22 @@ def _header(c: dict) -> str:
     <p class="profile">{profile_line}</p>
     <p class="meta">{meta}</p>
   </div>
-  <div id="risk" class="risk">
-    <div class="risk-label">Chance of leaving</div>
+  <div id="risk" class="risk" title="{_e((c.get("target") or {}).get("description", ""))}">
+    <div class="risk-label">{_e(_risk_label(c.get("target")))}</div>
     <div class="risk-value tone-{band_class}">{_e(_fmt_pct(c.get("churn_probability")))}</div>
     <span class="badge band-{band_class}">{_e(band_text)}</span>
   </div>
 </header>"""
+
+
+def _risk_label(target: dict | None) -> str:
+    """"Chance of leaving within 90 days" (the target's period, in words)."""
+    if not target:
+        return "Chance of leaving"
+    from churn_risk.features.target import Target
+
+    period = Target.model_validate({k: target[k] for k in ("kind", "horizon_days")}).period
+    return f"Chance of leaving within {period}"
 
 
 QUADRANT_NOTES = {

@@ -53,6 +53,8 @@ def portfolio_summary(scores: pd.DataFrame) -> dict:
     )
     return {
         "customers": len(scores),
+        "target": (str(scores["target_description"].iloc[0])
+                   if "target_description" in scores and len(scores) else None),
         "mean_churn_probability": float(p.mean()) if len(p) else float("nan"),
         "total_value_at_risk": float(var.sum()),
         "customers_without_quadrant": int(quadrant.isna().sum()),
@@ -156,7 +158,8 @@ def _html(title: str, details: dict[str, str], summary: dict, pngs: dict[str, by
     e = html.escape
     tiles = [
         ("customers", f"{summary['customers']:,}"),
-        ("mean churn probability", f"{summary['mean_churn_probability']:.1%}"),
+        ("mean churn probability" + (f": {summary['target']}" if summary.get("target") else ""),
+         f"{summary['mean_churn_probability']:.1%}"),
         ("total value at risk", f"{summary['total_value_at_risk']:,.0f}"),
         ("expected profit of the actions", f"{summary['total_expected_profit']:,.0f}"),
     ]
@@ -232,8 +235,12 @@ def log_report_to_mlflow(
     for q, cell in summary["quadrants"].items():
         metrics[f"quadrant_{q}_customers"] = float(cell["customers"])
         metrics[f"quadrant_{q}_value_at_risk"] = cell["value_at_risk"]
-    with mlflow.start_run(run_name=f"score {day}") as run:
-        mlflow.set_tags({"job": "score", "model_uri": model_uri, "as_of": day})
+    with mlflow.start_run(run_name=f"score {day} with {model_name or model_uri} "
+                                   f"v{model_version}") as run:
+        tags = {"job": "score", "model_uri": model_uri, "as_of": day}
+        if summary.get("target"):
+            tags["target"] = summary["target"]
+        mlflow.set_tags(tags)
         mlflow.log_params({"model_uri": model_uri, "model_name": model_name or "",
                            "model_version": str(model_version), "as_of": day, "engine": engine})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})

@@ -47,6 +47,19 @@ class ExplainRequest(BaseModel):
         return self
 
 
+class TargetInfo(BaseModel):
+    """What `churn_probability` is a probability of: the model's churn definition."""
+
+    kind: Literal["labels", "subscription_end", "no_purchase"] = Field(
+        description="labels: the company's own churn label; subscription_end: no active "
+                    "subscription at the end of the horizon; no_purchase: no purchase in it")
+    horizon_days: int = Field(description="the period the probability covers, in days")
+    lapsed_after_days: int | None = Field(
+        description="customers silent this long are former customers (purchases only)")
+    description: str = Field(examples=["chance of leaving within 90 days (no active "
+                                       "subscription at the end)"])
+
+
 class ModelInfo(BaseModel):
     name: str
     version: str
@@ -89,6 +102,7 @@ class RecommendedAction(BaseModel):
 class CustomerScore(BaseModel):
     customer_id: CustomerId | None
     churn_probability: float = Field(description="calibrated probability of churn in the horizon")
+    target: TargetInfo
     risk_band: str
     top_reasons: list[Reason]
     next_products: list[NextProduct]
@@ -110,6 +124,7 @@ class CustomerScore(BaseModel):
 class ScoreResponse(BaseModel):
     results: list[CustomerScore]
     unknown_customer_ids: list[CustomerId] = Field(default_factory=list)
+    target: TargetInfo
     model: ModelInfo
 
 
@@ -128,6 +143,7 @@ class ExplainResponse(BaseModel):
     groups: dict[str, float]
     margin: float = Field(description="base_value + sum(contributions), in log-odds")
     churn_probability: float = Field(description="calibrate(margin)")
+    target: TargetInfo
     model: ModelInfo
     features_as_of: str | None
 
@@ -173,4 +189,5 @@ class ExplainChangeResponse(BaseModel):
     risk_band_to: str
     groups: list[GroupChange] = Field(description="every driver group, largest |change| first")
     features: list[FeatureChange] = Field(description="the largest feature-level changes")
+    target: TargetInfo
     model: ModelInfo

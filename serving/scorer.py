@@ -21,12 +21,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from churn_risk.features.labels import data_end, scoring_as_of
+from churn_risk.features.io import DataSourceLike
+from churn_risk.features.labels import scoring_as_of
 from churn_risk.features.lifecycle import PreparedData, delivery_lateness, prepare
 from churn_risk.features.snapshots import build_snapshot
 from churn_risk.features.validation import load_crm
@@ -104,10 +104,12 @@ class ScoringState:
         self.bundle = bundle
         self.model = model
         self.model_dict = model.as_dict()
+        #: What every probability here is a probability of (in every answer).
+        self.target = bundle.target.as_dict()
         self.as_of = as_of
         self.features_as_of = f"{as_of:%Y-%m-%d}"
         started = time.perf_counter()
-        frame = build_snapshot(prep, as_of, bundle.feature_config)
+        frame = build_snapshot(prep, as_of, bundle.feature_config, bundle.target)
         self.frame = frame.reset_index(drop=True)
         self.row_of = {_key(c): i for i, c in enumerate(self.frame["customer_id"].tolist())}
         self.ids = self.frame["customer_id"].tolist()
@@ -164,6 +166,7 @@ class ScoringState:
         result = {
             "customer_id": customer_id,
             "churn_probability": float(probability),
+            "target": self.target,
             "risk_band": band,
             "top_reasons": self._reasons(contributions, values, top_k),
             "next_products": self._products(propensity),
@@ -259,7 +262,7 @@ class ScoringState:
         """Why the customer's risk changed between two dates (see `change.py`); raises
         `change.ChangeRequestError` subclasses for bad input."""
         return {**change.explain_change(self.bundle, self.prep, customer_id, from_date, to_date),
-                "model": self.model_dict}
+                "target": self.target, "model": self.model_dict}
 
     def explain(self, customer_id=None, record: dict | None = None) -> dict:
         if record is not None:
@@ -292,6 +295,7 @@ class ScoringState:
             "groups": groups,
             "margin": margin,
             "churn_probability": float(self.bundle.calibrator(np.array([margin]))[0]),
+            "target": self.target,
             "model": self.model_dict,
             "features_as_of": as_of,
         }
@@ -366,6 +370,7 @@ def page_data(state: ScoringState, customer_id) -> dict:
         "features_as_of": state.features_as_of,
         "model": state.model_dict,
         "churn_probability": scored["churn_probability"],
+        "target": state.target,
         "risk_band": scored["risk_band"],
         "base_value": explained["base_value"],
         "margin": explained["margin"],
@@ -392,7 +397,7 @@ def page_data(state: ScoringState, customer_id) -> dict:
         "value_at_risk": scored["value_at_risk"],
         "quadrant": scored["quadrant"],
         "quadrant_label": QUADRANT_LABELS.get(scored["quadrant"]),
-        "horizon_days": state.bundle.policy.horizon_days,
+        "horizon_days": state.bundle.target.horizon_days,
         "risk_change": _risk_change(state, scored["customer_id"]),
     }
 
@@ -425,16 +430,16 @@ class Scorer:
     """The service's model and data: loads `models:/<name>@<alias>` and the latest snapshot of
     `data`, and follows the alias."""
 
-    def __init__(self, data: str | Path, model_name: str = "churn-risk", alias: str = "champion",
-                 as_of: str | None = None, on_switch: Callable[[], None] | None = None):
-        self.data = str(data)
+    def __init__(self, data: DataSourceLike, model_name: str = "churn-risk",
+                 alias: str = "champion", as_of: str | None = None,
+                 on_switch: Callable[[], None] | None = None):
+        self.data = data
         self.on_switch = on_switch
         self.model_name = model_name
         self.alias = alias
         self.prep = prepare(load_crm(self.data))
         # Default: now, i.e. the day after the last recorded event.
-        self.as_of = (pd.Timestamp(as_of) if as_of
-                      else scoring_as_of(data_end(self.prep)))
+        self.as_of = pd.Timestamp(as_of) if as_of else scoring_as_of(self.prep)
         self._lock = threading.Lock()
         self.state = self._build(self._alias_version())
         self._stop = threading.Event()
@@ -468,8 +473,15 @@ class Scorer:
             version = self._alias_version()
             if version == self.state.model.version:
                 return False
+            before = self.state.bundle.target
             self.state = self._build(version)
-            logger.info("now serving %s version %s", self.model_name, version)
+            after = self.state.bundle.target
+            if after != before:  # a forced promotion: every answer's meaning changes
+                logger.warning("now serving %s version %s: its probabilities are the %s (the "
+                               "previous version's were the %s)", self.model_name, version,
+                               after.description, before.description)
+            else:
+                logger.info("now serving %s version %s", self.model_name, version)
             if self.on_switch is not None:
                 self.on_switch()
             return True

@@ -39,6 +39,7 @@ from churn_risk.serving.schemas import (
 logger = logging.getLogger(__name__)
 
 DATA_ENV = "CHURN_DATA"
+MAPPING_ENV = "CHURN_MAPPING"
 PROJECT_ENV = "CHURN_PROJECT_DIR"
 POLL_ENV = "CHURN_POLL_SECONDS"
 #: Paths answered without a key: health, metrics and the API documentation.
@@ -125,7 +126,11 @@ class ChurnService:
 
         project = os.environ.get(PROJECT_ENV)
         configure_tracking(None if project is None else __import__("pathlib").Path(project))
-        self.scorer = Scorer(os.environ.get(DATA_ENV, "demo-data"), on_switch=_freeze_heap)
+        from churn_risk.features.io import data_source
+
+        source = data_source(os.environ.get(DATA_ENV, "demo-data"),
+                             os.environ.get(MAPPING_ENV) or None)
+        self.scorer = Scorer(source, on_switch=_freeze_heap)
         self.scorer.follow_alias(float(os.environ.get(POLL_ENV, "5")))
         _freeze_heap()
 
@@ -159,7 +164,7 @@ class ChurnService:
             except BadRecord as exc:
                 raise Unprocessable(str(exc)) from None
         return _json_response({"results": results, "unknown_customer_ids": unknown,
-                               "model": state.model_dict})
+                               "target": state.target, "model": state.model_dict})
 
     @bentoml.api(route="/explain")
     def explain(

@@ -98,8 +98,11 @@ def build_worklist(
     """Rank customers by expected profit and fill the list within budget, capacity and contact
     pressure. `scored`: `bundle.score` output with `customer_id`."""
     actions = best_actions(bundle, scored, rules.channel)
-    table = pd.concat([scored[["customer_id", "churn_probability", "risk_band",
-                               "lifetime_value", "value_at_risk", "quadrant"]], actions], axis=1)
+    carried = ["customer_id", "churn_probability", "risk_band", "lifetime_value",
+               "value_at_risk", "quadrant"]
+    # What the probability is of travels with every row of the list (see `batch._score_rows`).
+    carried += [c for c in ("target", "horizon_days", "target_description") if c in scored]
+    table = pd.concat([scored[carried], actions], axis=1)
     table = table.loc[(table["recommended_action"] != NO_ACTION)
                       & (table["expected_profit"] > 0)]
     candidates = len(table)

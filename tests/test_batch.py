@@ -17,7 +17,7 @@ import xgboost as xgb
 from mlflow import MlflowClient
 
 from churn_risk.cli import main
-from churn_risk.features.labels import data_end, scoring_as_of
+from churn_risk.features.labels import scoring_as_of
 from churn_risk.features.snapshots import build_snapshot
 from churn_risk.models.portfolio import QUADRANTS
 from churn_risk.models.pyfunc import load_bundle
@@ -30,7 +30,8 @@ from churn_risk.training.train import train
 from .conftest import MLFLOW_EXPORTS
 
 FAST = TrainConfig(search=SearchSpace(max_depth=(3,), num_boost_round=150), min_positives=10)
-KEYS = ["customer_id", "features_as_of", "model_name", "model_version"]
+KEYS = ["customer_id", "features_as_of", "model_name", "model_version", "target", "horizon_days",
+        "target_description"]
 CHARTS = ("risk_matrix", "value_at_risk_by_segment", "key_drivers_by_segment",
           "score_distribution")
 
@@ -68,8 +69,8 @@ def in_project(trained, monkeypatch):
 @pytest.fixture(scope="module")
 def snapshot(prep, trained):
     """The population at the default as-of date, as the batch builds it."""
-    as_of = scoring_as_of(data_end(prep))
-    frame = build_snapshot(prep, as_of, trained.bundle.feature_config)
+    as_of = scoring_as_of(prep)
+    frame = build_snapshot(prep, as_of, trained.bundle.feature_config, trained.bundle.target)
     return frame.sort_values("customer_id").reset_index(drop=True), as_of
 
 
@@ -87,6 +88,11 @@ def test_every_field_for_every_customer_of_the_population(scores, snapshot, trai
     assert (scores["features_as_of"] == f"{as_of:%Y-%m-%d}").all()
     assert (scores["model_name"] == MODEL_NAME).all()
     assert (scores["model_version"] == trained.version).all()
+    # Every row says what its probability is of.
+    target = trained.bundle.target
+    assert (scores["target"] == target.kind.value).all() and target.kind.value == "subscription_end"
+    assert (scores["horizon_days"] == target.horizon_days).all()
+    assert (scores["target_description"] == target.description).all()
     assert scores["churn_probability"].between(0, 1).all()
     assert set(scores["quadrant"]) <= set(QUADRANTS)
     assert {"reason_1_feature", "reason_1_group", "reason_1_contribution", "next_product_1",
@@ -167,7 +173,8 @@ def test_report_has_its_charts_and_the_mlflow_run_its_artifacts(scores, trained,
     run_id = log_report_to_mlflow(page, out, summary, f"models:/{MODEL_NAME}/{trained.version}",
                                   trained.version, "2025-01-01", "pandas", MODEL_NAME)
     run = MlflowClient().get_run(run_id)
-    assert run.info.run_name == "score 2025-01-01"
+    assert run.info.run_name == f"score 2025-01-01 with {MODEL_NAME} v{trained.version}"
+    assert run.data.tags["target"] == trained.bundle.target.description
     assert run.data.params["as_of"] == "2025-01-01"
     assert run.data.params["model_version"] == trained.version
     assert run.data.metrics["customers"] == len(scores)
@@ -191,7 +198,8 @@ def test_churn_score_writes_scores_report_and_run(demo_folder, trained, in_proje
     report = out.with_name("scores-report") / "report.html"
     assert report.exists() and str(report.relative_to(in_project)) in printed.replace("\n", "")
     assert "MLflow run" in printed and "protect_first" in printed
-    runs = mlflow.search_runs(filter_string="attributes.run_name = 'score 2024-10-01'")
+    runs = mlflow.search_runs(filter_string="attributes.run_name = "
+                              f"'score 2024-10-01 with {MODEL_NAME} v{trained.version}'")
     assert len(runs) == 1 and runs.iloc[0]["params.engine"] == "pandas"
 
 

@@ -14,15 +14,18 @@ from scipy.stats import spearmanr
 from scipy.stats.contingency import relative_risk
 
 from churn_risk.demo import DemoData, generate
+from churn_risk.features.config import FeatureConfig
 from churn_risk.features.labels import data_end, population
 from churn_risk.features.lifecycle import prepare, signed_up_before, to_timestamp
 from churn_risk.features.snapshots import build_labelled_snapshot
+from churn_risk.features.target import Target, TargetKind
 from churn_risk.features.validation import validate
 from churn_risk.training.campaigns import (
     LEAVE_ALONE,
     PERSUADABLE,
     CampaignEvaluation,
     NotEnoughControls,
+    campaign_target,
     evaluate_campaigns,
     fit_uplift_model,
     log_campaign_evaluation,
@@ -35,6 +38,9 @@ from churn_risk.training.campaigns import (
     wilson_interval,
 )
 from churn_risk.training.tracking import configure_tracking
+
+#: The campaign outcome of the demo data: no active subscription 90 days after the send.
+OUTCOME = Target(kind=TargetKind.subscription_end, horizon_days=90)
 
 # ---------------------------------------------------------------------------- statistics
 
@@ -128,13 +134,13 @@ def edited(raw_tables, prep):
     campaigns = raw_tables["campaigns"]
     end = pd.Timestamp(data_end(prep))
     late_date = (end - pd.Timedelta(days=30)).normalize()
-    late = population(prep, to_timestamp(late_date))["customer_id"].to_numpy()[:200]
+    late = population(prep, to_timestamp(late_date), OUTCOME)["customer_id"].to_numpy()[:200]
     first = campaigns["campaign_id"].iloc[0]
     sent = campaigns.loc[campaigns["campaign_id"] == first, "timestamp"].min()
-    early = population(prep, to_timestamp(sent))["customer_id"].to_numpy()[:100]
+    early = population(prep, to_timestamp(sent), OUTCOME)["customer_id"].to_numpy()[:100]
     as_of = to_timestamp(sent.normalize() + pd.Timedelta(days=1))
     gone = sorted(set(signed_up_before(prep, as_of)["customer_id"])
-                  - set(population(prep, as_of)["customer_id"]))[0]
+                  - set(population(prep, as_of, OUTCOME)["customer_id"]))[0]
     extra = pd.DataFrame({
         "customer_id": np.r_[late, early, gone],
         "campaign_id": ["LATE"] * len(late) + ["NO-CONTROL"] * len(early) + [first],
@@ -177,36 +183,43 @@ def test_customers_gone_at_the_send_date_are_excluded_like_population_does(edite
     compared = evaluation.outcomes.loc[evaluation.outcomes["campaign_id"] == first]
     assert gone not in set(compared["customer_id"])
     assert row["excluded"] >= 1
-    eligible = population(edited_prep, to_timestamp(row["as_of"]))["customer_id"]
+    eligible = population(edited_prep, to_timestamp(row["as_of"]), OUTCOME)["customer_id"]
     targeted = edited_prep.data["campaigns"].query("campaign_id == @first")["customer_id"]
     assert set(compared["customer_id"]) == set(targeted) & set(eligible)
 
 
 def test_outcomes_use_the_training_churn_label(prep):
+    assert campaign_target(prep) == OUTCOME
     evaluation = evaluate_campaigns(prep)
+    assert evaluation.churn_definition == "subscription_end" and evaluation.horizon_days == 90
     assert evaluation.campaigns["evaluable"].any()
     for row in evaluation.evaluable.itertuples():
-        snapshot = build_labelled_snapshot(prep, row.as_of).set_index("customer_id")
+        snapshot = build_labelled_snapshot(prep, row.as_of, FeatureConfig(),
+                                           OUTCOME).set_index("customer_id")
         compared = evaluation.outcomes.loc[evaluation.outcomes["campaign_id"] == row.campaign_id]
         expected = snapshot["churned"].reindex(compared["customer_id"]).to_numpy()
         np.testing.assert_array_equal(compared["churned"].to_numpy(), expected)
 
 
-def test_the_companys_own_labels_win_and_are_needed_at_the_outcome_date(raw_tables, prep):
+def test_the_companys_own_labels_are_not_the_campaign_outcome(raw_tables, prep):
+    """The company's labels exist only at their own dates, so a campaign's outcome is measured
+    with the data's event-based definition even when a labels table is present (and under a
+    `labels` target): the labels neither replace the outcome nor are needed at its date."""
     evaluation = evaluate_campaigns(prep)
     first, second = evaluation.campaigns.iloc[0], evaluation.campaigns.iloc[1]
     compared = evaluation.outcomes.loc[evaluation.outcomes["campaign_id"] == first.campaign_id]
     # the company's labels: the opposite of the derived ones, known only at the first campaign
     labels = pd.DataFrame({"customer_id": compared["customer_id"], "as_of": first.as_of,
                            "churned": compared["churned"] == 0.0})
-    own = evaluate_campaigns(prepare(validate({**raw_tables, "labels": labels})))
-    assert own.churn_definition == "labels"
-    rows = own.campaigns.set_index("campaign_id")
-    assert rows.loc[first.campaign_id, "evaluable"]
-    assert rows.loc[first.campaign_id, "churned_control"] == (
-        first.n_control - first.churned_control)
-    assert not rows.loc[second.campaign_id, "evaluable"]
-    assert rows.loc[second.campaign_id, "reason"].startswith("no churn outcome known")
+    labelled_prep = prepare(validate({**raw_tables, "labels": labels}))
+    for target in (None, Target(kind=TargetKind.labels, horizon_days=90)):
+        own = evaluate_campaigns(labelled_prep, target=target)
+        assert own.churn_definition == "subscription_end"
+        rows = own.campaigns.set_index("campaign_id")
+        assert rows.loc[first.campaign_id, "evaluable"]
+        assert rows.loc[first.campaign_id, "churned_control"] == first.churned_control
+        assert rows.loc[second.campaign_id, "evaluable"] == second.evaluable
+        pd.testing.assert_frame_equal(own.outcomes, evaluation.outcomes)
 
 
 def test_segments_add_up_to_their_campaign(prep):

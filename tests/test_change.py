@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churn_risk.features.labels import data_end, population, scoring_as_of
+from churn_risk.features.labels import population, resolve_target, scoring_as_of
 from churn_risk.features.lifecycle import (
     build_features,
     feature_specs,
@@ -33,34 +33,35 @@ FAST = TrainConfig(search=SearchSpace(max_depth=(3,), num_boost_round=150), min_
 
 @pytest.fixture(scope="module")
 def bundle(prep):
-    fitted, *_ = fit_bundle(build_training_frame(prep, monthly_as_ofs(prep)),
-                            feature_specs(prep), FAST)
+    cfg, target = FAST.features, resolve_target(prep)
+    fitted, *_ = fit_bundle(build_training_frame(prep, monthly_as_ofs(prep, cfg, target), cfg,
+                                                 target),
+                            feature_specs(prep), FAST, target)
     return fitted
 
 
 @pytest.fixture(scope="module")
 def dates(prep):
     """The service's snapshot date (the day after the data end) and 3 months earlier."""
-    to = scoring_as_of(data_end(prep))
+    to = scoring_as_of(prep)
     return to - pd.DateOffset(months=3), to
 
 
 @pytest.fixture(scope="module")
 def stayers(prep, bundle, dates):
     """Customers in the population at both dates."""
-    cfg = bundle.feature_config
-    ids = [set(population(prep, to_timestamp(t), cfg)["customer_id"]) for t in dates]
+    ids = [set(population(prep, to_timestamp(t), bundle.target)["customer_id"]) for t in dates]
     return sorted(ids[0] & ids[1])
 
 
 def test_one_customer_features_equal_the_snapshot_rows(prep, bundle, dates, stayers):
     """Restricting the data to one customer changes nothing in their features."""
-    cfg = bundle.feature_config
+    cfg, target = bundle.feature_config, bundle.target
     for t in dates:
-        snapshot = build_snapshot(prep, t, cfg).set_index("customer_id")
+        snapshot = build_snapshot(prep, t, cfg, target).set_index("customer_id")
         for customer in stayers[:40:4]:
-            one = customer_data(prep, customer)
-            row = build_features(one, to_timestamp(t), population(one, to_timestamp(t), cfg),
+            one = customer_data(prep, customer, target)
+            row = build_features(one, to_timestamp(t), population(one, to_timestamp(t), target),
                                  cfg).set_index("customer_id")
             pd.testing.assert_series_equal(row.loc[customer, bundle.feature_names],
                                            snapshot.loc[customer, bundle.feature_names],
@@ -69,7 +70,8 @@ def test_one_customer_features_equal_the_snapshot_rows(prep, bundle, dates, stay
 
 def test_group_changes_add_up_to_the_margin_change(prep, bundle, dates, stayers):
     frm, to = dates
-    snapshot = build_snapshot(prep, to, bundle.feature_config).set_index("customer_id")
+    snapshot = build_snapshot(prep, to, bundle.feature_config,
+                              bundle.target).set_index("customer_id")
     for customer in stayers[:60:6]:
         change = explain_change(bundle, prep, customer, frm, to)
         deltas = [g["change"] for g in change["groups"]]
@@ -179,11 +181,11 @@ def test_bad_requests_raise_typed_errors_with_the_field_and_an_example(prep, bun
 
 def test_not_a_customer_at_one_of_the_dates(prep, bundle, dates):
     frm, to = dates
-    cfg = bundle.feature_config
+    target = bundle.target
     customers = prep.customers
     # signed up after `frm`: not a customer yet then
     late = customers.loc[customers["signup_date"] >= frm, "customer_id"]
-    at_to = set(population(prep, to_timestamp(to), cfg)["customer_id"])
+    at_to = set(population(prep, to_timestamp(to), target)["customer_id"])
     newcomer = next(c for c in late if c in at_to)
     with pytest.raises(NotACustomer) as caught:
         explain_change(bundle, prep, newcomer, frm, to)
@@ -191,7 +193,7 @@ def test_not_a_customer_at_one_of_the_dates(prep, bundle, dates):
     assert caught.value.status == 422
 
     # in the population at `frm`, gone by `to`
-    at_from = set(population(prep, to_timestamp(frm), cfg)["customer_id"])
+    at_from = set(population(prep, to_timestamp(frm), target)["customer_id"])
     gone = sorted(at_from - at_to)[0]
     with pytest.raises(NotACustomer) as caught:
         explain_change(bundle, prep, gone, frm, to)

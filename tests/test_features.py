@@ -9,11 +9,12 @@ import pytest
 from churn_risk.features.config import FeatureConfig
 from churn_risk.features.contract import DRIVER_GROUPS
 from churn_risk.features.labels import (
+    TargetError,
     adoption_labels,
-    churn_definition,
     churn_labels,
     data_end,
     population,
+    resolve_target,
 )
 from churn_risk.features.lifecycle import feature_specs, prepare, to_timestamp
 from churn_risk.features.snapshots import (
@@ -23,14 +24,18 @@ from churn_risk.features.snapshots import (
     build_training_frame,
     monthly_as_ofs,
 )
+from churn_risk.features.target import Target, TargetKind
 from churn_risk.features.validation import validate
 
 AS_OF = "2024-07-01"
+CFG = FeatureConfig()
+#: The demo data's own churn definition (they hold subscriptions).
+TARGET = Target(kind=TargetKind.subscription_end, horizon_days=90)
 
 
 @pytest.fixture(scope="module")
 def snap(prep):
-    return build_snapshot(prep, AS_OF)
+    return build_snapshot(prep, AS_OF, CFG, TARGET)
 
 
 def test_every_feature_has_metadata(prep, snap):
@@ -88,7 +93,7 @@ def test_values_match_a_hand_count(raw_tables, snap):
 
 def test_absent_optional_table_removes_its_features_only(raw_tables, snap):
     tables = {k: v for k, v in raw_tables.items() if k not in ("deliveries", "surveys")}
-    without = build_snapshot(prepare(validate(tables)), AS_OF)
+    without = build_snapshot(prepare(validate(tables)), AS_OF, CFG, TARGET)
     assert not [c for c in without.columns if "deliver" in c]
     assert "satisfaction_last" not in without
     shared = [c for c in without.columns]
@@ -109,7 +114,7 @@ def test_declared_customer_attributes_become_features(raw_tables, prep, snap):
 
 def test_feature_set_is_configurable(prep):
     cfg = FeatureConfig(windows=(14, 60), recent_days=60)
-    frame = build_snapshot(prep, AS_OF, cfg)
+    frame = build_snapshot(prep, AS_OF, cfg, TARGET)
     assert {"purchases_14d", "purchases_60d", "late_deliveries_60d"} <= set(frame.columns)
     assert "purchases_30d" not in frame
     with pytest.raises(ValueError, match="windows"):
@@ -118,9 +123,9 @@ def test_feature_set_is_configurable(prep):
 
 def test_subscription_churn_label_follows_the_horizon(prep):
     t = to_timestamp(AS_OF)
-    customers = population(prep, t)
-    labels = churn_labels(prep, customers, t)
-    assert churn_definition(prep) == "subscriptions"
+    assert resolve_target(prep) == TARGET
+    customers = population(prep, t, TARGET)
+    labels = churn_labels(prep, customers, t, TARGET)
     assert set(np.unique(labels)) <= {0.0, 1.0}
     subs = prep.data["subscriptions"]
     horizon_end = pd.Timestamp(AS_OF) + pd.Timedelta(days=90)
@@ -135,9 +140,10 @@ def test_subscription_churn_label_follows_the_horizon(prep):
 def test_labels_are_missing_when_the_horizon_is_incomplete(prep):
     end = pd.Timestamp(data_end(prep))
     late = to_timestamp((end - pd.Timedelta(days=30)).normalize())
-    customers = population(prep, late)
-    assert np.isnan(churn_labels(prep, customers, late)).all()
-    assert all(np.isnan(v).all() for v in adoption_labels(prep, customers, late).values())
+    customers = population(prep, late, TARGET)
+    assert np.isnan(churn_labels(prep, customers, late, TARGET)).all()
+    assert all(np.isnan(v).all()
+               for v in adoption_labels(prep, customers, late, CFG, TARGET).values())
 
 
 def test_companys_own_labels_override_the_derived_ones(raw_tables):
@@ -145,8 +151,11 @@ def test_companys_own_labels_override_the_derived_ones(raw_tables):
     ids = raw_tables["customers"]["customer_id"].iloc[:50]
     labels = pd.DataFrame({"customer_id": ids, "as_of": t, "churned": [True, False] * 25})
     prep = prepare(validate({**raw_tables, "labels": labels}))
-    assert churn_definition(prep) == "labels"
-    frame = build_training_frame(prep, [AS_OF])
+    target = resolve_target(prep, horizon_days=90)
+    assert target.kind is TargetKind.labels
+    with pytest.raises(TargetError, match="horizon-days"):
+        resolve_target(prep)  # the labels table does not say which period its flag covers
+    frame = build_training_frame(prep, [AS_OF], CFG, target)
     assert len(frame) > 0 and set(frame["customer_id"]) <= set(ids)
     merged = frame[["customer_id", CHURN_LABEL]].merge(
         labels.rename(columns={"churned": "given"}), on="customer_id"
@@ -157,8 +166,8 @@ def test_companys_own_labels_override_the_derived_ones(raw_tables):
 
 def test_adoption_labels_skip_families_already_held(prep):
     t = to_timestamp(AS_OF)
-    customers = population(prep, t)
-    labels = adoption_labels(prep, customers, t)
+    customers = population(prep, t, TARGET)
+    labels = adoption_labels(prep, customers, t, CFG, TARGET)
     products = prep.data["products"]
     family_of = dict(zip(products["product_id"], products["family"], strict=True))
     assert set(labels) == set(family_of.values()) == set(prep.families)
@@ -176,10 +185,10 @@ def test_adoption_labels_skip_families_already_held(prep):
 
 
 def test_training_frame_stacks_months_with_labels(prep):
-    as_ofs = monthly_as_ofs(prep)
+    as_ofs = monthly_as_ofs(prep, CFG, TARGET)
     assert all(d.day == 1 for d in as_ofs)
     assert as_ofs == sorted(as_ofs)
-    frame = build_training_frame(prep, as_ofs[-3:])
+    frame = build_training_frame(prep, as_ofs[-3:], CFG, TARGET)
     assert sorted(frame["as_of"].unique()) == as_ofs[-3:]
     assert frame[CHURN_LABEL].notna().all()
     assert any(c.startswith(ADOPTION_PREFIX) for c in frame.columns)

@@ -10,9 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from churn_risk.features.config import FeatureConfig
 from churn_risk.features.contract import TABLES
 from churn_risk.features.lifecycle import prepare
 from churn_risk.features.snapshots import build_snapshot
+from churn_risk.features.target import Target, TargetKind
 from churn_risk.features.validation import validate
 
 # A month start and an awkward mid-month date with a time of day.
@@ -29,8 +31,12 @@ STATE_COLUMNS = {
 }
 
 
+#: Who is a customer follows the target's rule; the demo data hold subscriptions.
+TARGET = Target(kind=TargetKind.subscription_end, horizon_days=90)
+
+
 def snapshot(tables: dict[str, pd.DataFrame], as_of: str) -> pd.DataFrame:
-    return build_snapshot(prepare(validate(tables)), as_of)
+    return build_snapshot(prepare(validate(tables)), as_of, FeatureConfig(), TARGET)
 
 
 def copy(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:

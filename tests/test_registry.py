@@ -16,6 +16,8 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
+from churn_risk.errors import UsageError
+from churn_risk.features.target import Target, TargetKind
 from churn_risk.training.registry import (
     Candidate,
     champion_history,
@@ -211,7 +213,7 @@ def test_promote_end_to_end(store, tmp_path):
 
     assert champion_version() is None and newest_version() is None
     assert champion_history() == []
-    with pytest.raises(ValueError, match="no version"):
+    with pytest.raises(UsageError, match="no version"):
         promote(evaluate)
 
     run_ids = {}
@@ -264,6 +266,37 @@ def test_promote_end_to_end(store, tmp_path):
         ("4", True, "3"),
     ]
     assert all(h["at"] for h in history)
+
+
+def test_a_challenger_with_another_target_is_refused_without_evaluation(store, tmp_path):
+    for value in (0.25, 0.75, 0.5):
+        uri, run_id = log_constant(tmp_path, value)
+        register(uri, run_id)
+    targets = {"1": Target(kind=TargetKind.subscription_end, horizon_days=90),
+               "2": Target(kind=TargetKind.subscription_end, horizon_days=30),
+               "3": Target(kind=TargetKind.subscription_end, horizon_days=30)}
+    evaluated, begun = [], []
+
+    def evaluate(uri: str) -> dict[str, float]:
+        evaluated.append(uri)
+        return {"roc_auc": 0.8, "ece": 0.01}
+
+    def target_of(uri: str) -> Target:
+        return targets[uri.rsplit("/", 1)[1]]
+
+    kwargs = {"target_of": target_of, "begin": begun.append, "actor": "ana"}
+    assert promote(evaluate, version="1", **kwargs).promoted
+    evaluated.clear()
+    refused = promote(evaluate, version="2", **kwargs)
+    assert not refused.promoted and champion_version() == "1"
+    assert "different targets" in refused.reason and evaluated == []
+    forced = promote(evaluate, version="2", force=True, **kwargs)
+    assert forced.forced and champion_version() == "2" and evaluated == []
+    # The champion's target (now 30 days) is compared as usual, on rows fixed for both first.
+    begun.clear()
+    assert promote(evaluate, version="3", **kwargs).promoted
+    assert begun == [[f"models:/{MODEL_NAME}/3", f"models:/{MODEL_NAME}/2"]]
+    assert evaluated == [f"models:/{MODEL_NAME}/3", f"models:/{MODEL_NAME}/2"]
 
 
 def test_champion_history_keeps_the_last_50(store, tmp_path):

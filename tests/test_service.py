@@ -20,7 +20,7 @@ from churn_risk.serving import launch
 from churn_risk.serving.schemas import ExplainChangeResponse, ExplainResponse, ScoreResponse
 from churn_risk.training.config import SearchSpace, TrainConfig
 from churn_risk.training.registry import promote
-from churn_risk.training.train import train
+from churn_risk.training.train import load_prepared, train
 
 from . import browser
 
@@ -56,10 +56,11 @@ def served(demo_folder, tmp_path_factory):
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     for k in saved:
         os.environ.pop(k, None)
-    from churn_risk.training.evaluate import newest_test_snapshot_evaluator
+    from churn_risk.training.evaluate import HoldoutEvaluator
 
     first = train(demo_folder, FAST, project_dir=project)
-    promote(newest_test_snapshot_evaluator(demo_folder))
+    judge = HoldoutEvaluator(load_prepared(demo_folder))
+    promote(judge, target_of=judge.target_of, begin=judge.begin)
     env = launch.server_env(demo_folder, project_dir=project, poll_seconds=1.0, keys=KEY)
     for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
         env.pop(k, None)
@@ -109,8 +110,15 @@ def test_score_known_customers_with_reasons_and_list_unknown_ones(served, known_
     ScoreResponse.model_validate(answer)  # the documented response model, to the letter
     assert answer["unknown_customer_ids"] == [999_999_999]
     assert answer["model"]["version"] == served["first"].version
+    # What the probabilities are of: at the top level and in every result.
+    target = served["first"].bundle.target.as_dict()
+    assert answer["target"] == target
+    assert set(target) == {"kind", "horizon_days", "lapsed_after_days", "description"}
+    assert target["kind"] == "subscription_end" and target["horizon_days"] == 90
+    assert "within 90 days" in target["description"]
     assert len(answer["results"]) == 3
     for result in answer["results"]:
+        assert result["target"] == target
         assert 0 <= result["churn_probability"] <= 1
         assert result["risk_band"] in ("low", "medium", "high", "very_high")
         assert len(result["top_reasons"]) == 4
@@ -171,6 +179,7 @@ def test_explanation_adds_up_to_the_score(served, known_ids):
     status, explained = call(base, "/explain", {"customer_id": customer})
     assert status == 200
     ExplainResponse.model_validate(explained)
+    assert explained["target"] == served["first"].bundle.target.as_dict()
     total = explained["base_value"] + sum(c["contribution"] for c in explained["contributions"])
     assert total == pytest.approx(explained["margin"], abs=1e-4)
     assert sum(explained["groups"].values()) == pytest.approx(total - explained["base_value"],
@@ -232,7 +241,8 @@ def test_no_train_serve_skew(served, known_ids):
     bundle = served["first"].bundle
     _, explained = call(served["base"], "/explain", {"customer_id": known_ids[0]})
     as_of = explained["features_as_of"]
-    frame = build_snapshot(prepare(load_crm(served["data"])), as_of, bundle.feature_config)
+    frame = build_snapshot(prepare(load_crm(served["data"])), as_of, bundle.feature_config,
+                           bundle.target)
     rows = frame.set_index("customer_id").loc[known_ids[:50]].reset_index()
     expected = bundle.predict(rows)["churn_probability"].to_numpy()
     _, answer = call(served["base"], "/score", {"customer_ids": known_ids[:50], "top_k": 0})
@@ -285,10 +295,10 @@ def change_case(served, known_ids):
     to = pd.Timestamp(explained["features_as_of"])
     frm = to - pd.DateOffset(months=3)
     prep = prepare(load_crm(served["data"]))
-    cfg = served["first"].bundle.feature_config
-    earlier = set(population(prep, to_timestamp(frm), cfg)["customer_id"])
+    target = served["first"].bundle.target
+    earlier = set(population(prep, to_timestamp(frm), target)["customer_id"])
     customer = next(c for c in known_ids if c in earlier)
-    now = population(prep, to_timestamp(to), cfg)["customer_id"]
+    now = population(prep, to_timestamp(to), target)["customer_id"]
     return {"customer_id": customer, "from_date": f"{frm:%Y-%m-%d}",
             "to_date": f"{to:%Y-%m-%d}", "prep": prep,
             "newcomer": next(c for c in now if c not in earlier)}
@@ -302,6 +312,7 @@ def test_explain_change_answers_and_equals_the_bundle_in_process(served, change_
     assert status == 200, answer
     ExplainChangeResponse.model_validate(answer)
     assert answer["model"]["version"] == served["first"].version
+    assert answer["target"] == served["first"].bundle.target.as_dict()
     assert sum(g["change"] for g in answer["groups"]) == pytest.approx(answer["margin_change"],
                                                                        abs=1e-6)
     expected = explain_change(served["first"].bundle, change_case["prep"], **body)

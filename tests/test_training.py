@@ -13,25 +13,37 @@ import pandas as pd
 import pytest
 
 from churn_risk.demo import write_demo
+from churn_risk.errors import UsageError
+from churn_risk.features.labels import resolve_target
 from churn_risk.features.lifecycle import feature_specs
 from churn_risk.features.snapshots import build_training_frame, monthly_as_ofs
+from churn_risk.features.target import TargetKind
 from churn_risk.models.bundle import Calibrator, ChurnBundle
 from churn_risk.training.config import SearchSpace, TrainConfig
 from churn_risk.training.fit import fit_calibrator
 from churn_risk.training.split import split_by_time
-from churn_risk.training.train import fit_bundle, train
+from churn_risk.training.train import fit_bundle, load_prepared, train
 
 FAST = TrainConfig(search=SearchSpace(max_depth=(3,), num_boost_round=150), min_positives=10)
 
 
 @pytest.fixture(scope="module")
-def training_frame(prep) -> pd.DataFrame:
-    return build_training_frame(prep, monthly_as_ofs(prep))
+def target(prep):
+    """The demo data's own churn definition: no active subscription at the end of 90 days."""
+    chosen = resolve_target(prep)
+    assert chosen.kind is TargetKind.subscription_end and chosen.horizon_days == 90
+    return chosen
 
 
 @pytest.fixture(scope="module")
-def fitted(prep, training_frame):
-    bundle, split, metrics, notes = fit_bundle(training_frame, feature_specs(prep), FAST)
+def training_frame(prep, target) -> pd.DataFrame:
+    return build_training_frame(prep, monthly_as_ofs(prep, FAST.features, target),
+                                FAST.features, target)
+
+
+@pytest.fixture(scope="module")
+def fitted(prep, training_frame, target):
+    bundle, split, metrics, notes = fit_bundle(training_frame, feature_specs(prep), FAST, target)
     return bundle, split
 
 
@@ -56,11 +68,15 @@ def test_a_single_snapshot_falls_back_to_a_customer_holdout(training_frame):
     one = training_frame.loc[training_frame["as_of"] == training_frame["as_of"].max()]
     split = split_by_time(one, gap=3)
     assert split.method == "customer_holdout"
-    assert "customer-level holdout" in split.description and "1 labelled snapshot" in \
+    assert "customer-level holdout" in split.description and "single as_of date" in \
         split.description
     sides = [set(s["customer_id"]) for s in (split.train, split.validation, split.test)]
     assert not (sides[0] & sides[1]) and not (sides[0] & sides[2]) and not (sides[1] & sides[2])
     assert sum(map(len, sides)) == one["customer_id"].nunique()
+    # The held-out customers travel with the split (and the model), side by side.
+    held = split.holdout.set_index("customer_id")["side"]
+    assert set(held.loc[held == "test"].index) == sides[2]
+    assert set(held.loc[held == "validation"].index) == sides[1]
 
 
 # ---------------------------------------------------------------------------- the bundle
@@ -71,6 +87,7 @@ def test_bundle_round_trip_gives_identical_scores(fitted, tmp_path):
     loaded = ChurnBundle.load(bundle.save(tmp_path / "bundle"))
     pd.testing.assert_frame_equal(loaded.predict(split.test), bundle.predict(split.test))
     assert loaded.feature_config == bundle.feature_config
+    assert loaded.target == bundle.target
 
 
 def test_explanations_add_up_to_the_model_output(fitted):
@@ -167,7 +184,7 @@ def test_quality_bars_on_demo_data_and_loading_the_champion(demo_data, project):
                 "test_propensity_precision_at_3", "test_explanation_fidelity_top3",
                 "test_explain_ms_per_customer"):
         assert key in run.data.metrics, key
-    assert run.data.params["feature_set"] == "lifecycle_v1"
+    assert run.data.params["feature_set"] == "lifecycle_v2"
     assert run.data.params["split.method"] == "time"
     assert any(k.startswith("test_roc_auc_segment_") for k in run.data.metrics)
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(result.run_id, "plots")}
@@ -194,14 +211,19 @@ def test_quality_bars_on_demo_data_and_loading_the_champion(demo_data, project):
 
 @pytest.mark.slow
 def test_promotion_refuses_a_worse_challenger_and_takes_a_better_one(demo_folder, project):
-    from churn_risk.training.evaluate import newest_test_snapshot_evaluator
-    from churn_risk.training.registry import champion_history, champion_version, promote
+    from churn_risk.training.evaluate import HoldoutEvaluator
+    from churn_risk.training.registry import champion_history, champion_version
+    from churn_risk.training.registry import promote as run_promotion
 
     weak = TrainConfig(search=SearchSpace(max_depth=(1,), num_boost_round=2,
                                           early_stopping_rounds=1), propensity=False)
     good = TrainConfig(search=SearchSpace(max_depth=(3,), num_boost_round=200),
                        propensity=False)
-    evaluate_uri = newest_test_snapshot_evaluator(demo_folder)
+    evaluate_uri = HoldoutEvaluator(load_prepared(demo_folder))
+
+    def promote(evaluate, **kwargs):
+        return run_promotion(evaluate, target_of=evaluate.target_of, begin=evaluate.begin,
+                             **kwargs)
 
     assert train(demo_folder, weak, project_dir=project).version == "1"
     first = promote(evaluate_uri)
@@ -263,13 +285,19 @@ def test_config_file_sets_any_field_and_rejects_unknown_ones(tmp_path):
 
     path = tmp_path / "train.toml"
     path.write_text('propensity = false\n[search]\nmax_depth = [3, 4]\n'
-                    '[features]\nhorizon_days = 60\n')
+                    '[features]\nrecent_days = 60\n[target]\nhorizon_days = 60\n')
     cfg = load_config(path)
     assert cfg.propensity is False and cfg.search.max_depth == (3, 4)
-    assert cfg.features.horizon_days == 60 and cfg.features.windows == (30, 90, 180, 365)
-    assert cfg.as_params()["features.horizon_days"] == "60"
+    assert cfg.features.recent_days == 60 and cfg.features.windows == (30, 90, 180, 365)
+    assert cfg.target.horizon_days == 60 and cfg.target.kind is None
+    assert cfg.as_params()["target.horizon_days"] == "60"
+    assert cfg.as_params()["features.recent_days"] == "60"
     path.write_text("learning_rate = 0.1\n")
-    with pytest.raises(ValueError, match="unknown settings"):
+    with pytest.raises(UsageError, match="learning_rate: unknown setting"):
+        load_config(path)
+    # The horizon moved from [features] to [target]: an old config is told where.
+    path.write_text("[features]\nhorizon_days = 60\n")
+    with pytest.raises(UsageError, match="features.horizon_days: moved to target.horizon_days"):
         load_config(path)
 
 

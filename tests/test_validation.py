@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from churn_risk.features.contract import TABLES
-from churn_risk.features.io import write_tables
+from churn_risk.features.io import DataSourceError, write_tables
 from churn_risk.features.validation import (
     MAX_EXAMPLES,
     RULES,
@@ -224,12 +224,25 @@ def test_the_input_frames_are_left_unchanged() -> None:
 
 
 def test_an_empty_activity_table_is_valid(tmp_path) -> None:
-    (tmp_path / "customers.csv").write_text("customer_id,signup_date\n1,2023-01-01\n")
-    (tmp_path / "transactions.csv").write_text("customer_id,timestamp,amount\n")
-    crm = load_crm(tmp_path)
+    # The validator accepts a table with no rows (typed as the contract says) ...
+    raw = {
+        "customers": pd.DataFrame({"customer_id": ["1"], "signup_date": ["2023-01-01"]}),
+        "transactions": pd.DataFrame({"customer_id": pd.Series([], dtype=object),
+                                      "timestamp": pd.Series([], dtype=object),
+                                      "amount": pd.Series([], dtype=object)}),
+    }
+    crm = validate(raw)
     assert len(crm["transactions"]) == 0
     assert crm["transactions"]["timestamp"].dtype == "datetime64[ns]"
     assert crm["transactions"]["customer_id"].dtype == crm["customers"]["customer_id"].dtype
+    # ... but a header-only (or 0-byte) CSV file is refused by the reader, naming the file.
+    (tmp_path / "customers.csv").write_text("customer_id,signup_date\n1,2023-01-01\n")
+    (tmp_path / "transactions.csv").write_text("customer_id,timestamp,amount\n")
+    with pytest.raises(DataSourceError, match="transactions.csv.*header but no rows"):
+        load_crm(tmp_path)
+    (tmp_path / "transactions.csv").write_text("")
+    with pytest.raises(DataSourceError, match="transactions.csv.*empty"):
+        load_crm(tmp_path)
 
 
 def test_subscriptions_alone_are_an_activity_table() -> None:

@@ -11,6 +11,8 @@ import pytest
 
 from churn_risk.cli import main
 from churn_risk.demo import write_demo
+from churn_risk.errors import UsageError
+from churn_risk.features.target import Target, TargetKind
 from churn_risk.models.bundle import Calibrator, ChurnBundle
 from churn_risk.models.portfolio import (
     NO_ACTION,
@@ -29,7 +31,12 @@ from churn_risk.serving.worklist import (
 )
 from churn_risk.training.config import TrainConfig
 from churn_risk.training.evaluate import true_churn_and_value
-from churn_risk.training.train import build_training_data, fit_bundle
+from churn_risk.training.train import (
+    build_training_data,
+    fit_bundle,
+    load_prepared,
+    training_target,
+)
 
 ACTIONS = (
     Action("fix_tickets", "Fix tickets", "service", cost=10.0, success_rate=0.5,
@@ -44,6 +51,7 @@ ACTIONS = (
 def policy_bundle(actions=ACTIONS, families=("add_on",)) -> ChurnBundle:
     policy = PortfolioPolicy(risk_threshold=0.2, value_threshold=1000.0, actions=actions)
     return ChurnBundle(specs=[], categories={}, churn=None, calibrator=Calibrator("none"),
+                       target=Target(kind=TargetKind.subscription_end, horizon_days=90),
                        propensity=dict.fromkeys(families), policy=policy)
 
 
@@ -109,11 +117,12 @@ def test_catalogue_errors_name_the_entry_and_the_rule(tmp_path):
     bad = tmp_path / "actions.toml"
     bad.write_text('[[action]]\nname = "x"\nlabel = "X"\nchannel = "fax"\ncost = 1\n'
                    'success_rate = 0.1\n')
-    with pytest.raises(ValueError, match="channel must be one of"):
+    with pytest.raises(UsageError, match=r"action 'x': channel: Input should be 'sales', "
+                       r"'contact_center', 'web', 'service' or 'campaign' \(got 'fax'\)"):
         load_catalogue(bad)
     bad.write_text('[[action]]\nname = "x"\nlabel = "X"\nchannel = "web"\ncost = 1\n'
                    'success_rate = 0.1\ncolour = "red"\n')
-    with pytest.raises(ValueError, match=r"action\[0\] has unknown keys \['colour'\]"):
+    with pytest.raises(UsageError, match=r"action 'x': colour: unknown setting \(known: name, "):
         load_catalogue(bad)
 
 
@@ -201,8 +210,10 @@ def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bar") / "data"
     write_demo(folder, customers=5000, months=24, seed=11)
     cfg = TrainConfig()
-    frame, specs = build_training_data(folder, cfg)
-    bundle, split, _, _ = fit_bundle(frame, specs, cfg)
+    prep = load_prepared(folder)
+    target = training_target(prep, cfg)
+    frame, specs = build_training_data(folder, cfg, target, prep=prep)
+    bundle, split, _, _ = fit_bundle(frame, specs, cfg, target)
     return folder, bundle, split.test.reset_index(drop=True)
 
 

@@ -65,11 +65,12 @@ from scipy.stats import norm
 
 from churn_risk.features.config import FeatureConfig
 from churn_risk.features.labels import (
-    churn_definition,
     churn_labels,
     data_end,
     horizon_complete,
+    outcome_target,
     population,
+    resolve_target,
 )
 from churn_risk.features.lifecycle import (
     DAY,
@@ -79,6 +80,7 @@ from churn_risk.features.lifecycle import (
     feature_specs,
     to_timestamp,
 )
+from churn_risk.features.target import Target, TargetKind
 from churn_risk.models.bundle import encode_features
 from churn_risk.training.fit import category_levels
 from churn_risk.training.metrics import MISSING_SEGMENT
@@ -331,18 +333,31 @@ def _first(values: pd.Series) -> object:
     return known.iloc[0] if len(known) else None
 
 
+def campaign_target(prep: PreparedData, horizon_days: int = 90) -> Target:
+    """The default outcome of a campaign: the data's own churn definition (no active
+    subscription at the end, else no purchase) over `horizon_days` after the send."""
+    kind = (TargetKind.subscription_end if prep.has("subscriptions")
+            else TargetKind.no_purchase)
+    return resolve_target(prep, kind, horizon_days)
+
+
 def evaluate_campaigns(
     prep: PreparedData,
     cfg: FeatureConfig = FeatureConfig(),
+    target: Target | None = None,
     segment_columns: Sequence[str] = ("segment",),
     confidence: float = 0.95,
 ) -> CampaignEvaluation:
-    """Treatment vs control retention of every campaign, per segment and pooled per offer."""
+    """Treatment vs control retention of every campaign, per segment and pooled per offer,
+    over `target`'s horizon and definition (default `campaign_target`; the company's labels only
+    exist at their own dates, so a `labels` target is measured with the data's own definition,
+    see `labels.outcome_target`)."""
     _z(confidence)
+    target = outcome_target(prep, target) if target is not None else campaign_target(prep)
     table = _campaign_table(prep)
     end = data_end(prep)
-    definition = churn_definition(prep)
-    horizon = cfg.horizon_days * DAY
+    definition = target.kind.value
+    horizon = target.horizon_days * DAY
     segment_columns = [s for s in segment_columns if s in prep.customers]
     rows, segment_rows, outcome_frames = [], [], []
     for campaign_id, rows_of in table.groupby("campaign_id", sort=False):
@@ -356,7 +371,7 @@ def evaluate_campaigns(
             "as_of": pd.Timestamp(as_of),
             "horizon_end": pd.Timestamp(as_of + horizon),
         }
-        outcome, excluded, reason = _outcomes(prep, rows_of, as_of, cfg, end, definition)
+        outcome, excluded, reason = _outcomes(prep, rows_of, as_of, target, end)
         counts = _counts(outcome)
         figures = _effect(*counts, confidence)
         if reason is None:
@@ -406,7 +421,7 @@ def evaluate_campaigns(
         offers=_pool_offers(campaigns, confidence),
         outcomes=outcomes,
         confidence=confidence,
-        horizon_days=cfg.horizon_days,
+        horizon_days=target.horizon_days,
         churn_definition=definition,
     )
 
@@ -415,9 +430,8 @@ def _outcomes(
     prep: PreparedData,
     rows_of: pd.DataFrame,
     as_of: np.datetime64,
-    cfg: FeatureConfig,
+    target: Target,
     end: np.datetime64,
-    definition: str,
 ) -> tuple[pd.DataFrame, int, str | None]:
     """(customer_id, group, churned, _pos) of the campaign's customers still customers at
     `as_of` with a known outcome; the number excluded; a reason when nothing can be measured."""
@@ -425,9 +439,9 @@ def _outcomes(
         lambda g: g.iloc[0] if g.nunique(dropna=False) == 1 else "ambiguous"
     )
     groups = groups.loc[groups.isin(("treatment", "control"))]
-    eligible = population(prep, as_of, cfg)
+    eligible = population(prep, as_of, target)
     customers = eligible.loc[eligible["customer_id"].isin(groups.index)]
-    churned = churn_labels(prep, customers, as_of, cfg, end)
+    churned = churn_labels(prep, customers, as_of, target, end)
     known = ~np.isnan(churned)
     outcome = pd.DataFrame({
         "customer_id": customers["customer_id"].to_numpy()[known],
@@ -437,12 +451,12 @@ def _outcomes(
     })
     excluded = int(rows_of["customer_id"].nunique() - len(outcome))
     reason = None
-    if definition != "labels" and not horizon_complete(prep, as_of, cfg, end):
+    if not horizon_complete(prep, as_of, target, end):
         reason = (f"horizon incomplete: the outcome needs data until "
-                  f"{pd.Timestamp(as_of + cfg.horizon_days * DAY):%Y-%m-%d}, "
+                  f"{pd.Timestamp(as_of + target.horizon_days * DAY):%Y-%m-%d}, "
                   f"the data end at {pd.Timestamp(end):%Y-%m-%d}")
     elif len(customers) and not known.any():
-        reason = f"no churn outcome known at {pd.Timestamp(as_of):%Y-%m-%d} ({definition})"
+        reason = f"no churn outcome known at {pd.Timestamp(as_of):%Y-%m-%d} ({target.kind})"
     elif not rows_of["group"].notna().any():
         reason = "no treatment/control groups recorded"
     return outcome, excluded, reason

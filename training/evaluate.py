@@ -15,12 +15,15 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from churn_risk.features.labels import DAYS_PER_MONTH
+from churn_risk.features.lifecycle import PreparedData
 from churn_risk.features.snapshots import ADOPTION_PREFIX, CHURN_LABEL, SPEND_LABEL
 from churn_risk.models.bundle import ChurnBundle
 from churn_risk.training import metrics as m
 from churn_risk.training import plots
 
 TRUTH_FOLDER = "ground_truth"
+#: The demo's true probabilities are of leaving (no active subscription) within 90 days.
+TRUTH_HORIZON_DAYS = 90
 
 
 @dataclass(frozen=True)
@@ -31,10 +34,14 @@ class Truth:
     adoption: pd.DataFrame  # customer_id, as_of, family, adoption_probability_90d
 
 
-def load_truth(source: str | Path) -> Truth | None:
-    folder = Path(str(source)) / TRUTH_FOLDER
-    if "://" in str(source) or not (folder / "churn.parquet").exists():
+def load_truth(source) -> Truth | None:
+    """The demo generator's ground truth next to the tables, when `source` is such a folder."""
+    from churn_risk.features.io import as_source
+
+    where = as_source(source).folder
+    if where is None or not (where / TRUTH_FOLDER / "churn.parquet").exists():
         return None
+    folder = where / TRUTH_FOLDER
     wanted = ["customer_id", "as_of", "churn_probability_90d", "dominant_driver",
               "expected_monthly_spend"]
     import pyarrow.parquet as pq
@@ -214,33 +221,81 @@ def _oracle(frame, truth: Truth, y, p, scores, explanation, out, prefix, notes
     return oracle if known.all() else None
 
 
-def newest_test_snapshot_evaluator(source: str | Path, horizon_days: int | None = None):
-    """`evaluate(model_uri) -> metrics` on the newest snapshot with a complete label horizon.
+class HoldoutEvaluator:
+    """`evaluator(model_uri) -> metrics`: registered models judged on the same rows.
 
-    Each model's features are rebuilt with the feature set it was trained on (it travels in
-    the bundle); the snapshot date and labels are the same for every model judged, so a
-    challenger and the champion are compared on the same customers and outcomes."""
-    from churn_risk.features.config import FeatureConfig
-    from churn_risk.features.lifecycle import prepare
-    from churn_risk.features.snapshots import build_labelled_snapshot, monthly_as_ofs
-    from churn_risk.features.validation import load_crm
-    from churn_risk.models.pyfunc import load_bundle
+    The rows are the newest labelled snapshot under the first judged model's target (the
+    challenger's: `begin`), restricted to the customers every judged model held out for test
+    when it was trained on a customer-level holdout (a model is never judged on customers it was
+    fitted or calibrated on). Each model's features are rebuilt with the feature set it was
+    trained on (it travels in the bundle); dates, customers and outcomes are the same for all."""
 
-    prep = prepare(load_crm(source))
-    label_cfg = FeatureConfig(horizon_days=horizon_days or FeatureConfig().horizon_days)
-    as_of = monthly_as_ofs(prep, label_cfg)[-1]
-    frames: dict[FeatureConfig, pd.DataFrame] = {}
+    #: Fewest rows (and of each class) a comparison may rest on.
+    MIN_ROWS = 50
 
-    def evaluate_uri(model_uri: str) -> dict[str, float]:
-        bundle = load_bundle(model_uri)
+    def __init__(self, prep: PreparedData):
+        self.prep = prep
+        self._bundles: dict[str, ChurnBundle] = {}
+        self._frames: dict = {}
+        self.target = None
+        self.as_of: pd.Timestamp | None = None
+        self.customers: pd.Index | None = None
+
+    def bundle(self, model_uri: str) -> ChurnBundle:
+        from churn_risk.models.pyfunc import load_bundle
+
+        if model_uri not in self._bundles:
+            self._bundles[model_uri] = load_bundle(model_uri)
+        return self._bundles[model_uri]
+
+    def target_of(self, model_uri: str):
+        return self.bundle(model_uri).target
+
+    def begin(self, model_uris: list[str]) -> None:
+        """Fix the rows for judging `model_uris` (the first one's target decides them)."""
+        from churn_risk.features.snapshots import training_as_ofs
+
+        bundles = [self.bundle(uri) for uri in model_uris]
+        self.target = bundles[0].target
+        self.as_of = training_as_ofs(self.prep, bundles[0].feature_config, self.target)[-1]
+        self.customers = None
+        for bundle in bundles:
+            held_out = bundle.test_customers()
+            if held_out is not None:
+                self.customers = (held_out if self.customers is None
+                                  else self.customers.intersection(held_out))
+        self._frames.clear()
+
+    def rows(self, bundle: ChurnBundle) -> pd.DataFrame:
+        from churn_risk.errors import DataError
+        from churn_risk.features.snapshots import build_labelled_snapshot
+
         cfg = bundle.feature_config
-        if cfg not in frames:
-            frame = build_labelled_snapshot(prep, as_of, cfg)
-            frames[cfg] = frame.loc[frame[CHURN_LABEL].notna()]
-        return evaluate(bundle, frames[cfg], figures=False, prefix="").metrics
+        if cfg not in self._frames:
+            frame = build_labelled_snapshot(self.prep, self.as_of, cfg, self.target)
+            frame = frame.loc[frame[CHURN_LABEL].notna()]
+            if self.customers is not None:
+                frame = frame.loc[frame["customer_id"].isin(self.customers).to_numpy()]
+            counts = frame[CHURN_LABEL].value_counts()
+            if len(frame) < self.MIN_ROWS or len(counts) < 2 or counts.min() < 5:
+                raise DataError(
+                    f"only {len(frame):,} labelled rows ({dict(counts.astype(int))}) of the "
+                    f"{self.as_of:%Y-%m-%d} snapshot are held out from every model judged: too "
+                    "few to compare them. Train the models on the same data (same seed and "
+                    "holdout_share), or bring newer labels")
+            self._frames[cfg] = frame
+        return self._frames[cfg]
 
-    evaluate_uri.as_of = as_of  # type: ignore[attr-defined]
-    return evaluate_uri
+    def __call__(self, model_uri: str) -> dict[str, float]:
+        if self.target is None:
+            self.begin([model_uri])
+        bundle = self.bundle(model_uri)
+        return evaluate(bundle, self.rows(bundle), figures=False, prefix="").metrics
+
+    @property
+    def description(self) -> str:
+        held_out = " (customers held out by every model)" if self.customers is not None else ""
+        return f"the snapshot of {self.as_of:%Y-%m-%d}{held_out}, target {self.target}"
 
 
 def true_churn_and_value(source: str | Path, bundle: ChurnBundle, rows: pd.DataFrame

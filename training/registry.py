@@ -28,6 +28,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
+from churn_risk.errors import UsageError
 from churn_risk.training.tracking import MODEL_NAME
 
 CHAMPION = "champion"
@@ -114,32 +115,60 @@ def promote(
     auc_tolerance: float = 0.0,
     ece_tolerance: float = 0.005,
     actor: str | None = None,
+    target_of: Callable[[str], object] | None = None,
+    begin: Callable[[list[str]], None] | None = None,
 ) -> Decision:
     """Judge `version` (default: the newest) against the champion and move the alias if it wins.
 
-    `evaluate("models:/<name>/<version>")` must return at least ``roc_auc`` and ``ece``. With
-    `force`, the alias moves whatever the comparison says, and the decision is recorded as forced.
+    `evaluate("models:/<name>/<version>")` must return at least ``roc_auc`` and ``ece``;
+    `begin([challenger_uri, champion_uri])`, when given, is called first so that the evaluator
+    can fix rows fair to both. `target_of(uri)`, when given, states what a model predicts: a
+    challenger with another target than the champion's is refused without evaluation (their
+    probabilities are of different things). With `force`, the alias moves whatever the
+    comparison says, and the decision is recorded as forced.
     """
     version = str(version) if version is not None else newest_version(name)
     if version is None:
-        raise ValueError(f"no version of model {name!r} is registered; nothing to promote")
+        raise UsageError(f"no version of model {name!r} is registered: train one first "
+                         "(churn train)")
     client = MlflowClient()
-    client.get_model_version(name, version)  # fails clearly on an unknown version
+    try:
+        client.get_model_version(name, version)
+    except MlflowException:
+        raise UsageError(f"--version {version}: model {name!r} has no such version "
+                         f"(newest: {newest_version(name)})") from None
     actor = actor or _current_user()
     previous = champion_version(name)
     if previous == version:
         return Decision(False, version, previous, f"version {version} is already champion", False)
 
-    challenger = Candidate(version, _evaluate(evaluate, name, version))
-    champion = None
-    if previous is not None:
-        champion = Candidate(previous, _evaluate(evaluate, name, previous))
-    decision = decide(challenger, champion, auc_tolerance, ece_tolerance)
-    if force:
-        _, comparison = _compare(challenger, champion, auc_tolerance, ece_tolerance)
-        verdict = "would have been promoted" if decision.promoted else "would have been refused"
-        reason = f"forced by {actor}: {comparison} ({verdict})"
-        decision = replace(decision, promoted=True, forced=True, reason=reason)
+    uris = [version_uri(version, name)] + ([version_uri(previous, name)] if previous else [])
+    mismatch = None
+    if target_of is not None and previous is not None:
+        new_target, old_target = target_of(uris[0]), target_of(uris[1])
+        if new_target != old_target and not getattr(new_target, "same_definition",
+                                                    lambda _: False)(old_target):
+            mismatch = (f"version {version} predicts {new_target}, champion v{previous} predicts "
+                        f"{old_target}: models with different targets are never compared")
+    if mismatch is not None:
+        challenger, champion = Candidate(version, {}), None
+        decision = Decision(False, version, previous, f"{mismatch}: refused", False)
+        if force:
+            decision = replace(decision, promoted=True, forced=True,
+                               reason=f"forced by {actor}: {mismatch} (the target changes)")
+    else:
+        if begin is not None:
+            begin(uris)
+        challenger = Candidate(version, _evaluate(evaluate, name, version))
+        champion = None
+        if previous is not None:
+            champion = Candidate(previous, _evaluate(evaluate, name, previous))
+        decision = decide(challenger, champion, auc_tolerance, ece_tolerance)
+        if force:
+            _, comparison = _compare(challenger, champion, auc_tolerance, ece_tolerance)
+            verdict = "would have been promoted" if decision.promoted else "would have been refused"
+            reason = f"forced by {actor}: {comparison} ({verdict})"
+            decision = replace(decision, promoted=True, forced=True, reason=reason)
 
     at = datetime.now(UTC).isoformat(timespec="seconds")
     outcome = "forced" if decision.forced else "promoted" if decision.promoted else "refused"

@@ -3,8 +3,11 @@
 Test is the latest snapshot; validation the latest one at least `gap` months before it;
 training every snapshot at least `gap` months before validation. With the gap equal to the label
 horizon, no training label is observed during the validation period, and no validation label
-during the test period. Never a random row split: when the data hold too few snapshots for that,
-the split falls back to a customer-level holdout and says so.
+during the test period. Never a random row split: when the snapshots are too few for that (the
+company's labels at a single date, or a short history), whole customers are held out instead,
+stratified by outcome (each side keeps the churn rate), and the split says so. The held-out
+customers travel with the model (`Split.holdout`), so `churn promote` judges every model only on
+customers none of them was fitted on.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ class Split:
     validation: pd.DataFrame
     test: pd.DataFrame
     description: str
+    #: customer_id, side ("train" / "validation" / "test") for a customer-level holdout.
+    holdout: pd.DataFrame | None = None
 
     def as_params(self) -> dict[str, str]:
         def span(frame: pd.DataFrame) -> str:
@@ -69,22 +74,29 @@ def split_by_time(frame: pd.DataFrame, gap: int, holdout_share: float = 0.2,
 def split_by_customer(frame: pd.DataFrame, holdout_share: float, seed: int,
                       n_snapshots: int, gap: int) -> Split:
     """Fallback: whole customers go to train, validation or test (never rows of one customer
-    to two sides)."""
-    customers = pd.unique(frame["customer_id"])
+    to two sides), stratified by whether the customer churned in any snapshot, so each side
+    keeps the churn rate of the whole."""
+    from churn_risk.features.snapshots import CHURN_LABEL
+
+    outcome = frame.groupby("customer_id", sort=True)[CHURN_LABEL].max()
     rng = np.random.default_rng(seed)
-    draw = rng.random(len(customers))
-    side = pd.Series(
-        np.where(draw < holdout_share, "test",
-                 np.where(draw < 2 * holdout_share, "validation", "train")),
-        index=customers,
-    )
+    side = pd.Series("train", index=outcome.index, dtype=object)
+    for value in sorted(outcome.unique()):
+        members = outcome.index[(outcome == value).to_numpy()]
+        members = members[rng.permutation(len(members))]
+        n_holdout = int(round(holdout_share * len(members)))
+        side.loc[members[:n_holdout]] = "test"
+        side.loc[members[n_holdout:2 * n_holdout]] = "validation"
     where = side.reindex(frame["customer_id"].to_numpy()).to_numpy()
+    why = ("the labels have a single as_of date" if n_snapshots == 1 else
+           f"the data hold {n_snapshots} labelled snapshot(s), too few for a time split with "
+           f"{gap}-month gaps")
     return Split(
         "customer_holdout",
         frame.loc[where == "train"],
         frame.loc[where == "validation"],
         frame.loc[where == "test"],
-        f"customer-level holdout ({holdout_share:.0%} of customers for validation and for test):"
-        f" the data hold {n_snapshots} labelled snapshot(s), too few for a time split with "
-        f"{gap}-month gaps",
+        f"customer-level holdout, stratified by outcome ({holdout_share:.0%} of customers for "
+        f"validation and for test): {why}",
+        holdout=pd.DataFrame({"customer_id": side.index.to_numpy(), "side": side.to_numpy()}),
     )

@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
+from churn_risk.errors import UsageError
 from churn_risk.runtime import configure_offline
 
 DEFAULT_DB = "mlflow.db"
@@ -88,21 +89,63 @@ def configure_tracking(
         folder.mkdir(parents=True, exist_ok=True)
         _exported_default = uri
 
+    check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
 
-    launched = os.environ.get("MLFLOW_RUN_ID")
-    if launched:  # started by `mlflow run`: log into the run (and experiment) it created
-        experiment_id = MlflowClient().get_run(launched).info.experiment_id
-    else:
-        experiment_id = _ensure_experiment(experiment, artifact_root(folder) if embedded else None)
-    active = mlflow.set_experiment(experiment_id=experiment_id)
+    try:
+        launched = os.environ.get("MLFLOW_RUN_ID")
+        if launched:  # started by `mlflow run`: log into the run (and experiment) it created
+            experiment_id = MlflowClient().get_run(launched).info.experiment_id
+        else:
+            experiment_id = _ensure_experiment(experiment,
+                                               artifact_root(folder) if embedded else None)
+        active = mlflow.set_experiment(experiment_id=experiment_id)
+    except (MlflowException, OSError) as exc:
+        raise UsageError(f"the MLflow tracking store {uri!r} cannot be used: "
+                         f"{_first_line(exc)}{_HINT}") from None
+    except ImportError as exc:
+        raise UsageError(f"the MLflow tracking store {uri!r} needs a database driver that is "
+                         f"not installed ({exc.name}){_HINT}") from None
+    except Exception as exc:  # the store's driver (SQLAlchemy, requests) failed to connect
+        if type(exc).__module__.split(".")[0] not in ("sqlalchemy", "requests", "urllib3"):
+            raise
+        raise UsageError(f"the MLflow tracking store {uri!r} cannot be used: "
+                         f"{_first_line(exc)}{_HINT}") from None
     return TrackingSetup(
         tracking_uri=uri,
         experiment_id=active.experiment_id,
         artifact_root=active.artifact_location,
         ui_command=ui_command(uri, active.artifact_location if embedded else None, experiment_id),
     )
+
+
+_HINT = (f"; start it, fix {ENV_TRACKING_URI}, or unset it to use the embedded store "
+         f"(./{DEFAULT_DB})")
+
+
+def check_reachable(uri: str, timeout: float = 3.0) -> None:
+    """A tracking server that does not answer is reported at once (MLflow itself retries with
+    back-off for minutes); other stores are checked when first used."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UsageError(f"the MLflow tracking server {uri!r} is unreachable ({reason})"
+                         f"{_HINT}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def ui_command(uri: str, artifacts: str | None, experiment_id: str | None = None) -> str:

@@ -8,12 +8,11 @@ registered as a new version of `churn-risk`. Promotion is a separate step (`chur
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
@@ -21,8 +20,12 @@ import numpy as np
 import pandas as pd
 from mlflow.models import infer_signature
 
+from churn_risk.errors import DataError
+from churn_risk.features.io import DataSourceLike, source_name
+from churn_risk.features.labels import resolve_target
 from churn_risk.features.lifecycle import FeatureSpec, PreparedData
 from churn_risk.features.snapshots import ADOPTION_PREFIX, CHURN_LABEL, SPEND_LABEL
+from churn_risk.features.target import Target, TargetKind
 from churn_risk.models import mlflow_model
 from churn_risk.models.bundle import ChurnBundle, encode_features
 from churn_risk.models.portfolio import fit_policy, load_catalogue, with_measured_success
@@ -33,11 +36,12 @@ from churn_risk.training.campaigns import (
     success_rates,
 )
 from churn_risk.training.config import TrainConfig
-from churn_risk.training.evaluate import Evaluation, evaluate, load_truth
+from churn_risk.training.evaluate import TRUTH_HORIZON_DAYS, Evaluation, evaluate, load_truth
 from churn_risk.training.fit import (
     category_levels,
     fit_calibrator,
     fit_value_model,
+    refit_cross_fitted,
     search_model,
 )
 from churn_risk.training.registry import register
@@ -60,38 +64,70 @@ class TrainResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+def training_target(prep: PreparedData, cfg: TrainConfig) -> Target:
+    """The config's `[target]` checked against the data, unset parts decided from them."""
+    return resolve_target(prep, cfg.target.kind, cfg.target.horizon_days,
+                          cfg.target.lapsed_after_days)
+
+
 def build_training_data(
-    source: str | os.PathLike,
+    source: DataSourceLike,
     cfg: TrainConfig,
+    target: Target,
     engine: str = "pandas",
     scheduler: str | None = None,
     step: Step | None = None,
     prep: PreparedData | None = None,
 ) -> tuple[pd.DataFrame, list[FeatureSpec]]:
-    """Labelled monthly snapshots and the specs of their features. `prep`: the data of
-    `source` already loaded and prepared (read here otherwise)."""
+    """Labelled snapshots and the specs of their features. `prep`: the data of `source`
+    already loaded and prepared (read here otherwise). Raises `DataError` when the labelled
+    rows cannot train a model (none, or a single class)."""
     from churn_risk.features.lifecycle import feature_specs
-    from churn_risk.features.snapshots import build_training_frame, monthly_as_ofs
+    from churn_risk.features.snapshots import build_training_frame, training_as_ofs
 
     prep = load_prepared(source) if prep is None else prep
-    as_ofs = monthly_as_ofs(prep, cfg.features, first=cfg.first_as_of, last=cfg.last_as_of)
+    as_ofs = training_as_ofs(prep, cfg.features, target, cfg.first_as_of, cfg.last_as_of)
     if engine == "dask":
         from churn_risk.features.dask_engine import build_frame_dask
 
-        frame, specs = build_frame_dask(source, as_ofs, cfg.features, labelled=True,
+        frame, specs = build_frame_dask(source, as_ofs, cfg.features, target, labelled=True,
                                         scheduler=scheduler)
-        return frame, specs
-    frame = build_training_frame(
-        prep, as_ofs, cfg.features,
-        progress=(lambda d, t: step("building snapshots", d, t)) if step else None,
-    )
-    return frame, feature_specs(prep, cfg.features)
+    else:
+        frame = build_training_frame(
+            prep, as_ofs, cfg.features, target,
+            progress=(lambda d, t: step("building snapshots", d, t)) if step else None,
+        )
+        specs = feature_specs(prep, cfg.features)
+    check_trainable(frame, as_ofs, target)
+    return frame, specs
+
+
+#: Fewest labelled customers of each class that can be split three ways and still measured.
+MIN_PER_CLASS = 20
+
+
+def check_trainable(frame: pd.DataFrame, as_ofs: list, target: Target) -> None:
+    """`DataError` naming the dates when the labelled rows cannot train and test a model."""
+    dates = ", ".join(f"{pd.Timestamp(d):%Y-%m-%d}" for d in as_ofs[:3]) + (
+        f" ... {pd.Timestamp(as_ofs[-1]):%Y-%m-%d}" if len(as_ofs) > 3 else "")
+    if not len(frame):
+        why = ("none of the labelled customers is a customer (signed up before the date)"
+               if target.kind is TargetKind.labels else "no customer is in the population")
+        raise DataError(f"zero labelled rows at {dates} ({target}): {why}")
+    counts = frame[CHURN_LABEL].value_counts()
+    churned, stayed = int(counts.get(1.0, 0)), int(counts.get(0.0, 0))
+    if min(churned, stayed) < MIN_PER_CLASS:
+        raise DataError(
+            f"{len(frame):,} labelled rows at {dates} ({target}) hold {churned:,} churned and "
+            f"{stayed:,} staying customers: a model needs at least {MIN_PER_CLASS} of each to "
+            "train, validate and test. Check the labels (or the horizon), or bring more history")
 
 
 def fit_bundle(
     frame: pd.DataFrame,
     specs: list[FeatureSpec],
     cfg: TrainConfig,
+    target: Target,
     step: Step | None = None,
     client=None,
     measured_success: dict[str, dict] | None = None,
@@ -101,11 +137,20 @@ def fit_bundle(
     campaign evaluation); no MLflow here."""
     split = split_by_time(
         frame,
-        cfg.gap_months if cfg.gap_months is not None else gap_months(cfg.features.horizon_days),
+        cfg.gap_months if cfg.gap_months is not None else gap_months(target.horizon_days),
         cfg.holdout_share,
         cfg.seed,
     )
-    notes = [split.description]
+    for side in ("train", "validation", "test"):
+        labels = getattr(split, side)[CHURN_LABEL]
+        if labels.nunique() < 2:
+            raise DataError(f"the {side} side of the {split.method.replace('_', ' ')} split has "
+                            f"{len(labels):,} rows of a single class: {split.description}. "
+                            "More labelled history (or customers) is needed")
+    notes = [f"target: {target} ({target.description})", split.description]
+    if target.lapsed_after_days is not None and target.kind is not TargetKind.subscription_end:
+        notes.append(f"customers silent for {target.lapsed_after_days} days or more are former "
+                     "customers, not scored (lapsed_after_days)")
     names = [s.name for s in specs]
     categories = category_levels(specs, split.train)
 
@@ -137,12 +182,25 @@ def fit_bundle(
 
     import xgboost as xgb
 
-    val_margin = chosen.booster.predict(
-        xgb.DMatrix(val_X, enable_categorical=True, nthread=cfg.nthread), output_margin=True
-    )
-    calibrator, cal_metrics = fit_calibrator(val_margin, val_y, cfg.seed)
+    churn_booster = chosen.booster
+    if split.method == "customer_holdout" and client is None:
+        seen = pd.concat([split.train, split.validation])
+        churn_booster, cal_margin = refit_cross_fitted(
+            specs, matrix(seen), seen[CHURN_LABEL].to_numpy(dtype=int),
+            seen["customer_id"].astype(str).to_numpy(), chosen, cfg.search, cfg.monotone,
+            cfg.nthread, cfg.seed)
+        cal_y = seen[CHURN_LABEL].to_numpy(dtype=int)
+        notes.append(f"churn model refitted on the training and validation customers together "
+                     f"({len(seen):,} rows) with the chosen depth and trees; calibrated on their "
+                     "5-fold out-of-fold scores")
+    else:
+        cal_margin = chosen.booster.predict(
+            xgb.DMatrix(val_X, enable_categorical=True, nthread=cfg.nthread), output_margin=True
+        )
+        cal_y = val_y
+    calibrator, cal_metrics = fit_calibrator(cal_margin, cal_y, cfg.seed)
     fit_metrics.update(cal_metrics)
-    notes.append(f"calibration: {calibrator.method} (lower out-of-fold validation log loss)")
+    notes.append(f"calibration: {calibrator.method} (the lower out-of-fold log loss)")
 
     propensity = {}
     if cfg.propensity:
@@ -184,25 +242,27 @@ def fit_bundle(
         if step:
             step("value model", 1, 1)
     else:
-        notes.append("no value model: no transactions to learn spend from")
+        notes.append("no value model: no transactions or recurring amounts, or no labelled date "
+                     "with the whole horizon after it in the data, to learn spend from")
 
     bundle = ChurnBundle(
         specs=specs,
         categories=categories,
-        churn=chosen.booster,
+        churn=churn_booster,
         calibrator=calibrator,
+        target=target,
         propensity=propensity,
         risk_bands=cfg.risk_bands,
         value=value,
         info={
-            "feature_config": asdict(cfg.features),
+            "feature_config": cfg.features.model_dump(mode="json"),
             "feature_set": cfg.features.name,
-            "horizon_days": cfg.features.horizon_days,
             "split": split.method,
             "features": names,
         },
+        holdout=split.holdout,
     )
-    bundle.policy = _fit_policy(bundle, split, cfg, measured_success or {})
+    bundle.policy = _fit_policy(bundle, split, cfg, target, measured_success or {})
     notes.append(
         f"risk matrix: high risk from {bundle.policy.risk_threshold:.1%} churn probability, "
         f"high value from {bundle.policy.value_threshold:,.0f} lifetime value"
@@ -210,7 +270,7 @@ def fit_bundle(
     return bundle, split, fit_metrics, notes
 
 
-def _fit_policy(bundle: ChurnBundle, split: Split, cfg: TrainConfig,
+def _fit_policy(bundle: ChurnBundle, split: Split, cfg: TrainConfig, target: Target,
                 measured: dict[str, dict]):
     """Matrix thresholds from the newest snapshot the model has not been trained on (the
     portfolio as it will be scored); retention over one horizon from the training labels."""
@@ -223,18 +283,20 @@ def _fit_policy(bundle: ChurnBundle, split: Split, cfg: TrainConfig,
     actions = with_measured_success(load_catalogue(cfg.actions), measured)
     bundle.info["measured_success"] = measured
     return fit_policy(probability, spend, 1.0 - float(split.train[CHURN_LABEL].mean()),
-                      cfg.features.horizon_days, cfg.value, cfg.matrix, actions)
+                      target.horizon_days, cfg.value, cfg.matrix, actions)
 
 
 def train(
-    source: str | os.PathLike,
+    source: DataSourceLike,
     cfg: TrainConfig = TrainConfig(),
     engine: str = "pandas",
     scheduler: str | None = None,
     project_dir: Path | None = None,
     step: Step | None = None,
+    prep: PreparedData | None = None,
 ) -> TrainResult:
-    """Train, evaluate, log to MLflow and register a new version of the model."""
+    """Train, evaluate, log to MLflow and register a new version of the model. `prep`: the
+    data of `source`, already read and validated (read here otherwise)."""
     tracking = configure_tracking(project_dir)
     seconds: dict[str, float] = {}
     t = time.perf_counter()
@@ -247,15 +309,16 @@ def train(
         client = client_cm.__enter__()
         scheduler = client.scheduler.address
     try:
-        prep = load_prepared(source)
-        frame, specs = build_training_data(source, cfg, engine, scheduler, step, prep)
+        prep = load_prepared(source) if prep is None else prep
+        target = training_target(prep, cfg)
+        frame, specs = build_training_data(source, cfg, target, engine, scheduler, step, prep)
         seconds["features"] = time.perf_counter() - t
         t = time.perf_counter()
-        campaigns = _campaign_evaluation(prep, cfg)
+        campaigns = _campaign_evaluation(prep, cfg, target)
         measured = {} if campaigns is None else success_rates(campaigns, cfg.min_control)
         seconds["campaigns"] = time.perf_counter() - t
         t = time.perf_counter()
-        bundle, split, fit_metrics, notes = fit_bundle(frame, specs, cfg, step, client,
+        bundle, split, fit_metrics, notes = fit_bundle(frame, specs, cfg, target, step, client,
                                                        measured)
         seconds["fit"] = time.perf_counter() - t
     finally:
@@ -264,23 +327,33 @@ def train(
 
     t = time.perf_counter()
     truth = load_truth(source)
+    if truth is not None and not (target.kind is TargetKind.subscription_end
+                                  and target.horizon_days == TRUTH_HORIZON_DAYS):
+        notes.append(f"no oracle comparison: the demo's ground truth is the {TRUTH_HORIZON_DAYS}-"
+                     f"day subscription-end probability, the target is {target}")
+        truth = None
     evaluation = evaluate(bundle, split.test, truth)
     if step:
         step("evaluation", 1, 1)
     seconds["evaluate"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    with mlflow.start_run(run_name=f"train {cfg.features.name}") as run:
+    run_name = f"train {target.kind.value} {target.horizon_days}d on {source_name(source)}"
+    with mlflow.start_run(run_name=run_name) as run:
         run_id = run.info.run_id
         mlflow.set_tags({
+            "job": "train",
             "feature_set": cfg.features.name,
             "engine": engine,
             "split.method": split.method,
             "data": str(source),
+            "target": str(target),
+            "target.description": target.description,
         })
         if split.method != "time":
             mlflow.set_tag("warning", split.description)
-        mlflow.log_params({**cfg.as_params(), **split.as_params(),
+        # The resolved target overrides the config's blanks (same `target.*` keys).
+        mlflow.log_params({**cfg.as_params(), **split.as_params(), **target.as_params(),
                            "feature_set": cfg.features.name, "engine": engine,
                            "calibration": bundle.calibrator.method})
         _log_dataset(frame, source, cfg.features.name)
@@ -290,26 +363,27 @@ def train(
             log_campaign_evaluation(campaigns)
         model_info = _log_bundle(bundle, split.test)
         version = register(model_info.model_uri, run_id, MODEL_NAME,
-                           tags={"feature_set": cfg.features.name, "split": split.method})
+                           tags={"feature_set": cfg.features.name, "split": split.method,
+                                 "target": str(target)})
     seconds["log"] = time.perf_counter() - t
     metrics = {**fit_metrics, **evaluation.metrics}
     return TrainResult(run_id, model_info.model_uri, version, metrics, split, bundle, tracking,
                        notes + evaluation.notes, seconds)
 
 
-def load_prepared(source: str | os.PathLike) -> PreparedData:
+def load_prepared(source: DataSourceLike) -> PreparedData:
     from churn_risk.features.lifecycle import prepare
     from churn_risk.features.validation import load_crm
 
     return prepare(load_crm(source))
 
 
-def _campaign_evaluation(prep: PreparedData, cfg: TrainConfig):
+def _campaign_evaluation(prep: PreparedData, cfg: TrainConfig, target: Target):
     """Treatment vs control of past campaigns (None without campaign data): measures the
     success rates of the catalogue's actions that name an offer."""
     if not prep.has("campaigns") or not len(prep.events["campaigns"]):
         return None
-    return evaluate_campaigns(prep, cfg.features)
+    return evaluate_campaigns(prep, cfg.features, target)
 
 
 def _log_dataset(frame: pd.DataFrame, source, feature_set: str) -> None:
