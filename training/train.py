@@ -147,7 +147,7 @@ def fit_bundle(
             raise DataError(f"the {side} side of the {split.method.replace('_', ' ')} split has "
                             f"{len(labels):,} rows of a single class: {split.description}. "
                             "More labelled history (or customers) is needed")
-    notes = [f"target: {target} ({target.description})", split.description]
+    notes = [f"target: {target}: {target.description}", split.description]
     if target.lapsed_after_days is not None and target.kind is not TargetKind.subscription_end:
         notes.append(f"customers silent for {target.lapsed_after_days} days or more are former "
                      "customers, not scored (lapsed_after_days)")
