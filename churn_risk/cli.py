@@ -81,6 +81,20 @@ SchedulerOpt = Annotated[
 @app.callback()
 def _start() -> None:
     configure_offline()
+    _stop_cleanly_on_sigterm()
+
+
+def _stop_cleanly_on_sigterm() -> None:
+    """SIGTERM ends a command like Ctrl-C does: context managers run, so an MLflow run is
+    marked FAILED instead of staying RUNNING (kill -9 leaves it RUNNING: the next `churn train`
+    closes it, `tracking.close_dead_runs`)."""
+    import signal
+
+    def interrupt(_number, _frame) -> None:
+        raise KeyboardInterrupt
+
+    with contextlib.suppress(ValueError):  # not the main thread (an embedding caller)
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 def _progress() -> Progress:
@@ -459,30 +473,73 @@ def serve(
     data: DataOpt = None,
     mapping: MappingOpt = None,
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 3000,
-    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (loopback by "
+                                      "default).")] = "127.0.0.1",
     insecure_dev: Annotated[
-        bool, typer.Option("--insecure-dev", help="Serve without API keys (local demo only).")
+        bool, typer.Option("--insecure-dev", help="Serve without API keys: a local demo on a "
+                           "loopback address only.")
     ] = False,
+    public_metrics: Annotated[
+        bool, typer.Option("--public-metrics", help="Let /metrics be read without a key (it "
+                           "holds no customer data).")
+    ] = False,
+    max_body_mb: Annotated[
+        float, typer.Option("--max-body-mb", min=0.01, help="Largest request body accepted.")
+    ] = 4.0,
     poll_seconds: Annotated[
-        float, typer.Option("--poll-seconds", help="How often to check the champion alias.")
+        float, typer.Option("--poll-seconds", min=0.1, help="How often to check the champion "
+                            "alias.")
     ] = 5.0,
 ) -> None:
-    """Serve models:/churn-risk@champion and the latest snapshot of DATA over HTTP (BentoML)."""
-    import subprocess
+    """Serve models:/churn-risk@champion and the latest snapshot of DATA over HTTP (BentoML).
 
+    Stops every server process on Ctrl-C or SIGTERM (within 10 s); exits non-zero with the
+    reason when the port is taken or the data or the champion cannot be loaded."""
+    import signal
+
+    from churn_risk.errors import UsageError
     from churn_risk.serving import auth, launch
+    from churn_risk.serving.middleware import loopback
 
+    if insecure_dev and not loopback(host):
+        raise UsageError(f"--insecure-dev serves customer data without keys: only on a loopback "
+                         f"address (e.g. --host 127.0.0.1), not {host}")
     source = _source(data, mapping)
-    env = launch.server_env(source, insecure=insecure_dev, poll_seconds=poll_seconds)
     try:
-        auth.required_keys(env)
+        auth.required_keys(insecure_dev=insecure_dev)
     except auth.NoKeysConfigured as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
-    _load(source)
-    console.print(f"Serving on http://{host}:{port}  (Ctrl-C stops)")
-    with contextlib.suppress(KeyboardInterrupt):
-        subprocess.run(launch.server_command(host, port), env=env, check=False)
+        raise UsageError(str(exc)) from None
+    if launch.port_in_use(host, port):
+        raise UsageError(f"port {port} on {host} is in use (another churn serve?): stop it or "
+                         "choose another --port")
+    env = launch.server_env(source, insecure=insecure_dev, poll_seconds=poll_seconds,
+                            public_metrics=public_metrics, host=host,
+                            max_body_bytes=int(max_body_mb * 1024 * 1024))
+    process, base = launch.start(env, host=host, port=port, quiet=False)
+    stopping = {"signal": None}
+
+    def on_signal(number, _frame) -> None:
+        stopping["signal"] = number
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        keys = "no API key: --insecure-dev" if insecure_dev else "API keys required"
+        console.print(f"Starting on {base} ({keys}; Ctrl-C stops)")
+        launch.wait_ready(base, process, timeout=float("inf"))
+        console.print(f"[green]Ready[/green] at {base} (docs at {base}/docs)")
+        process.wait()
+        raise UsageError(f"the server stopped on its own (exit code {process.returncode})")
+    except launch.ServerFailed as exc:
+        from churn_risk.errors import DataError
+
+        raise DataError(f"the service cannot start: {exc}") from None
+    except KeyboardInterrupt:
+        console.print("Stopping the server …")
+    finally:
+        launch.stop(process, timeout=8.0)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _demo_service(data: Path) -> None:
@@ -513,7 +570,7 @@ def _demo_service(data: Path) -> None:
         console.print_json(json.dumps({**answer, "results": two,
                                        "unknown_customer_ids": answer["unknown_customer_ids"][:5]}))
         console.print(f"Account-manager page: {base}/customers/{two[0]['customer_id']}")
-        console.print(f"API documentation: {base}/")
+        console.print(f"API documentation: {base}/docs")
         if sys.stdin.isatty():
             console.input("[bold]Press Enter to stop the service.[/bold]")
     finally:

@@ -46,6 +46,9 @@ class FeatureSpec:
     #: +1 when, all else equal, a higher value can never lower churn risk (domain knowledge
     #: used as a monotone constraint), -1 for the reverse, 0 when unconstrained.
     monotone: int = 0
+    #: The values the feature can take at all (a count is never negative, a share lies in
+    #: [0, 1]): a what-if value outside them is refused; None on a side: unbounded.
+    bounds: tuple[float | None, float | None] = (None, None)
 
     @property
     def actionable(self) -> bool:
@@ -197,12 +200,17 @@ def _rows(prep: PreparedData, table: str, time_col: str, slot_of: np.ndarray, n:
 # --------------------------------------------------------------------------------------------
 # Feature blocks. Each yields (FeatureSpec, values) pairs; values align with the scored customers.
 
+#: Bounds of the values a feature can take (`FeatureSpec.bounds`).
+COUNT = (0.0, None)
+SHARE = (0.0, 1.0)
+DAYS = (0.0, None)
+
 Block = Iterator[tuple[FeatureSpec, np.ndarray]]
 
 
 def tenure_features(signup: np.ndarray, as_of: np.datetime64) -> Block:
     tenure = _days(as_of - signup)
-    yield FeatureSpec("tenure_days", "Days as a customer", "tenure", source="customers"), tenure
+    yield FeatureSpec("tenure_days", "Days as a customer", "tenure", source="customers", bounds=DAYS), tenure
     stage = np.select(
         [tenure < 180, tenure < 730, tenure < 1825], ["new", "developing", "established"], "loyal"
     ).astype(object)
@@ -213,7 +221,7 @@ def tenure_features(signup: np.ndarray, as_of: np.datetime64) -> Block:
     # Yearly contracts come up for renewal on the signup anniversary: a classic churn moment.
     yield (
         FeatureSpec("days_to_anniversary", "Days until the customer's yearly anniversary",
-                    "tenure", source="customers"),
+                    "tenure", source="customers", bounds=(0.0, 366.0)),
         365.25 - np.mod(tenure, 365.25),
     )
 
@@ -257,14 +265,14 @@ def transaction_features(
         last = np.where(np.isinf(latest_age), np.nan, latest_age)
     yield (
         FeatureSpec("days_since_last_purchase", "Days since the last purchase", "engagement",
-                    source=src),
+                    source=src, bounds=DAYS),
         last,
     )
     for w in cfg.windows:
         inside = age <= w
         yield (
             FeatureSpec(f"purchases_{w}d", f"Purchases in the last {w} days", "engagement",
-                        source=src),
+                        source=src, bounds=COUNT),
             rows.count(inside & purchase),
         )
         yield (
@@ -289,7 +297,7 @@ def transaction_features(
     history = age <= h
     yield (
         FeatureSpec(f"avg_order_value_{h}d", f"Average purchase amount over {h} days", "value",
-                    source=src),
+                    source=src, bounds=(0.0, None)),
         rows.mean(np.where(purchase, amount, np.nan), history),
     )
     if "is_return" in f:
@@ -299,7 +307,7 @@ def transaction_features(
                              np.nan)
         yield (
             FeatureSpec(f"return_share_{h}d", f"Share of purchases returned over {h} days",
-                        "satisfaction", source=src, monotone=0),
+                        "satisfaction", source=src, monotone=0, bounds=SHARE),
             share,
         )
     if "_family" in f:
@@ -307,13 +315,13 @@ def transaction_features(
         bought = history & purchase
         yield (
             FeatureSpec(f"families_bought_{h}d", f"Product families bought over {h} days",
-                        "products", source=src),
+                        "products", source=src, bounds=COUNT),
             rows.distinct(codes, bought),
         )
         for i, family in enumerate(families):
             yield (
                 FeatureSpec(f"bought_{family}_{h}d", f"{_title(family)} purchases over {h} days",
-                            "products", source=src),
+                            "products", source=src, bounds=COUNT),
                 rows.count(bought & (codes == i)),
             )
 
@@ -330,35 +338,35 @@ def subscription_features(
     end_age = np.where(ended, _days(as_of - np.where(ended, end, as_of)), np.nan)
     r = cfg.recent_days
     yield (
-        FeatureSpec("products_held", "Products held", "products", source=src, monotone=-1),
+        FeatureSpec("products_held", "Products held", "products", source=src, monotone=-1, bounds=COUNT),
         rows.count(active),
     )
     if "_family" in f:
         codes = f["_family"].to_numpy()
         yield (
-            FeatureSpec("families_held", "Product families held", "products", source=src),
+            FeatureSpec("families_held", "Product families held", "products", source=src, bounds=COUNT),
             rows.distinct(codes, active),
         )
         for i, family in enumerate(families):
             yield (
                 FeatureSpec(f"holds_{family}", f"{_title(family)} products held", "products",
-                            source=src),
+                            source=src, bounds=COUNT),
                 rows.count(active & (codes == i)),
             )
     yield (
         FeatureSpec(f"products_added_{r}d", f"Products added in the last {r} days", "products",
-                    source=src),
+                    source=src, bounds=COUNT),
         rows.count(start_age <= r),
     )
     yield (
         FeatureSpec(f"products_dropped_{r}d", f"Products dropped in the last {r} days",
-                    "products", source=src),
+                    "products", source=src, bounds=COUNT),
         rows.count(end_age <= r),
     )
     if "recurring_amount" in f:
         yield (
             FeatureSpec("recurring_amount", "Recurring amount of the products held", "value",
-                        source=src),
+                        source=src, bounds=(0.0, None)),
             rows.total(_as_float(f["recurring_amount"]), active),
         )
 
@@ -373,12 +381,12 @@ def ticket_features(rows: _Rows, as_of: np.datetime64, cfg: FeatureConfig) -> Bl
     r, h = cfg.recent_days, cfg.history_days
     yield (
         FeatureSpec(f"tickets_{r}d", f"Tickets opened in the last {r} days", "service",
-                    source=src, monotone=1),
+                    source=src, monotone=1, bounds=COUNT),
         rows.count(age <= r),
     )
     yield (
         FeatureSpec("tickets_open", f"Open tickets (opened in the last {h} days)", "service",
-                    source=src, monotone=1),
+                    source=src, monotone=1, bounds=COUNT),
         rows.count(~closed & (age <= h)),
     )
     if "resolved" in f:
@@ -386,13 +394,13 @@ def ticket_features(rows: _Rows, as_of: np.datetime64, cfg: FeatureConfig) -> Bl
         yield (
             FeatureSpec(f"tickets_closed_unresolved_{r}d",
                         f"Tickets closed without a solution in the last {r} days", "service",
-                        source=src, monotone=1),
+                        source=src, monotone=1, bounds=COUNT),
             rows.count(unresolved & (age <= r)),
         )
     resolution = np.where(closed, _days(np.where(closed, closed_at, opened) - opened), np.nan)
     yield (
         FeatureSpec(f"resolution_days_{h}d", f"Average days to close a ticket over {h} days",
-                    "service", source=src),
+                    "service", source=src, bounds=DAYS),
         rows.mean(resolution, age <= h),
     )
     if "_category" in f:
@@ -401,7 +409,7 @@ def ticket_features(rows: _Rows, as_of: np.datetime64, cfg: FeatureConfig) -> Bl
         yield (
             FeatureSpec(f"repeat_tickets_{r}d",
                         f"Repeated problems (same category again) in the last {r} days",
-                        "service", source=src, monotone=1),
+                        "service", source=src, monotone=1, bounds=COUNT),
             rows.count(known) - rows.distinct(codes, known),
         )
 
@@ -428,22 +436,22 @@ def delivery_features(rows: _Rows, as_of: np.datetime64, cfg: FeatureConfig) -> 
     n_recent = rows.count(recent)
     n_late = rows.count(recent & late)
     yield FeatureSpec(f"deliveries_{r}d", f"Deliveries due in the last {r} days", "delivery",
-                      source=src), n_recent
+                      source=src, bounds=COUNT), n_recent
     yield FeatureSpec(f"late_deliveries_{r}d", f"Late deliveries in the last {r} days",
-                      "delivery", source=src, monotone=1), n_late
+                      "delivery", source=src, monotone=1, bounds=COUNT), n_late
     with np.errstate(invalid="ignore", divide="ignore"):
         late_share = np.where(n_recent > 0, n_late / np.maximum(n_recent, 1), np.nan)
     yield FeatureSpec(f"late_share_{r}d", f"Share of deliveries late in the last {r} days",
-                      "delivery", source=src), late_share
+                      "delivery", source=src, bounds=SHARE), late_share
     yield FeatureSpec(f"lateness_days_{r}d", f"Average days late in the last {r} days",
-                      "delivery", source=src), rows.mean(lateness, recent)
+                      "delivery", source=src, bounds=DAYS), rows.mean(lateness, recent)
     if "damaged" in f:
         damaged = known & (_flag(f["damaged"]) == 1.0)
         yield FeatureSpec(f"damaged_deliveries_{r}d",
                           f"Damaged deliveries in the last {r} days", "delivery", source=src,
-                          monotone=1), rows.count(recent & damaged)
+                          monotone=1, bounds=COUNT), rows.count(recent & damaged)
     yield FeatureSpec("deliveries_overdue", "Deliveries overdue and not arrived", "delivery",
-                      source=src, monotone=1), rows.count(~known & (age <= cfg.history_days))
+                      source=src, monotone=1, bounds=COUNT), rows.count(~known & (age <= cfg.history_days))
 
 
 def interaction_features(rows: _Rows, as_of: np.datetime64, cfg: FeatureConfig) -> Block:
@@ -454,31 +462,31 @@ def interaction_features(rows: _Rows, as_of: np.datetime64, cfg: FeatureConfig) 
     recent = age <= r
     n_recent = rows.count(recent)
     yield FeatureSpec(f"contacts_{r}d", f"Contacts in the last {r} days", "engagement",
-                      source=src), n_recent
+                      source=src, bounds=COUNT), n_recent
     channel = f["_channel"].to_numpy()
     for code, ch in enumerate(CHANNELS):
         yield (
             FeatureSpec(f"contacts_{ch}_{r}d",
                         f"{ch.replace('_', ' ').capitalize()} contacts in the last {r} days",
-                        "engagement", source=src),
+                        "engagement", source=src, bounds=COUNT),
             rows.count(recent & (channel == code)),
         )
     latest_age = np.full(rows.n, np.inf)
     ok = rows.slot >= 0
     np.minimum.at(latest_age, rows.slot[ok], age[ok])
     yield FeatureSpec("days_since_last_contact", "Days since the last contact", "engagement",
-                      source=src), np.where(np.isinf(latest_age), np.nan, latest_age)
+                      source=src, bounds=DAYS), np.where(np.isinf(latest_age), np.nan, latest_age)
     if "_agent" in f:
         agents = f["_agent"].to_numpy()
         yield FeatureSpec(f"distinct_agents_{r}d",
                           f"Different agents the customer dealt with in the last {r} days",
-                          "communication", source=src, monotone=1), rows.distinct(agents, recent)
+                          "communication", source=src, monotone=1, bounds=COUNT), rows.distinct(agents, recent)
     if "outsourced" in f:
         # Of the contacts a person handled (self-service has no agent and no outsourcing).
         handled = recent & f["agent_id"].notna().to_numpy() if "agent_id" in f else recent
         yield FeatureSpec(f"outsourced_share_{r}d",
                           f"Share of contacts handled by outsourced support, last {r} days",
-                          "communication", source=src), rows.mean(_flag(f["outsourced"]), handled)
+                          "communication", source=src, bounds=SHARE), rows.mean(_flag(f["outsourced"]), handled)
 
 
 def survey_features(
@@ -494,7 +502,7 @@ def survey_features(
     ok = recent_rows.slot >= 0
     np.minimum.at(latest_age, recent_rows.slot[ok], age[in_history][ok])
     yield FeatureSpec("days_since_last_survey", "Days since the last survey answer",
-                      "satisfaction", source=src), np.where(np.isinf(latest_age), np.nan,
+                      "satisfaction", source=src, bounds=DAYS), np.where(np.isinf(latest_age), np.nan,
                                                              latest_age)
     for column, label in (("satisfaction", "Satisfaction"), ("nps", "Likelihood to recommend")):
         if column not in f:
@@ -502,11 +510,11 @@ def survey_features(
         values = _as_float(f[column])[in_history]
         last = recent_rows.latest(values)
         yield FeatureSpec(f"{column}_last", f"{label} (latest answer)", "satisfaction",
-                          source=src), last
+                          source=src, bounds=(0.0, 10.0)), last
         yield (
             FeatureSpec(f"{column}_trend_{h}d",
                         f"{label}: latest answer vs the average over {h} days", "satisfaction",
-                        source=src),
+                        source=src, bounds=(-10.0, 10.0)),
             last - recent_rows.mean(values),
         )
     for driver in drivers:
@@ -527,19 +535,19 @@ def campaign_features(rows: _Rows, as_of: np.datetime64, cfg: FeatureConfig) -> 
     h = cfg.history_days
     in_history = age <= h
     yield FeatureSpec(f"campaigns_{h}d", f"Campaigns received over {h} days", "engagement",
-                      source=src), rows.count(in_history)
+                      source=src, bounds=COUNT), rows.count(in_history)
     if "group" in f:
         treated = (f["group"] == "treatment").fillna(False).to_numpy(dtype=bool)
         r = cfg.recent_days
         yield FeatureSpec(f"retention_offers_{r}d",
                           f"Retention offers received (treatment group) in the last {r} days",
-                          "engagement", source=src), rows.count(treated & (age <= r))
+                          "engagement", source=src, bounds=COUNT), rows.count(treated & (age <= r))
     if "responded" in f:
         # A response is only known once the response window after the campaign has passed.
         settled = in_history & (age >= cfg.response_window_days)
         responded = _flag(f["responded"]) == 1.0
         yield FeatureSpec(f"campaign_responses_{h}d", f"Campaign responses over {h} days",
-                          "engagement", source=src), rows.count(settled & responded)
+                          "engagement", source=src, bounds=COUNT), rows.count(settled & responded)
 
 
 # --------------------------------------------------------------------------------------------

@@ -129,6 +129,9 @@ class ChurnBundle:
     #: customer_id, side: the customer-level holdout of training (None for a time split), so
     #: promotion never judges a model on customers it was fitted on.
     holdout: pd.DataFrame | None = None
+    #: Per numeric feature, the [min, max] seen in training: a what-if value outside it is scored
+    #: but flagged (the model never saw such a value).
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     # ---------------------------------------------------------------- inputs
 
@@ -375,6 +378,7 @@ class ChurnBundle:
             "info": self.info,
             "value_model": self.value is not None,
             "policy": self.policy.to_dict(),
+            "ranges": {k: list(v) for k, v in self.ranges.items()},
         }
         (folder / "bundle.json").write_text(json.dumps(meta, indent=2, default=str))
         if self.holdout is not None:
@@ -399,7 +403,8 @@ class ChurnBundle:
             return b
 
         return cls(
-            specs=[FeatureSpec(**s) for s in meta["specs"]],
+            specs=[FeatureSpec(**{**s, "bounds": tuple(s.get("bounds", (None, None)))})
+                   for s in meta["specs"]],
             categories=meta["categories"],
             churn=booster(folder / "churn.ubj"),
             calibrator=Calibrator.from_dict(meta["calibrator"]),
@@ -410,4 +415,5 @@ class ChurnBundle:
             value=booster(folder / "value.ubj") if meta.get("value_model") else None,
             policy=PortfolioPolicy.from_dict(meta.get("policy", {})),
             holdout=pd.read_parquet(holdout) if holdout.exists() else None,
+            ranges={k: (float(lo), float(hi)) for k, (lo, hi) in meta.get("ranges", {}).items()},
         )

@@ -1,31 +1,98 @@
-"""Typed request and response models of the scoring API (one module, shared by every route)."""
+"""Typed request and response models of the scoring API (one module, shared by every route).
+
+Requests are strict (`extra="forbid"`, no type coercion: `"5"` is not a number and `true` is not
+an id) and every rule the server enforces is in the schema (batch sizes, `top_k`, channels, the
+date pattern); the rules that depend on the served model (which features a what-if record may
+carry, their bounds and category levels) are added to the published schema from the champion
+(`api.openapi`)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictStr,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
+
+from churn_risk.serving.problems import FieldError
 
 Channel = Literal["sales", "contact_center", "web", "service", "campaign"]
-CustomerId = int | str
-FeatureValue = float | int | str | bool | None
 
-#: Largest batch one request may carry (413 above).
+
+def _integral(value):
+    """JSON Schema counts 81.0 as an integer: so does the server."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
+
+
+def _customer_id(value):
+    value = _integral(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and 1 <= len(value) <= 64:
+        return value
+    raise ValueError("a customer id is a whole number or a text of 1 to 64 characters")
+
+
+def _feature_value(value):
+    if value is None or isinstance(value, str) and len(value) <= 200:
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("numbers must be finite")
+        return value
+    raise ValueError("a feature value is a finite number, a text (up to 200 characters) or "
+                     "null")
+
+
+CustomerId = Annotated[
+    Any, BeforeValidator(_customer_id),
+    WithJsonSchema({"oneOf": [{"type": "integer"},
+                              {"type": "string", "minLength": 1, "maxLength": 64}],
+                    "description": "a customer id as the CRM writes it (number or text)",
+                    "examples": [100123]}),
+]
+FeatureValue = Annotated[
+    Any, BeforeValidator(_feature_value),
+    WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string", "maxLength": 200},
+                              {"type": "null"}]}),
+]
+#: A what-if record: feature name -> value (the served model's features; see the schema).
+FeatureRecord = dict[str, FeatureValue]
+
+#: Largest batch one request may carry.
 MAX_BATCH = 1000
+STRICT = ConfigDict(extra="forbid", strict=True)
 
 
 class ScoreRequest(BaseModel):
     """Score customers of the loaded snapshot by id, or inline feature records (what-if).
 
-    A record may name a `customer_id` of the snapshot: its features start from that customer's
-    and the record's other fields override them. Otherwise every feature must be given."""
+    Exactly one of `customer_ids` and `records`. A record may name a `customer_id` of the
+    snapshot: its features start from that customer's and the record's other fields override
+    them. Otherwise every feature must be given."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
+        "oneOf": [{"required": ["customer_ids"]}, {"required": ["records"]}],
+        "examples": [
+            {"customer_ids": [100123, 100124], "channel": "contact_center", "top_k": 3},
+            {"records": [{"customer_id": 100123, "tickets_open": 3}]},
+        ]})
 
-    customer_ids: list[CustomerId] | None = Field(default=None, min_length=1)
-    records: list[dict[str, FeatureValue]] | None = Field(default=None, min_length=1)
-    channel: Channel | None = None
-    top_k: int = Field(default=5, ge=0, le=100)
+    # Absent, not null: the schema's "exactly one of" is about presence.
+    customer_ids: list[CustomerId] = Field(default=None, min_length=1, max_length=MAX_BATCH)
+    records: list[FeatureRecord] = Field(default=None, min_length=1, max_length=MAX_BATCH)
+    channel: Channel | None = Field(default=None, description="adds that channel's view")
+    top_k: Annotated[int, BeforeValidator(_integral)] = Field(
+        default=5, ge=0, le=100, description="reasons listed per customer")
 
     @model_validator(mode="after")
     def _one_of(self) -> ScoreRequest:
@@ -35,10 +102,15 @@ class ScoreRequest(BaseModel):
 
 
 class ExplainRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Explain one customer of the snapshot, or one what-if record: exactly one of the two."""
 
-    customer_id: CustomerId | None = None
-    record: dict[str, FeatureValue] | None = None
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
+        "oneOf": [{"required": ["customer_id"]}, {"required": ["record"]}],
+        "examples": [{"customer_id": 100123},
+                     {"record": {"customer_id": 100123, "tickets_open": 3}}]})
+
+    customer_id: CustomerId = None
+    record: FeatureRecord = None
 
     @model_validator(mode="after")
     def _one_of(self) -> ExplainRequest:
@@ -119,6 +191,9 @@ class CustomerScore(BaseModel):
     recommended_action: RecommendedAction | None = Field(
         default=None, description="null when no action pays")
     channel_view: dict | None = None
+    warnings: list[FieldError] = Field(
+        default_factory=list, description="what-if values scored although the model never saw "
+                                          "anything like them in training")
 
 
 class ScoreResponse(BaseModel):
@@ -148,12 +223,18 @@ class ExplainResponse(BaseModel):
     features_as_of: str | None
 
 
+ISODate = Annotated[StrictStr, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$"),
+                    WithJsonSchema({"type": "string", "format": "date",
+                                    "pattern": r"^\d{4}-\d{2}-\d{2}$"})]
+
+
 class ExplainChangeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     customer_id: CustomerId
-    from_date: str = Field(description="YYYY-MM-DD", examples=["2024-09-01"])
-    to_date: str = Field(description="YYYY-MM-DD, after from_date", examples=["2024-12-01"])
+    from_date: ISODate = Field(description="YYYY-MM-DD (ISO 8601)", examples=["2024-09-01"])
+    to_date: ISODate = Field(description="YYYY-MM-DD, after from_date and up to the day after "
+                                         "the data end", examples=["2024-12-01"])
 
 
 class GroupChange(BaseModel):

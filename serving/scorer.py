@@ -32,7 +32,8 @@ from churn_risk.features.snapshots import build_snapshot
 from churn_risk.features.validation import load_crm
 from churn_risk.models.bundle import ChurnBundle, Explanation
 from churn_risk.models.portfolio import NO_ACTION, QUADRANT_LABELS, PortfolioPolicy
-from churn_risk.serving import change, views
+from churn_risk.serving import change, deadline, views
+from churn_risk.serving.problems import quote
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,11 @@ def _key(customer_id) -> str:
 
 
 class History:
-    """The last year of a customer's relationship, for the page and the channel views."""
+    """The last year of a customer's relationship, for the page and the channel views.
+
+    What the channel views show per customer (open tickets, delivery issues, a campaign in the
+    last month) is computed here once for the whole snapshot, vectorised, so a view is a
+    lookup: a 1,000-customer request with any channel costs the same as without one."""
 
     def __init__(self, prep: PreparedData, as_of: pd.Timestamp):
         self.as_of = as_of
@@ -87,6 +92,14 @@ class History:
             self.rows[table] = {
                 _key(k): v for k, v in window.groupby("customer_id", sort=False).indices.items()
             }
+        self.open_tickets = _by_customer(views.open_ticket_rows(self.frames.get("tickets"),
+                                                                as_of))
+        self.delivery_issues = _by_customer(
+            views.delivery_issue_rows(self.frames.get("deliveries"), as_of), last=10)
+        campaigns = self.frames.get("campaigns")
+        recent = (campaigns.loc[campaigns["timestamp"] >= as_of - pd.Timedelta(
+            days=views.CAMPAIGN_REST_DAYS), "customer_id"] if campaigns is not None else [])
+        self.recently_campaigned = {_key(c) for c in recent}
 
     def of(self, table: str, customer_id) -> pd.DataFrame:
         if table not in self.frames:
@@ -94,6 +107,20 @@ class History:
         index = self.rows[table].get(_key(customer_id))
         frame = self.frames[table]
         return frame.iloc[index] if index is not None else frame.iloc[:0]
+
+
+def _by_customer(rows: tuple[pd.Series, list[dict]] | None, last: int | None = None
+                 ) -> dict[str, list[dict]]:
+    """JSON-ready rows grouped by customer key, in time order (the `last` ones)."""
+    if rows is None:
+        return {}
+    ids, records = rows
+    out: dict[str, list[dict]] = {}
+    for customer_id, record in zip(ids.tolist(), records, strict=True):
+        out.setdefault(_key(customer_id), []).append(record)
+    if last is not None:
+        out = {k: v[-last:] for k, v in out.items()}
+    return out
 
 
 class ScoringState:
@@ -178,6 +205,7 @@ class ScoringState:
             "quadrant": quadrant,
             "recommended_action": action,
             "channel_view": None,
+            "warnings": [],
         }
         if channel is not None:
             result["channel_view"] = views.channel_view(channel, result, self, customer_id)
@@ -188,7 +216,9 @@ class ScoringState:
     def score_ids(self, customer_ids: Iterable, top_k: int = 5, channel: str | None = None
                   ) -> tuple[list[dict], list]:
         results, unknown = [], []
-        for customer_id in customer_ids:
+        for n, customer_id in enumerate(customer_ids):
+            if n % 64 == 0:
+                deadline.check()  # a request out of time stops here (504), not after the work
             i = self.row_of.get(_key(customer_id))
             if i is None:
                 unknown.append(customer_id)
@@ -200,44 +230,64 @@ class ScoringState:
             ))
         return results, unknown
 
-    def features_of(self, records: list[dict]) -> pd.DataFrame:
-        """Feature rows for inline records (a known `customer_id` supplies the defaults)."""
-        names = set(self.bundle.feature_names)
-        rows, errors = [], []
+    def features_of(self, records: list[dict], where: Callable[[int], str] = "records[{}]".format
+                    ) -> tuple[pd.DataFrame, list[list[dict]]]:
+        """Feature rows for inline records (a known `customer_id` supplies the defaults), and
+        per record the warnings about values the model never saw in training. Raises
+        `BadRecord` naming every field that breaks a rule (see `check_value`)."""
+        names = self.bundle.feature_names
+        known = set(names)
+        rows, errors, warnings = [], [], []
         for n, record in enumerate(records):
+            at = where(n)
             base = {}
-            if record.get("customer_id") is not None:
-                i = self.row_of.get(_key(record["customer_id"]))
+            customer_id = record.get("customer_id")
+            if "customer_id" in record and not isinstance(customer_id, int | str) or \
+                    isinstance(customer_id, bool):
+                errors.append({"field": f"{at}.customer_id",
+                               "message": "a customer id is a whole number or a text (leave "
+                                          "it out for a record without one)"})
+                customer_id = None
+            elif customer_id is not None:
+                i = self.row_of.get(_key(customer_id))
                 if i is None:
-                    errors.append({"field": f"records[{n}].customer_id",
-                                   "message": f"unknown customer {record['customer_id']!r}"})
-                    continue
-                base = dict(zip(self.bundle.feature_names, self.values[i], strict=True))
-            unknown = sorted(set(record) - names - {"customer_id"})
-            if unknown:
-                errors.append({"field": f"records[{n}]",
-                               "message": "unknown features: " + ", ".join(unknown)})
-            row = {**base, **{k: v for k, v in record.items() if k in names}}
-            missing = [f for f in self.bundle.feature_names if f not in row]
-            if missing:
-                errors.append({"field": f"records[{n}]",
+                    errors.append({"field": f"{at}.customer_id",
+                                   "message": f"no customer {quote(customer_id)} in the "
+                                              "loaded snapshot", "unknown_customer": True})
+                else:
+                    base = dict(zip(names, self.values[i], strict=True))
+            for key in sorted(set(record) - known - {"customer_id"}):
+                errors.append({"field": f"{at}.{key}",
+                               "message": "not a feature of this model (the features are "
+                                          "listed in the API schema, GET /openapi.json)"})
+            row = {**base, **{k: v for k, v in record.items() if k in known}}
+            missing = [f for f in names if f not in row]
+            if missing and customer_id is None:
+                shown = ", ".join(missing[:8]) + (f", … ({len(missing)} in all)"
+                                                   if len(missing) > 8 else "")
+                errors.append({"field": at,
                                "message": "missing features (or give a customer_id to start "
-                                          "from): " + ", ".join(missing)})
+                                          f"from that customer's): {shown}"})
+            flagged = []
             for spec in self.specs:
-                value = row.get(spec.name)
-                if spec.kind == "numeric" and isinstance(value, str):
-                    errors.append({"field": f"records[{n}].{spec.name}",
-                                   "message": f"expected a number, got {value!r}"})
-                if spec.kind == "categorical" and isinstance(value, bool | int | float):
-                    row[spec.name] = str(value)
+                if spec.name not in record:
+                    continue
+                problem, warning = check_value(spec, record[spec.name],
+                                               self.bundle.categories.get(spec.name),
+                                               self.bundle.ranges.get(spec.name))
+                if problem:
+                    errors.append({"field": f"{at}.{spec.name}", "message": problem})
+                if warning:
+                    flagged.append({"field": f"{at}.{spec.name}", "message": warning})
             rows.append(row)
+            warnings.append(flagged)
         if errors:
             raise BadRecord(errors)
-        return pd.DataFrame.from_records(rows, columns=self.bundle.feature_names)
+        return pd.DataFrame.from_records(rows, columns=names), warnings
 
     def score_records(self, records: list[dict], top_k: int = 5, channel: str | None = None
                       ) -> list[dict]:
-        frame = self.features_of(records)
+        frame, warnings = self.features_of(records)
         scores, explanation = self.bundle.predict_and_explain(frame)
         contributions = explanation.contributions.to_numpy()
         values = frame.to_numpy(dtype=object)
@@ -246,12 +296,54 @@ class ScoringState:
         propensity = (scores[[f"propensity_{f}" for f in self.families]].to_numpy()
                       if self.families else np.zeros((len(frame), 0)))
         portfolio = portfolio_fields(self.bundle, scores, explanation)
-        return [
+        results = [
             self._result(record.get("customer_id"), probability[i], band[i], contributions[i],
                          values[i], propensity[i], portfolio[i], top_k, channel,
                          self.features_as_of if record.get("customer_id") is not None else None)
             for i, record in enumerate(records)
         ]
+        for result, flagged in zip(results, warnings, strict=True):
+            result["warnings"] = flagged
+        return results
+
+    def examples(self) -> dict:
+        """A customer of this snapshot and dates `explain_change` can compare for them (the
+        snapshot and three months before, when they were a customer then too)."""
+        earlier = self.as_of - pd.DateOffset(months=change.PAGE_MONTHS_BACK)
+        customer = self.ids[0] if self.ids else None
+        try:
+            one = change.customer_data(self.prep, customer, self.bundle.target)
+            from churn_risk.features.labels import population
+            from churn_risk.features.lifecycle import to_timestamp
+
+            if not len(population(one, to_timestamp(earlier), self.bundle.target)):
+                earlier = self.as_of - pd.Timedelta(days=7)
+        except change.ChangeRequestError:
+            pass
+        return {"customer_id": _plain(customer), "from_date": f"{earlier:%Y-%m-%d}",
+                "to_date": self.features_as_of}
+
+    def record_schema(self) -> dict:
+        """The JSON schema of a what-if record for this model: its features (and
+        `customer_id`), each with the values it may take (`check_value`'s rules)."""
+        properties: dict[str, dict] = {"customer_id": {
+            "oneOf": [{"type": "integer"}, {"type": "string", "minLength": 1, "maxLength": 64}],
+            "description": "a customer of the snapshot: the record starts from their features"}}
+        for spec in self.specs:
+            if spec.kind == "categorical":
+                value = {"type": "string", "enum": list(self.bundle.categories.get(spec.name, []))}
+            else:
+                low, high = spec.bounds
+                value = {"type": "number",
+                         "minimum": -FLOAT32_MAX if low is None else low,
+                         "maximum": FLOAT32_MAX if high is None else high}
+            properties[spec.name] = {"anyOf": [value, {"type": "null"}],
+                                     "description": spec.label}
+        return {"type": "object", "properties": properties, "additionalProperties": False,
+                "anyOf": [{"required": ["customer_id"]},
+                          {"required": list(self.bundle.feature_names)}],
+                "description": "feature name -> value; with a customer_id, the given features "
+                               "override that customer's, else every feature is needed"}
 
     def page_data(self, customer_id) -> dict:
         if _key(customer_id) not in self.row_of:
@@ -266,7 +358,7 @@ class ScoringState:
 
     def explain(self, customer_id=None, record: dict | None = None) -> dict:
         if record is not None:
-            frame = self.features_of([record])
+            frame, _ = self.features_of([record], where=lambda _: "record")
             explanation = self.bundle.explain(frame)
             contributions = explanation.contributions.to_numpy()[0]
             values = frame.to_numpy(dtype=object)[0]
@@ -299,6 +391,42 @@ class ScoringState:
             "model": self.model_dict,
             "features_as_of": as_of,
         }
+
+
+#: The largest magnitude a feature value may have: XGBoost computes in float32.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_value(spec, value, levels: list[str] | None, seen: tuple[float, float] | None
+                ) -> tuple[str | None, str | None]:
+    """(why `value` cannot be scored, or None; a warning when it can but the model never saw
+    anything like it, or None) for one what-if feature value. Null means unknown, always
+    allowed. Numbers: finite, within float32 and the feature's bounds (`FeatureSpec.bounds`: a
+    count is never negative, a share lies in [0, 1]); outside the range seen in training they
+    are flagged. Categories: one of the levels seen in training."""
+    if value is None:
+        return None, None
+    if spec.kind == "categorical":
+        if not isinstance(value, str):
+            return f"expected text (one of {', '.join(levels or [])}), got {quote(value)}", None
+        if levels is not None and value not in levels:
+            shown = ", ".join(levels[:12]) + (" …" if len(levels) > 12 else "")
+            return f"{quote(value)} is not one of the known values: {shown}", None
+        return None, None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"expected a number, got {quote(value)}", None
+    number = float(value)
+    if not np.isfinite(number) or abs(number) > FLOAT32_MAX:
+        return f"{quote(value)} is not a finite number the model can use (|x| <= 3.4e38)", None
+    low, high = spec.bounds
+    if low is not None and number < low:
+        return f"{number:g} is impossible: {spec.label.lower()} is never below {low:g}", None
+    if high is not None and number > high:
+        return f"{number:g} is impossible: {spec.label.lower()} is never above {high:g}", None
+    if seen is not None and not seen[0] <= number <= seen[1]:
+        return None, (f"{number:g} is outside the range seen in training ({seen[0]:g} to "
+                      f"{seen[1]:g}): scored like the nearest value the model knows")
+    return None, None
 
 
 def portfolio_fields(bundle: ChurnBundle, scores: pd.DataFrame, explanation: Explanation
@@ -414,6 +542,10 @@ def _risk_change(state: ScoringState, customer_id) -> dict:
                 "unavailable": exc.problem}
 
 
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _json_value(value):
     if value is None:
         return None
@@ -426,15 +558,26 @@ def _json_value(value):
     return None if np.isnan(number) else number
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception as one short line for a log or an answer (no traceback, no payload)."""
+    text = str(exc).strip()
+    return (text.splitlines()[0][:300] if text else type(exc).__name__)
+
+
 class Scorer:
     """The service's model and data: loads `models:/<name>@<alias>` and the latest snapshot of
-    `data`, and follows the alias."""
+    `data`, and follows the alias. A champion that cannot be loaded leaves the current one in
+    service; `problem` says why until the alias is servable again."""
 
     def __init__(self, data: DataSourceLike, model_name: str = "churn-risk",
                  alias: str = "champion", as_of: str | None = None,
-                 on_switch: Callable[[], None] | None = None):
+                 on_switch: Callable[[], None] | None = None,
+                 before_switch: Callable[[str, bool], bool] | None = None):
         self.data = data
         self.on_switch = on_switch
+        #: `before_switch(version, built)`: told whether the new state could be built; returns
+        #: whether to switch now (the service's barrier lets all workers switch together).
+        self.before_switch = before_switch
         self.model_name = model_name
         self.alias = alias
         self.prep = prepare(load_crm(self.data))
@@ -442,8 +585,7 @@ class Scorer:
         self.as_of = pd.Timestamp(as_of) if as_of else scoring_as_of(self.prep)
         self._lock = threading.Lock()
         self.state = self._build(self._alias_version())
-        self._stop = threading.Event()
-        self._poller: threading.Thread | None = None
+        self.problem: str | None = None
 
     def _alias_version(self) -> str:
         from mlflow import MlflowClient
@@ -455,7 +597,7 @@ class Scorer:
             aliases = {}
         if self.alias not in aliases:
             raise LookupError(
-                f"no version of {self.model_name!r} has the alias {self.alias!r} yet: "
+                f"no version of {self.model_name!r} has the alias {self.alias!r}: "
                 "run `churn train` and `churn promote` first"
             )
         return str(aliases[self.alias])
@@ -468,37 +610,40 @@ class Scorer:
                             self.as_of)
 
     def refresh(self) -> bool:
-        """Switch to the version the alias points at now, if it moved. True when switched."""
+        """Switch to the version the alias points at now, if it moved and can be loaded. True
+        when switched; on failure the current version keeps serving, `problem` says why and one
+        line is logged."""
         with self._lock:  # one rebuild at a time; requests read `self.state` without waiting
             version = self._alias_version()
-            if version == self.state.model.version:
+            current = self.state.model.version
+            if version == current:
+                self.problem = None
+                return False
+            try:
+                new = self._build(version)
+            except Exception as exc:  # a broken version must never take the service down
+                self.problem = (f"champion v{version} cannot be loaded ({first_line(exc)}); "
+                                f"still serving v{current}")
+                logger.error("%s", self.problem)
+                if self.before_switch is not None:
+                    self.before_switch(version, False)
+                return False
+            if self.before_switch is not None and not self.before_switch(version, True):
+                self.problem = (f"champion v{version} could not be loaded by every worker; "
+                                f"still serving v{current}")
+                logger.error("%s", self.problem)
                 return False
             before = self.state.bundle.target
-            self.state = self._build(version)
-            after = self.state.bundle.target
+            self.state = new
+            self.problem = None
+            after = new.bundle.target
             if after != before:  # a forced promotion: every answer's meaning changes
-                logger.warning("now serving %s version %s: its probabilities are the %s (the "
-                               "previous version's were the %s)", self.model_name, version,
-                               after.description, before.description)
+                logger.warning("now serving %s version %s (was v%s): its probabilities are the "
+                               "%s (the previous version's were the %s)", self.model_name,
+                               version, current, after.description, before.description)
             else:
-                logger.info("now serving %s version %s", self.model_name, version)
+                logger.info("now serving %s version %s (was v%s)", self.model_name, version,
+                            current)
             if self.on_switch is not None:
                 self.on_switch()
             return True
-
-    def follow_alias(self, every_seconds: float = 5.0) -> None:
-        """Poll the alias in a background thread."""
-
-        def loop() -> None:
-            while not self._stop.wait(every_seconds):
-                try:
-                    self.refresh()
-                except Exception:  # keep serving the current model; say why
-                    logger.exception("could not refresh the model; still serving v%s",
-                                     self.state.model.version)
-
-        self._poller = threading.Thread(target=loop, name="champion-poller", daemon=True)
-        self._poller.start()
-
-    def stop(self) -> None:
-        self._stop.set()

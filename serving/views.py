@@ -93,26 +93,30 @@ def contacts_by_month(contacts: pd.DataFrame) -> list[dict]:
     return [{"month": m, **{c: int(table.loc[m, c]) for c in CHANNELS}} for m in table.index]
 
 
-def open_tickets(state: ScoringState, customer_id) -> list[dict]:
-    tickets = as_known_at(state.history.of("tickets", customer_id), state.as_of)
-    if not len(tickets):
-        return []
+def open_ticket_rows(tickets: pd.DataFrame | None, as_of: pd.Timestamp
+                     ) -> tuple[pd.Series, list[dict]] | None:
+    """(customer ids, rows) of the tickets still open at `as_of`, for every customer at once."""
+    if tickets is None or not len(tickets):
+        return None
+    tickets = as_known_at(tickets, as_of)
     if "closed_at" in tickets:  # without it, every ticket is open as far as anyone knows
         tickets = tickets.loc[tickets["closed_at"].isna().to_numpy()]
-    return records(tickets, ["opened_at", "category"])
+    return tickets["customer_id"], records(tickets, ["opened_at", "category"])
 
 
-def delivery_issues(state: ScoringState, customer_id) -> list[dict]:
-    deliveries = as_known_at(state.history.of("deliveries", customer_id), state.as_of)
-    if not len(deliveries):
-        return []
-    late, arrived = delivery_lateness(deliveries, state.as_of.to_datetime64())
+def delivery_issue_rows(deliveries: pd.DataFrame | None, as_of: pd.Timestamp
+                        ) -> tuple[pd.Series, list[dict]] | None:
+    """(customer ids, rows) of the late or damaged deliveries as known at `as_of`."""
+    if deliveries is None or not len(deliveries):
+        return None
+    deliveries = as_known_at(deliveries, as_of)
+    late, arrived = delivery_lateness(deliveries, as_of.to_datetime64())
     damaged = (deliveries["damaged"].fillna(False).astype(bool).to_numpy()
                if "damaged" in deliveries else np.zeros(len(deliveries), dtype=bool))
     issues = deliveries.assign(days_late=late, arrived=arrived, damaged=damaged)
     issues = issues.loc[(late > 0) | damaged]
-    return records(issues.tail(10), ["promised_date", "delivered_date", "days_late", "damaged",
-                                     "arrived"])
+    return issues["customer_id"], records(issues, ["promised_date", "delivered_date",
+                                                   "days_late", "damaged", "arrived"])
 
 
 def channel_view(channel: str, result: dict, state: ScoringState, customer_id) -> dict:
@@ -126,18 +130,20 @@ def _channel_fields(channel: str, result: dict, state: ScoringState, customer_id
     reasons = result["top_reasons"]
     products = result["next_products"]
     high_risk = result["risk_band"] in HIGH_RISK_BANDS
+    key = str(customer_id)
+    history = state.history
     if channel == "contact_center":
         return {
             "say": [sentence(r) for r in reasons if r["direction"] == "raises_risk"],
-            "open_tickets": open_tickets(state, customer_id),
-            "delivery_issues": delivery_issues(state, customer_id),
+            "open_tickets": history.open_tickets.get(key, []),
+            "delivery_issues": history.delivery_issues.get(key, []),
         }
     if channel == "sales":
         return {"next_products": products,
                 "retention_first": high_risk}
     if channel == "service":
-        return {"open_tickets": open_tickets(state, customer_id),
-                "delivery_issues": delivery_issues(state, customer_id)}
+        return {"open_tickets": history.open_tickets.get(key, []),
+                "delivery_issues": history.delivery_issues.get(key, [])}
     if channel == "web":
         groups = {r["driver_group"] for r in reasons if r["direction"] == "raises_risk"}
         return {
@@ -147,10 +153,7 @@ def _channel_fields(channel: str, result: dict, state: ScoringState, customer_id
                                  if p["propensity"] >= CROSS_SELL_MIN_PROPENSITY],
         }
     if channel == "campaign":
-        campaigns = state.history.of("campaigns", customer_id)
-        recent = bool(len(campaigns)) and bool(
-            (campaigns["timestamp"] >= state.as_of - pd.Timedelta(days=CAMPAIGN_REST_DAYS)).any()
-        )
+        recent = key in history.recently_campaigned
         return {
             "retention_eligible": high_risk and not recent,
             "cross_sell_eligible": (not high_risk) and not recent and any(

@@ -26,7 +26,7 @@ from . import browser
 
 pytestmark = pytest.mark.slow
 
-KEY = "test-key-123"
+KEY = "test-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 FAST = TrainConfig(search=SearchSpace(max_depth=(3,), num_boost_round=150), min_positives=10)
 
@@ -87,12 +87,15 @@ def known_ids(served):
     return ids
 
 
-def test_health_is_open_and_metrics_stay_on(served):
-    for path in ("/healthz", "/readyz", "/metrics"):
+def test_health_is_open_and_metrics_need_the_key(served):
+    for path in ("/healthz", "/readyz", "/docs", "/openapi.json"):
         status, _ = call(served["base"], path, headers={})
         assert status == 200, path
-    status, text = call(served["base"], "/metrics", headers={})
-    assert "bentoml_service_request" in text or "request_total" in text
+    status, ready = call(served["base"], "/readyz", headers={})
+    assert ready["status"] == "ready" and ready["model"]["version"] == served["first"].version
+    assert call(served["base"], "/metrics", headers={})[0] == 401
+    status, text = call(served["base"], "/metrics")
+    assert status == 200 and "churn_requests_total" in text
 
 
 def test_requests_without_a_valid_key_get_401(served, known_ids):
@@ -208,10 +211,10 @@ def test_bad_input_gets_a_4xx_with_field_level_messages_and_no_internals(served,
     base = served["base"]
     cases = [
         (call(base, "/score", raw=b'{"customer_ids": [1,'), 400),
-        (call(base, "/score", {"customer_ids": known_ids[:1], "top_k": "many"}), 400),
-        (call(base, "/score", {"customer_ids": known_ids[:1], "channel": "fax"}), 400),
-        (call(base, "/score", {"customer_ids": list(range(1001))}), 413),
-        (call(base, "/score", {}), 400),
+        (call(base, "/score", {"customer_ids": known_ids[:1], "top_k": "many"}), 422),
+        (call(base, "/score", {"customer_ids": known_ids[:1], "channel": "fax"}), 422),
+        (call(base, "/score", {"customer_ids": list(range(1001))}), 422),
+        (call(base, "/score", {}), 422),
         (call(base, "/explain", {"customer_id": 999_999_999}), 404),
         (call(base, "/score", {"records": [{"tickets_open": 1}]}), 422),
         (call(base, "/score", {"records": [{"customer_id": known_ids[0],
@@ -220,14 +223,15 @@ def test_bad_input_gets_a_4xx_with_field_level_messages_and_no_internals(served,
     ]
     for (status, body), expected in cases:
         assert status == expected, (status, body)
+        assert body["status"] == status and body["type"].startswith("urn:churn-risk:problem:")
         text = json.dumps(body)
         assert "Traceback" not in text and "/work/" not in text, text
         assert not re.search(r"\.py\b|site-packages", text), text
-    assert "top_k" in json.dumps(cases[1][0][1])
-    assert "channel" in json.dumps(cases[2][0][1])
+    assert cases[1][0][1]["errors"][0]["field"] == "top_k"
+    assert cases[2][0][1]["errors"][0]["field"] == "channel"
     assert "1000" in json.dumps(cases[3][0][1])
     assert "missing features" in json.dumps(cases[6][0][1])
-    assert "tickets_open" in json.dumps(cases[7][0][1])
+    assert cases[7][0][1]["errors"][0]["field"] == "records[0].tickets_open"
 
 
 def test_no_train_serve_skew(served, known_ids):
@@ -336,9 +340,10 @@ def test_explain_change_bad_input_gets_a_4xx_naming_the_field(served, change_cas
         ({**good, "from_date": good["to_date"], "to_date": good["from_date"]}, 422, "to_date"),
         ({**good, "to_date": "2099-01-01"}, 422, "to_date"),
         ({**good, "from_date": "soon"}, 422, "from_date"),
+        ({**good, "from_date": "2024-02-30"}, 422, "from_date"),
         ({**good, "customer_id": newcomer}, 422, "from_date"),
-        ({k: v for k, v in good.items() if k != "to_date"}, 400, "to_date"),
-        ({**good, "customer_id": [1, 2]}, 400, "customer_id"),
+        ({k: v for k, v in good.items() if k != "to_date"}, 422, "to_date"),
+        ({**good, "customer_id": [1, 2]}, 422, "customer_id"),
     ]
     for body, expected, field in cases:
         status, answer = call(base, "/explain_change", body)
@@ -406,16 +411,17 @@ def test_the_service_refuses_to_start_without_keys(served, tmp_path):
         for k, v in env_keys.items():
             if v is not None:
                 os.environ[k] = v
-    # Started some other way (plain `bentoml serve`), it is never ready and serves nothing.
+    # Started some other way (plain `bentoml serve`), it serves nothing without a key: not even
+    # with the old switch in its environment.
     env = launch.server_env(served["data"], project_dir=served["project"])
     env.pop("CHURN_API_KEYS", None)
+    env["CHURN_INSECURE_DEV"] = "1"
     process, base = launch.start(env)
     try:
-        with pytest.raises(TimeoutError):
-            launch.wait_ready(base, process, timeout=20)
-        status, body = call(base, "/score", {"customer_ids": [1]})
-        assert status == 503 and "no API key configured" in body["error"]
-        assert call(base, "/readyz", headers={})[0] == 503
+        launch.wait_ready(base, process, timeout=60)  # the model is ready ...
+        status, body = call(base, "/score", {"customer_ids": [1]})  # ... but nothing is served
+        assert status == 503 and "no API key configured" in body["detail"]
+        assert call(base, "/customers/1")[0] == 503
         assert call(base, "/healthz", headers={})[0] == 200
     finally:
         launch.stop(process)

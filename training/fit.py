@@ -30,6 +30,19 @@ def category_levels(specs: list[FeatureSpec], frame: pd.DataFrame) -> dict[str, 
     }
 
 
+def feature_ranges(specs: list[FeatureSpec], frame: pd.DataFrame
+                   ) -> dict[str, tuple[float, float]]:
+    """[min, max] of each numeric feature in training (they travel with the model)."""
+    out = {}
+    for s in specs:
+        if s.kind == "categorical":
+            continue
+        values = pd.to_numeric(frame[s.name], errors="coerce")
+        if values.notna().any():
+            out[s.name] = (float(values.min()), float(values.max()))
+    return out
+
+
 @dataclass(frozen=True)
 class Candidate:
     max_depth: int

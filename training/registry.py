@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from churn_risk.training.tracking import MODEL_NAME
 
 CHAMPION = "champion"
 HISTORY_TAG = "champion_history"
+logger = logging.getLogger(__name__)
 HISTORY_LENGTH = 50
 #: Registered-model tag values are VARCHAR(5000) in MLflow's SQL schema (SQLite ignores the width,
 #: PostgreSQL and MySQL do not), so the history is trimmed to fit as well as to 50 entries.
@@ -138,6 +140,8 @@ def promote(
         raise UsageError(f"--version {version}: model {name!r} has no such version "
                          f"(newest: {newest_version(name)})") from None
     actor = actor or _current_user()
+    for line in repair(name):
+        logger.warning("%s", line)
     previous = champion_version(name)
     if previous == version:
         return Decision(False, version, previous, f"version {version} is already champion", False)
@@ -175,22 +179,77 @@ def promote(
     evidence = {"challenger": challenger.metrics}
     if champion is not None:
         evidence["champion"] = champion.metrics
-    for key, value in {
-        "promotion.decision": outcome,
+    # Crash-safe order: the intent first (decision "pending"), then the alias (the one atomic
+    # switch between old and new state), then the history, then the decision. A kill at any
+    # point leaves either the old champion or the new one, and `repair` (run by every promote)
+    # completes or closes a partial promotion.
+    record = {
         "promotion.reason": decision.reason,
         "promotion.at": at,
         "promotion.by": actor,
         "promotion.previous_champion": previous or "none",
         "promotion.metrics": json.dumps(evidence, sort_keys=True),
-    }.items():
+    }
+    if not decision.promoted:
+        _tag_version(client, name, version, {**record, "promotion.decision": outcome})
+        return decision
+    client.set_model_version_tag(name, version, "promotion.decision", PENDING)  # first
+    _tag_version(client, name, version, {**record, "promotion.intended": outcome})
+    client.set_registered_model_alias(name, CHAMPION, version)
+    _complete(client, name, version)
+    return decision
+
+
+#: The decision tag of a promotion that started and has not finished.
+PENDING = "pending"
+
+
+def _tag_version(client: MlflowClient, name: str, version: str, tags: dict[str, str]) -> None:
+    """Set tags, `promotion.decision` last (it is what says the record is complete)."""
+    for key, value in sorted(tags.items(), key=lambda kv: kv[0] == "promotion.decision"):
         client.set_model_version_tag(name, version, key, value)
 
-    if decision.promoted:
-        client.set_registered_model_alias(name, CHAMPION, version)
-        entry = {"version": version, "at": at, "forced": decision.forced, "previous": previous}
-        history = [*champion_history(name), entry]
-        client.set_registered_model_tag(name, HISTORY_TAG, _encode_history(history))
-    return decision
+
+def _complete(client: MlflowClient, name: str, version: str) -> None:
+    """Finish a promotion whose alias has moved: the history entry (once), then the decision."""
+    tags = client.get_model_version(name, version).tags
+    history = champion_history(name)
+    last = history[-1] if history else {}
+    if (str(last.get("version")), last.get("at")) != (str(version), tags.get("promotion.at")):
+        previous = tags.get("promotion.previous_champion", "none")
+        entry = {"version": str(version), "at": tags.get("promotion.at"),
+                 "forced": tags.get("promotion.intended") == "forced",
+                 "previous": None if previous == "none" else previous}
+        client.set_registered_model_tag(name, HISTORY_TAG, _encode_history([*history, entry]))
+    client.set_model_version_tag(name, version, "promotion.decision",
+                                 tags.get("promotion.intended", "promoted"))
+
+
+def repair(name: str = MODEL_NAME) -> list[str]:
+    """Complete or close promotions interrupted by a kill; returns what was done, one line each.
+    A pending version that is champion gets its history entry and decision; one that is not
+    (killed before the alias moved) is marked `interrupted`: the champion never changed."""
+    client = MlflowClient()
+    if _registered_model(name) is None:
+        return []
+    champion = champion_version(name)
+    done = []
+    for mv in client.search_model_versions(filter_string=f"name = {_quote(name)}"):
+        if mv.tags.get("promotion.decision") != PENDING:
+            continue
+        version = str(mv.version)
+        if version == champion:
+            _complete(client, name, version)
+            done.append(f"completed the interrupted promotion of version {version} (it is "
+                        "champion)")
+        else:
+            client.set_model_version_tag(name, version, "promotion.reason",
+                                         "interrupted before the alias moved: "
+                                         + mv.tags.get("promotion.reason", ""))
+            client.set_model_version_tag(name, version, "promotion.decision", "interrupted")
+            done.append(f"version {version}'s promotion was interrupted before the alias moved: "
+                        f"marked interrupted; champion unchanged (v{champion})")
+    return done
 
 
 def champion_history(name: str = MODEL_NAME) -> list[dict]:

@@ -7,6 +7,7 @@ server by exporting ``MLFLOW_TRACKING_URI``; the model registry always follows t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -94,13 +95,14 @@ def configure_tracking(
     mlflow.set_registry_uri(uri)
 
     try:
-        launched = os.environ.get("MLFLOW_RUN_ID")
-        if launched:  # started by `mlflow run`: log into the run (and experiment) it created
-            experiment_id = MlflowClient().get_run(launched).info.experiment_id
-        else:
-            experiment_id = _ensure_experiment(experiment,
-                                               artifact_root(folder) if embedded else None)
-        active = mlflow.set_experiment(experiment_id=experiment_id)
+        with store_lock(uri):  # the first command on a new store creates it, alone
+            launched = os.environ.get("MLFLOW_RUN_ID")
+            if launched:  # started by `mlflow run`: log into the run (and experiment) it made
+                experiment_id = MlflowClient().get_run(launched).info.experiment_id
+            else:
+                experiment_id = _ensure_experiment(experiment,
+                                                   artifact_root(folder) if embedded else None)
+            active = mlflow.set_experiment(experiment_id=experiment_id)
     except (MlflowException, OSError) as exc:
         raise UsageError(f"the MLflow tracking store {uri!r} cannot be used: "
                          f"{_first_line(exc)}{_HINT}") from None
@@ -122,6 +124,26 @@ def configure_tracking(
 
 _HINT = (f"; start it, fix {ENV_TRACKING_URI}, or unset it to use the embedded store "
          f"(./{DEFAULT_DB})")
+
+
+@contextlib.contextmanager
+def store_lock(uri: str):
+    """An exclusive lock around opening a SQLite store: MLflow creates and migrates a new store
+    on first use, and two processes doing it at once fail (`alembic` CommandError). Other
+    stores: no lock."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    path = Path(uri[len("sqlite:///"):])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def check_reachable(uri: str, timeout: float = 3.0) -> None:
@@ -146,6 +168,52 @@ def check_reachable(uri: str, timeout: float = 3.0) -> None:
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def job_tags() -> dict[str, str]:
+    """Who runs this job (set on every run), so a later job can tell a run whose process was
+    killed from one still going."""
+    import socket
+
+    return {"job.host": socket.gethostname(), "job.pid": str(os.getpid())}
+
+
+def close_dead_runs(experiment_id: str) -> list[str]:
+    """Mark FAILED the runs of this host left RUNNING by a process that no longer exists (a
+    `churn train` killed with -9), and their logged models that never became READY. Returns
+    the run ids closed."""
+    import socket
+
+    from mlflow.entities import LoggedModelStatus, RunStatus
+
+    client = MlflowClient()
+    host = socket.gethostname()
+    closed = []
+    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'",
+                                  max_results=200):
+        tags = run.data.tags
+        if tags.get("job.host") != host or not tags.get("job.pid", "").isdigit():
+            continue
+        if _alive(int(tags["job.pid"])):
+            continue
+        client.set_tag(run.info.run_id, "job.outcome", "killed (closed by a later job)")
+        client.set_terminated(run.info.run_id, status=RunStatus.to_string(RunStatus.FAILED))
+        closed.append(run.info.run_id)
+    if closed:
+        for model in client.search_logged_models([experiment_id], max_results=1000):
+            if model.source_run_id in closed and model.status == LoggedModelStatus.PENDING:
+                client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
+    return closed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def ui_command(uri: str, artifacts: str | None, experiment_id: str | None = None) -> str:

@@ -8,6 +8,7 @@ registered as a new version of `churn-risk`. Promotion is a separate step (`chur
 from __future__ import annotations
 
 import hashlib
+import logging
 import tempfile
 import time
 import warnings
@@ -39,6 +40,7 @@ from churn_risk.training.config import TrainConfig
 from churn_risk.training.evaluate import TRUTH_HORIZON_DAYS, Evaluation, evaluate, load_truth
 from churn_risk.training.fit import (
     category_levels,
+    feature_ranges,
     fit_calibrator,
     fit_value_model,
     refit_cross_fitted,
@@ -46,7 +48,13 @@ from churn_risk.training.fit import (
 )
 from churn_risk.training.registry import register
 from churn_risk.training.split import Split, gap_months, split_by_time
-from churn_risk.training.tracking import MODEL_NAME, TrackingSetup, configure_tracking
+from churn_risk.training.tracking import (
+    MODEL_NAME,
+    TrackingSetup,
+    close_dead_runs,
+    configure_tracking,
+    job_tags,
+)
 
 Step = Callable[[str, int, int], None]
 
@@ -261,6 +269,7 @@ def fit_bundle(
             "features": names,
         },
         holdout=split.holdout,
+        ranges=feature_ranges(specs, pd.concat([split.train, split.validation])),
     )
     bundle.policy = _fit_policy(bundle, split, cfg, target, measured_success or {})
     notes.append(
@@ -298,6 +307,9 @@ def train(
     """Train, evaluate, log to MLflow and register a new version of the model. `prep`: the
     data of `source`, already read and validated (read here otherwise)."""
     tracking = configure_tracking(project_dir)
+    for run_id in close_dead_runs(tracking.experiment_id):
+        logging.getLogger(__name__).warning("closed run %s: its process was killed (marked "
+                                            "FAILED)", run_id)
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     client_cm = None
@@ -342,6 +354,7 @@ def train(
     with mlflow.start_run(run_name=run_name) as run:
         run_id = run.info.run_id
         mlflow.set_tags({
+            **job_tags(),
             "job": "train",
             "feature_set": cfg.features.name,
             "engine": engine,

@@ -1,0 +1,324 @@
+"""The HTTP API: request → scorer → response, with one documented error shape.
+
+A FastAPI app mounted into the BentoML service (`service.py`), so that every route's rules,
+answers and errors are declared once and published in the OpenAPI schema (`/openapi.json`,
+read at `/docs`): the schema states every rule the server enforces (request models in
+`schemas.py`; the served model's features, bounds and categories added from the champion), and
+every error is RFC 9457 problem details (`problems.py`). Authentication, body limits, content
+types, deadlines, security headers and metrics are the middleware's (`middleware.py`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from churn_risk import __version__
+from churn_risk.serving import problems
+from churn_risk.serving.deadline import DeadlineExceeded
+from churn_risk.serving.problems import Problem, ProblemDetails
+from churn_risk.serving.schemas import (
+    MAX_BATCH,
+    ExplainChangeRequest,
+    ExplainChangeResponse,
+    ExplainRequest,
+    ExplainResponse,
+    ScoreRequest,
+    ScoreResponse,
+)
+
+DESCRIPTION = f"""Churn-risk scores for every CRM channel: each customer's chance of leaving
+(the target and its period are stated in every answer), risk band, value, the reasons behind the
+risk (SHAP), next products and a recommended action.
+
+**Authentication**: `Authorization: Bearer <API key>` on every route but `/healthz`, `/livez`,
+`/readyz`, `/docs` and `/openapi.json` (and `/metrics` when the server was started with
+`--public-metrics`). A browser opening a customer page may log in with HTTP Basic (any user
+name, the key as password).
+
+**Errors**: every error is `application/problem+json` (RFC 9457): `type`, `title`, `status`,
+`detail`, `instance` and `errors` (at most {problems.MAX_ERRORS} `{{field, message}}`). The
+types are {", ".join("`" + problems.URN + slug + "`" for slug in problems.PROBLEMS)}.
+
+**Limits**: at most {MAX_BATCH:,} customers or records per request; request bodies up to the
+server's `--max-body-mb` (413 above); JSON bodies only (415 otherwise); an answer within the
+server's deadline (504 otherwise, and the work stops).
+"""
+
+app = FastAPI(
+    title="churn-risk",
+    version=__version__,
+    description=DESCRIPTION,
+    docs_url=None,
+    redoc_url=None,
+    openapi_url="/openapi.json",
+    openapi_tags=[
+        {"name": "scores", "description": "Scores, reasons and actions for CRM channels"},
+        {"name": "pages", "description": "Pages account managers read"},
+        {"name": "operations", "description": "Readiness and metrics"},
+    ],
+)
+
+
+#: The serving state of this worker process (set by the BentoML service when it starts).
+_serving: Any = None
+
+
+def attach(serving: Any) -> None:
+    global _serving
+    _serving = serving
+
+
+def serving() -> Any:
+    """The worker's serving state, or a 503 problem saying why it is not ready."""
+    if _serving is None:
+        raise Problem("not-ready", "the service is starting")
+    reason = _serving.not_ready_reason()
+    if reason is not None:
+        raise Problem("not-ready", reason)
+    return _serving
+
+
+# ------------------------------------------------------------------------------------------------
+# Errors: every one a problem
+
+
+@app.exception_handler(Problem)
+async def _problem(request: Request, exc: Problem) -> Response:
+    if request.url.path.startswith("/customers/") and _wants_html(request):
+        return _problem_page(exc, request.url.path)
+    return problem_response(exc, request.url.path)
+
+
+@app.exception_handler(DeadlineExceeded)
+async def _late(request: Request, exc: DeadlineExceeded) -> Response:
+    return problem_response(Problem("timeout", "no answer within the deadline: ask for fewer "
+                                               "customers"), request.url.path)
+
+
+@app.exception_handler(Exception)
+async def _bug(request: Request, exc: Exception) -> Response:
+    """A bug: logged with its traceback, answered in the same shape without internals."""
+    import logging
+
+    logging.getLogger("churn_risk.serving").exception("%s %s failed", request.method,
+                                                      request.url.path)
+    return problem_response(Problem("internal", "the service failed to answer; the error is "
+                                                "logged"), request.url.path)
+
+
+def _wants_html(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept and "application/problem+json" not in accept
+
+
+def _problem_page(problem: Problem, path: str) -> HTMLResponse:
+    """The same problem for a person in a browser (a page route asked for HTML)."""
+    import html
+
+    body = problem.body(path)
+    return HTMLResponse(
+        f"<!doctype html><html lang=en><meta charset=utf-8><title>{html.escape(body['title'])}"
+        f"</title><body style='font-family:system-ui;margin:3rem'><h1>"
+        f"{html.escape(body['title'])}</h1><p>{html.escape(body['detail'])}</p></body></html>",
+        status_code=problem.status)
+
+
+@app.exception_handler(RequestValidationError)
+async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        at = next(e for e in errors if e.get("type") == "json_invalid")
+        where = at.get("ctx", {}).get("error", "")
+        return problem_response(Problem("invalid-json", f"the body is not valid JSON ({where})"),
+                                request.url.path)
+    fields = [{"field": field_name(e["loc"]), "message": message(e)} for e in errors]
+    return problem_response(Problem("invalid-request", f"{problems.plural(len(fields), 'field')}"
+                                    f" {'is' if len(fields) == 1 else 'are'} invalid", fields),
+                            request.url.path)
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+    slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "invalid-request")
+    detail = (f"no route {request.url.path}" if exc.status_code == 404 else
+              f"{request.method} is not allowed on {request.url.path}"
+              if exc.status_code == 405 else str(exc.detail))
+    return problem_response(Problem(slug, detail, headers=dict(exc.headers or {})),
+                            request.url.path)
+
+
+def problem_response(problem: Problem, path: str) -> Response:
+    return Response(problem.encode(path), status_code=problem.status,
+                    media_type=problems.MEDIA_TYPE, headers=problem.headers or None)
+
+
+def field_name(loc: tuple) -> str:
+    """('body', 'records', 0, 'tenure_days') -> 'records[0].tenure_days'."""
+    parts = [p for p in loc if p != "body"]
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
+
+
+def message(error: dict) -> str:
+    text = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if error.get("type") == "extra_forbidden":
+        return "not a field of this request"
+    return text
+
+
+# ------------------------------------------------------------------------------------------------
+# Routes
+
+State = Annotated[Any, Depends(serving)]
+
+SCORE_ERRORS = problems.responses(400, 401, 404, 413, 415, 422, 503, 504)
+LOOKUP_ERRORS = problems.responses(400, 401, 404, 413, 415, 422, 503, 504)
+
+
+def json_response(payload: dict) -> Response:
+    """The scorer builds plain JSON-ready dicts in the response models' shape (declared for the
+    schema); encoding them directly skips pydantic re-validating ~150 kB per 100 customers."""
+    return Response(json.dumps(payload), media_type="application/json")
+
+
+@app.post("/score", response_model=ScoreResponse, responses=SCORE_ERRORS, tags=["scores"],
+          summary="Score customers (by id or what-if records)")
+def score(request: ScoreRequest, state: State) -> Response:
+    """Chance of leaving (the `target` says within which period), risk band, value, quadrant,
+    top reasons, next products and the recommended action per customer; with `channel`, that
+    channel's view. Ids not in the loaded snapshot are listed in `unknown_customer_ids`."""
+    return json_response(state.score(request))
+
+
+@app.post("/explain", response_model=ExplainResponse, responses=LOOKUP_ERRORS, tags=["scores"],
+          summary="Every feature's contribution to one customer's score")
+def explain(request: ExplainRequest, state: State) -> Response:
+    """`base_value + sum(contributions) = margin` (log-odds) and `churn_probability =
+    calibrate(margin)`; 404 for a customer not in the snapshot."""
+    return json_response(state.explain(request))
+
+
+@app.post("/explain_change", response_model=ExplainChangeResponse, responses=LOOKUP_ERRORS,
+          tags=["scores"], summary="Why a customer's risk changed between two dates")
+def explain_change(request: ExplainChangeRequest, state: State) -> Response:
+    """Features rebuilt as of both dates, both explained, the change split into driver groups
+    (they sum to `margin_change`); 404 for an unknown customer, 422 when `to_date` is not after
+    `from_date`, a date is after the data end, or the customer was not a customer then."""
+    return json_response(state.explain_change(request))
+
+
+@app.api_route("/customers/{customer_id}", methods=["GET", "HEAD"], tags=["pages"],
+               response_class=HTMLResponse, summary="A customer's page",
+               responses={200: {"content": {"text/html": {}}},
+                          **problems.responses(401, 404, 503)})
+def customer_page(customer_id: str, state: State) -> HTMLResponse:
+    """The account manager's page: risk and its period, reasons, value, the recommended action,
+    history. HTTP Basic login in a browser (the API key as password)."""
+    return HTMLResponse(state.page(customer_id))
+
+
+@app.get("/metrics", tags=["operations"], summary="Prometheus metrics",
+         responses={200: {"content": {"text/plain": {}}}, **problems.responses(401)})
+def metrics() -> Response:
+    """Requests by route template and status, scores by model version and channel, the score
+    distribution and the champion in service; no customer data. Behind the key unless the
+    server was started with `--public-metrics`."""
+    from churn_risk.serving.metrics import CONTENT_TYPE, render
+
+    return Response(render(), media_type=CONTENT_TYPE)
+
+
+# ------------------------------------------------------------------------------------------------
+# Documentation, served from this machine (the Swagger UI files BentoML ships)
+
+_SWAGGER = Path(__import__("bentoml").__file__).parent / "_internal/server/static_content"
+app.mount("/docs/assets", StaticFiles(directory=_SWAGGER), name="docs-assets")
+
+
+@app.get("/docs", include_in_schema=False)
+def docs() -> HTMLResponse:
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json", title="churn-risk API",
+        swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+        swagger_css_url="/docs/assets/swagger-ui.css",
+        swagger_favicon_url="/docs/assets/favicon-light-32x32.png")
+
+
+@app.get("/", include_in_schema=False)
+def home() -> RedirectResponse:
+    return RedirectResponse("/docs")
+
+
+def openapi() -> dict:
+    """The schema, with the security schemes, the problem shape and the served model's record
+    rules (feature names, bounds, category levels) added."""
+    from fastapi.openapi.utils import get_openapi
+
+    schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                         routes=app.routes, tags=app.openapi_tags)
+    components = schema.setdefault("components", {})
+    components.setdefault("schemas", {})["ProblemDetails"] = ProblemDetails.model_json_schema(
+        ref_template="#/components/schemas/{model}")
+    for name, sub in ProblemDetails.model_json_schema(
+            ref_template="#/components/schemas/{model}").get("$defs", {}).items():
+        components["schemas"][name] = sub
+    components["schemas"]["ProblemDetails"].pop("$defs", None)
+    components["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "an API key"},
+        "basic": {"type": "http", "scheme": "basic",
+                  "description": "any user name, the API key as password (browsers)"},
+    }
+    schema["security"] = [{"bearer": []}, {"basic": []}]
+    state = _serving
+    if state is not None and state.ready:
+        _replace_records(schema, state.record_schema())
+        _real_examples(schema, state.examples())
+    return schema
+
+
+def _real_examples(schema: dict, examples: dict) -> None:
+    """Examples that work on this server (a customer of the snapshot, dates it can explain),
+    so the documentation's "try it" and contract tests reach the scoring itself."""
+    components = schema["components"]["schemas"]
+    customer = examples["customer_id"]
+    components["ScoreRequest"]["examples"] = [
+        {"customer_ids": [customer], "channel": "contact_center", "top_k": 3},
+        {"records": [{"customer_id": customer}]}]
+    components["ExplainRequest"]["examples"] = [{"customer_id": customer},
+                                                {"record": {"customer_id": customer}}]
+    change = components["ExplainChangeRequest"]["properties"]
+    change["from_date"]["examples"] = [examples["from_date"]]
+    change["to_date"]["examples"] = [examples["to_date"]]
+    change["customer_id"] = {**change["customer_id"], "examples": [customer]}
+    page = schema["paths"]["/customers/{customer_id}"]
+    for operation in page.values():
+        for parameter in operation.get("parameters", []):
+            if parameter["name"] == "customer_id":
+                parameter["schema"]["examples"] = [str(customer)]
+                parameter["example"] = str(customer)
+
+
+def _replace_records(schema: dict, record: dict) -> None:
+    """Point every what-if record at the served model's record schema."""
+    schema["components"]["schemas"]["FeatureRecord"] = record
+    ref = {"$ref": "#/components/schemas/FeatureRecord"}
+    for name in ("ScoreRequest", "ExplainRequest"):
+        properties = schema["components"]["schemas"][name]["properties"]
+        if name == "ScoreRequest":
+            properties["records"]["items"] = ref
+        else:
+            properties["record"] = {**ref, "description": "a what-if record"}
+
+
+app.openapi = openapi  # type: ignore[method-assign]

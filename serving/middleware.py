@@ -1,0 +1,304 @@
+"""What every request goes through before a route: the service's one ASGI middleware.
+
+In order: health and readiness answers (open), authentication (401 problem; nothing in the
+environment turns it off, and `--insecure-dev` only holds on a loopback address), JSON bodies
+only (415) of at most `max_body_bytes` (413, counted as the body streams in, whatever
+`Content-Length` claims), a deadline (504 problem, and the work stops: `deadline.py`), security
+headers and `Cache-Control: no-store` on every answer, metrics by route template (never the raw
+path, which may hold a customer id), and one INFO line per 4xx without request values.
+BentoML's own index and schema routes are answered here too (the API's documentation is
+`/docs`), so the documentation and its assets are consistently open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import re
+import time
+
+from churn_risk.serving import auth, deadline
+from churn_risk.serving.problems import MEDIA_TYPE, Problem, send_problem
+
+logger = logging.getLogger("churn_risk.serving")
+
+#: Answered without a key.
+OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/docs", "/openapi.json"})
+OPEN_PREFIXES = ("/docs/assets/",)
+#: BentoML's own documentation routes, superseded by /docs.
+BENTOML_DOCS = frozenset({"/docs.json", "/schema.json"})
+BENTOML_DOCS_PREFIXES = ("/static_content/", "/assets/")
+#: Route templates for metrics and logs (a raw path may hold a customer id).
+TEMPLATES = ((re.compile(r"^/customers/[^/]+$"), "/customers/{customer_id}"),)
+#: Routes that take a JSON body (others answer 405 to a POST: the router's).
+BODY_ROUTES = frozenset({"/score", "/explain", "/explain_change"})
+KNOWN = frozenset({"/score", "/explain", "/explain_change", "/metrics", "/healthz", "/livez",
+                   "/readyz", "/docs", "/openapi.json", "/"})
+JSON_TYPE = re.compile(r"^application/([a-z0-9.+-]+\+)?json\s*(;.*)?$", re.IGNORECASE)
+
+PAGE_HEADERS = [
+    (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'; "
+                                 b"img-src 'self' data:; frame-ancestors 'none'; "
+                                 b"base-uri 'none'; form-action 'self'"),
+]
+DOCS_HEADERS = [
+    (b"content-security-policy", b"default-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                 b"script-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+                                 b"frame-ancestors 'none'"),
+]
+COMMON_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+def route_of(path: str) -> str:
+    """The route template of a path, for metrics and logs."""
+    if path in KNOWN:
+        return path
+    if path.startswith("/docs/assets/"):
+        return "/docs/assets/{file}"
+    for pattern, template in TEMPLATES:
+        if pattern.match(path):
+            return template
+    return "(other)"
+
+
+def loopback(host: str | None) -> bool:
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+class ServiceMiddleware:
+    """See the module doc. `settings`, `serving` and `metrics` are looked up per request from
+    the service module (set when the worker starts)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        from churn_risk.serving import metrics, service
+
+        path = scope["path"]
+        route = route_of(path)
+        started = time.perf_counter()
+        status = {"code": 0}
+
+        replaced = {"start": None}
+
+        async def send_tracked(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                headers = list(message.get("headers", []))
+                if status["code"] >= 400 and not _is_problem(headers) and not (
+                        route == "/customers/{customer_id}" and _is_html(headers)):
+                    replaced["start"] = message  # an error in another shape: made a problem
+                    return
+                message = {**message, "headers": _secured(headers, route)}
+            elif replaced["start"] is not None:
+                if not message.get("more_body", False):
+                    await self._as_problem(replaced["start"], path, send, route)
+                return
+            await send(message)
+
+        try:
+            await self._handle(scope, receive, send_tracked, route, service)
+        finally:
+            code = status["code"] or 500
+            metrics.observe_request(route if code != 401 else "(unauthorized)", scope["method"],
+                                    code, time.perf_counter() - started)
+            if 400 <= code < 500:
+                logger.info("%s %s %d", scope["method"], route, code)
+
+    @staticmethod
+    async def _as_problem(start, path, send, route) -> None:
+        """Send an error response someone else made (BentoML's router, a server internal) as
+        the one documented shape, keeping its status and `Allow` header."""
+        code = start["status"]
+        slug = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large",
+                415: "unsupported-media-type", 503: "not-ready", 504: "timeout"}.get(
+            code, "internal" if code >= 500 else "invalid-request")
+        detail = f"no route {path}" if code == 404 else "the request cannot be answered"
+        body = Problem(slug, detail).body(path)
+        body["status"] = code
+        payload = json.dumps(body).encode()
+        allow = [(k, v) for k, v in start.get("headers", []) if k.lower() == b"allow"]
+        headers = [(b"content-type", MEDIA_TYPE.encode()),
+                   (b"content-length", str(len(payload)).encode()), *allow]
+        await send({"type": "http.response.start", "status": code,
+                    "headers": _secured(headers, route)})
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _handle(self, scope, receive, send, route, service):
+        path = scope["path"]
+        settings = service.SETTINGS
+        if path == "/readyz":
+            return await _readyz(send, service.SERVING)
+        if path in ("/healthz", "/livez"):
+            return await self.app(scope, receive, send)
+        if path in BENTOML_DOCS or path.startswith(BENTOML_DOCS_PREFIXES):
+            return await send_problem(send, Problem("not-found", f"no route {path}; the API is "
+                                                    "documented at /docs"), path)
+        public = path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or (
+            path == "/metrics" and settings is not None and settings.options.public_metrics)
+        if not public:
+            problem = _unauthorized(scope, settings)
+            if problem is not None:
+                extra = ([(b"www-authenticate", b'Basic realm="churn-risk"')]
+                         if path.startswith("/customers/") else
+                         [(b"www-authenticate", b'Bearer realm="churn-risk"')])
+                return await send_problem(send, problem, path, extra)
+        if scope["method"] == "POST" and path in BODY_ROUTES:
+            problem = _bad_content_type(scope)
+            if problem is not None:
+                return await send_problem(send, problem, path)
+            limit = settings.max_body_bytes if settings is not None else 4 * 1024 * 1024
+            try:
+                receive = await _capped(scope, receive, limit)
+            except Problem as problem:
+                return await send_problem(send, problem, path)
+        seconds = settings.request_timeout if settings is not None else 2.5
+        await _with_deadline(self.app, scope, receive, send, seconds)
+
+
+def _unauthorized(scope, settings) -> Problem | None:
+    """A 401 problem, or None when the request may pass."""
+    if settings is None:
+        return Problem("not-ready", "the service is starting")
+    keys = settings_keys(settings)
+    if isinstance(keys, Problem):
+        return keys
+    if keys is None:  # --insecure-dev: loopback only
+        host = (scope.get("server") or (None,))[0]
+        if not loopback(host):
+            return Problem("not-ready", "started with --insecure-dev but listening on a "
+                                        "non-loopback address: refused")
+        return None
+    headers = dict(scope.get("headers") or [])
+    header = headers.get(b"authorization", b"").decode("latin-1")
+    if auth.authorized(header, keys):
+        return None
+    return Problem("unauthorized", "missing or invalid API key: send 'Authorization: Bearer "
+                                   "<key>'")
+
+
+_keys_cache: dict = {}
+
+
+def settings_keys(settings):
+    """The configured keys (None in --insecure-dev mode), or a 503 problem when none usable."""
+    if id(settings) not in _keys_cache:
+        try:
+            _keys_cache[id(settings)] = auth.required_keys(
+                insecure_dev=settings.options.insecure_dev)
+        except auth.NoKeysConfigured as exc:
+            logger.error("%s", exc)
+            _keys_cache[id(settings)] = Problem("not-ready", str(exc))
+    return _keys_cache[id(settings)]
+
+
+def _bad_content_type(scope) -> Problem | None:
+    headers = dict(scope.get("headers") or [])
+    content_type = headers.get(b"content-type", b"").decode("latin-1").strip()
+    if JSON_TYPE.match(content_type):
+        return None
+    shown = content_type.split(";")[0][:60] or "none"
+    return Problem("unsupported-media-type", f"the body must be application/json (got "
+                                             f"{shown})")
+
+
+async def _capped(scope, receive, limit: int):
+    """Read the whole body, refusing more than `limit` bytes (413); a receive callable that
+    replays it."""
+    headers = dict(scope.get("headers") or [])
+    declared = headers.get(b"content-length")
+    too_large = Problem("payload-too-large", f"the body is larger than {limit:,} bytes")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    body = b"".join(chunks)
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _with_deadline(app, scope, receive, send, seconds: float) -> None:
+    """Run the route with a deadline: past it, a 504 problem goes out and the route's work
+    stops at its next `deadline.check()`."""
+    started = {"done": False}
+
+    async def send_once(message):
+        if message["type"] == "http.response.start":
+            started["done"] = True
+        await send(message)
+
+    deadline.start(seconds)
+    task = asyncio.ensure_future(app(scope, receive, send_once))
+    try:
+        await asyncio.wait_for(asyncio.shield(task), timeout=seconds + 0.2)
+    except TimeoutError:
+        task.cancel()
+        if not started["done"]:
+            await send_problem(send, Problem("timeout", f"no answer within {seconds:g} s: "
+                                                        "ask for fewer customers"), scope["path"])
+
+
+def _is_problem(headers: list) -> bool:
+    return any(k.lower() == b"content-type" and v.startswith(MEDIA_TYPE.encode())
+               for k, v in headers)
+
+
+def _is_html(headers: list) -> bool:
+    """The page's own problem page, for a person in a browser (`api._problem_page`)."""
+    return any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers)
+
+
+def _secured(headers: list, route: str) -> list:
+    names = {k.lower() for k, _ in headers}
+    extra = list(COMMON_HEADERS)
+    if route == "/customers/{customer_id}":
+        extra += PAGE_HEADERS
+    elif route.startswith("/docs"):
+        extra += DOCS_HEADERS
+    if b"cache-control" not in names and not route.startswith("/docs/assets"):
+        extra.append((b"cache-control", b"no-store"))
+    return headers + [(k, v) for k, v in extra if k not in names]
+
+
+async def _readyz(send, state) -> None:
+    """200 with the model in service (and why a newer champion is not, if so), else 503."""
+    if state is None:
+        return await send_problem(send, Problem("not-ready", "the service is starting"),
+                                  "/readyz")
+    reason = state.not_ready_reason()
+    if reason is not None:
+        return await send_problem(send, Problem("not-ready", reason), "/readyz")
+    body = json.dumps(state.readiness()).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

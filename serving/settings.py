@@ -1,0 +1,105 @@
+"""The service's settings: one typed model, read from the environment in one place.
+
+The environment names the data and the keys (what a deployment sets):
+
+| variable | meaning |
+|---|---|
+| `CHURN_DATA`, `CHURN_MAPPING` | the CRM data (folder or URL) and its mapping file |
+| `CHURN_PROJECT_DIR` | where the embedded MLflow store is (`MLFLOW_TRACKING_URI` wins) |
+| `CHURN_POLL_SECONDS` | how often the champion alias is checked (default 5) |
+| `CHURN_API_KEYS`, `CHURN_API_KEYS_FILE` | the API keys (`auth.py`) |
+| `CHURN_MAX_BODY_BYTES` | the largest request body accepted (default 4 MiB) |
+| `CHURN_REQUEST_TIMEOUT_SECONDS` | a request is answered or stopped (504) within this (2.5) |
+| `CHURN_INSTANCE_DIR` | this server's private folder, made by `churn serve` (below) |
+
+What only `churn serve`'s own flags may decide (`--insecure-dev`, `--public-metrics`) is written
+by it into `instance.json` in the instance folder, a private (0700) folder it creates for each
+server: no environment variable turns authentication off. The instance folder also holds
+BentoML's home (so the Prometheus folder BentoML wipes at start is this server's own), the
+metrics of the workers, the startup-failure report `churn serve` waits for, and the barrier that
+lets every worker switch to a new champion together.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DATA_ENV = "CHURN_DATA"
+MAPPING_ENV = "CHURN_MAPPING"
+PROJECT_ENV = "CHURN_PROJECT_DIR"
+POLL_ENV = "CHURN_POLL_SECONDS"
+MAX_BODY_ENV = "CHURN_MAX_BODY_BYTES"
+TIMEOUT_ENV = "CHURN_REQUEST_TIMEOUT_SECONDS"
+INSTANCE_ENV = "CHURN_INSTANCE_DIR"
+INSTANCE_FILE = "instance.json"
+FAILURE_FILE = "startup-failure.txt"
+DEFAULT_MAX_BODY = 4 * 1024 * 1024
+#: Workers of one server (two cores): also the size of the switch barrier.
+WORKERS = 2
+
+
+class InstanceOptions(BaseModel):
+    """What `churn serve` decided for this server (`instance.json`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    insecure_dev: bool = False
+    public_metrics: bool = False
+    host: str = "127.0.0.1"
+
+
+class ServiceSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    data: str = "demo-data"
+    mapping: str | None = None
+    project_dir: str | None = None
+    poll_seconds: float = Field(5.0, gt=0)
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY, ge=1024)
+    #: Requests are answered (or stopped with a 504) within this many seconds.
+    request_timeout: float = Field(2.5, gt=0, le=2.8)  # below BentoML's own 3 s
+    instance_dir: str | None = None
+    options: InstanceOptions = InstanceOptions()
+    workers: int = WORKERS
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> ServiceSettings:
+        """The one place the service reads its environment."""
+        env = os.environ if environ is None else environ
+        instance = env.get(INSTANCE_ENV) or None
+        options = InstanceOptions()
+        if instance is not None and (Path(instance) / INSTANCE_FILE).exists():
+            options = InstanceOptions.model_validate_json(
+                (Path(instance) / INSTANCE_FILE).read_text())
+        return cls(
+            data=env.get(DATA_ENV, "demo-data"),
+            mapping=env.get(MAPPING_ENV) or None,
+            project_dir=env.get(PROJECT_ENV) or None,
+            poll_seconds=float(env.get(POLL_ENV, "5")),
+            max_body_bytes=int(env.get(MAX_BODY_ENV, str(DEFAULT_MAX_BODY))),
+            request_timeout=float(env.get(TIMEOUT_ENV, "2.5")),
+            instance_dir=instance,
+            options=options,
+        )
+
+    def instance_path(self, name: str) -> Path | None:
+        return None if self.instance_dir is None else Path(self.instance_dir) / name
+
+
+def write_instance(folder: Path, options: InstanceOptions) -> None:
+    """`churn serve`'s decisions for the server it starts (read back by `from_environment`)."""
+    (folder / INSTANCE_FILE).write_text(json.dumps(options.model_dump()))
+
+
+def report_startup_failure(settings: ServiceSettings, reason: str) -> None:
+    """Tell `churn serve` (which waits for readiness) why the service cannot start."""
+    path = settings.instance_path(FAILURE_FILE)
+    if path is not None:
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(reason)
+        os.replace(tmp, path)
