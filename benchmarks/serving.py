@@ -272,7 +272,6 @@ def main(argv: list[str] | None = None) -> int:
                                     args.load_seconds)
         finally:
             launch.stop(process)
-            scorer.stop()
 
     p50, p99 = np.percentile(by_id, [50, 99])
     q50, q99 = np.percentile(inline, [50, 99])
