@@ -210,7 +210,8 @@ Block = Iterator[tuple[FeatureSpec, np.ndarray]]
 
 def tenure_features(signup: np.ndarray, as_of: np.datetime64) -> Block:
     tenure = _days(as_of - signup)
-    yield FeatureSpec("tenure_days", "Days as a customer", "tenure", source="customers", bounds=DAYS), tenure
+    yield (FeatureSpec("tenure_days", "Days as a customer", "tenure", source="customers",
+                       bounds=DAYS), tenure)
     stage = np.select(
         [tenure < 180, tenure < 730, tenure < 1825], ["new", "developing", "established"], "loyal"
     ).astype(object)
@@ -338,13 +339,15 @@ def subscription_features(
     end_age = np.where(ended, _days(as_of - np.where(ended, end, as_of)), np.nan)
     r = cfg.recent_days
     yield (
-        FeatureSpec("products_held", "Products held", "products", source=src, monotone=-1, bounds=COUNT),
+        FeatureSpec("products_held", "Products held", "products", source=src, monotone=-1,
+                    bounds=COUNT),
         rows.count(active),
     )
     if "_family" in f:
         codes = f["_family"].to_numpy()
         yield (
-            FeatureSpec("families_held", "Product families held", "products", source=src, bounds=COUNT),
+            FeatureSpec("families_held", "Product families held", "products", source=src,
+                        bounds=COUNT),
             rows.distinct(codes, active),
         )
         for i, family in enumerate(families):
@@ -451,7 +454,8 @@ def delivery_features(rows: _Rows, as_of: np.datetime64, cfg: FeatureConfig) -> 
                           f"Damaged deliveries in the last {r} days", "delivery", source=src,
                           monotone=1, bounds=COUNT), rows.count(recent & damaged)
     yield FeatureSpec("deliveries_overdue", "Deliveries overdue and not arrived", "delivery",
-                      source=src, monotone=1, bounds=COUNT), rows.count(~known & (age <= cfg.history_days))
+                      source=src, monotone=1, bounds=COUNT), rows.count(
+                          ~known & (age <= cfg.history_days))
 
 
 def interaction_features(rows: _Rows, as_of: np.datetime64, cfg: FeatureConfig) -> Block:
@@ -480,13 +484,15 @@ def interaction_features(rows: _Rows, as_of: np.datetime64, cfg: FeatureConfig) 
         agents = f["_agent"].to_numpy()
         yield FeatureSpec(f"distinct_agents_{r}d",
                           f"Different agents the customer dealt with in the last {r} days",
-                          "communication", source=src, monotone=1, bounds=COUNT), rows.distinct(agents, recent)
+                          "communication", source=src, monotone=1, bounds=COUNT), rows.distinct(
+                              agents, recent)
     if "outsourced" in f:
         # Of the contacts a person handled (self-service has no agent and no outsourcing).
         handled = recent & f["agent_id"].notna().to_numpy() if "agent_id" in f else recent
         yield FeatureSpec(f"outsourced_share_{r}d",
                           f"Share of contacts handled by outsourced support, last {r} days",
-                          "communication", source=src, bounds=SHARE), rows.mean(_flag(f["outsourced"]), handled)
+                          "communication", source=src, bounds=SHARE), rows.mean(
+                              _flag(f["outsourced"]), handled)
 
 
 def survey_features(
@@ -502,8 +508,8 @@ def survey_features(
     ok = recent_rows.slot >= 0
     np.minimum.at(latest_age, recent_rows.slot[ok], age[in_history][ok])
     yield FeatureSpec("days_since_last_survey", "Days since the last survey answer",
-                      "satisfaction", source=src, bounds=DAYS), np.where(np.isinf(latest_age), np.nan,
-                                                             latest_age)
+                      "satisfaction", source=src, bounds=DAYS), np.where(
+                          np.isinf(latest_age), np.nan, latest_age)
     for column, label in (("satisfaction", "Satisfaction"), ("nps", "Likelihood to recommend")):
         if column not in f:
             continue
