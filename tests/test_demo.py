@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
+from importlib import resources
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,11 +13,14 @@ import pytest
 from churn_risk.demo import (
     ADOPTION_FAMILIES,
     DOMINANT_DRIVERS,
+    AdoptionCoefficients,
     DemoData,
     HazardCoefficients,
     generate,
+    truth_readme,
     write_demo,
 )
+from churn_risk.demo import coefficients as co
 from churn_risk.features.contract import TABLES
 from churn_risk.features.io import read_tables
 
@@ -61,6 +68,44 @@ def test_same_seed_gives_identical_data():
         pd.testing.assert_frame_equal(a.tables[name], b.tables[name])
     for name in a.truth:
         pd.testing.assert_frame_equal(a.truth[name], b.truth[name])
+
+
+def _fingerprint(frame: pd.DataFrame, *, float32: bool = False) -> str:
+    """First 16 hex digits of a sha256 over a frame's row hashes, column names and dtypes."""
+    if float32:
+        frame = frame.astype({c: np.float32 for c in frame.columns if frame[c].dtype == np.float64})
+    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
+    digest.update(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
+    return digest.hexdigest()[:16]
+
+
+# Recorded from the single-module generator (churn_risk/demo.py) before it became a package, for
+# generate(customers=600, months=24, seed=7): refactors must leave the data bit-identical. The
+# truth's float columns are hashed at float32 precision, so last-bit differences of np.exp/np.log
+# across CPUs (SIMD implementations) do not matter. A deliberate change to the mechanism, or a
+# NumPy release that changes the random streams, changes these: then record them anew.
+PINNED_TABLES = {
+    "customers": "3f7af48bcf74efce",
+    "transactions": "201154b7ac749145",
+    "subscriptions": "062502b837f9f3c5",
+    "products": "6f1f8a4165bd741c",
+    "interactions": "29ab1504e011cad7",
+    "tickets": "3b83d4da94d11c2f",
+    "deliveries": "e0533eb6ac8dc4e5",
+    "surveys": "ea29147d0597b659",
+    "campaigns": "0c05b5e9c8c6d767",
+}
+PINNED_TRUTH = {
+    "churn": "9a882e562c429f4d",
+    "adoption": "f6938427f161a5ec",
+    "campaign_effects": "43f4f2cb406ef115",
+}
+
+
+def test_data_is_the_pinned_data_of_a_seed():
+    data = generate(customers=600, months=24, seed=7)
+    assert {k: _fingerprint(v) for k, v in data.tables.items()} == PINNED_TABLES
+    assert {k: _fingerprint(v, float32=True) for k, v in data.truth.items()} == PINNED_TRUTH
 
 
 def test_different_seeds_give_different_data():
@@ -422,3 +467,61 @@ def test_write_demo_csv(tmp_path):
     assert (tmp_path / "transactions.csv").is_file()
     assert (tmp_path / "ground_truth" / "churn.parquet").is_file()
     assert sorted(read_tables(tmp_path)) == sorted(CONTRACT_TABLES)
+
+
+# ----------------------------------------------------------------------------------------------
+# the ground-truth README is rendered from the coefficients the code uses
+
+
+def _readme(data: DemoData, **coefficients) -> str:
+    return truth_readme(data, customers=1500, months=15, seed=3, start="2023-01-01",
+                        **coefficients)
+
+
+def test_readme_shows_the_coefficients_the_code_uses(small):
+    readme = _readme(small)
+    c, a, i = HazardCoefficients(), AdoptionCoefficients(), co.INPUTS
+    latent, purchases = co.LATENT, co.PURCHASES
+    expected = [
+        f"`base` = {c.base:+.2f}",
+        f"{c.late_delivery} x min(late deliveries, {i.late_deliveries_cap})",
+        f"{c.lateness_day} x min(mean days late of the late ones, {i.lateness_days_cap})",
+        f"{c.open_ticket} x min(tickets open at `as_of`, {i.open_tickets_cap})",
+        f"{c.distinct_agent} x clip(distinct agents - {i.free_agents}, 0, {i.extra_agents_cap})",
+        f"{c.new_customer} x exp(-tenure months / {c.new_customer_months:g})",
+        f"{c.spend_trend} x clip(log((net spend in the window + {i.spend_smoothing:g})",
+        f"enterprise {c.segment[2]:+.2f}",
+        f"{a.product} x (subscriptions - 1)",
+        f"{a.hardware_insurance} x [family is insurance and hardware held]",
+        f"insurance {a.intercept[2]:+.2f}",
+        f"satisfaction (rho {latent.satisfaction.rho})",
+        f"{latent.damaged_hit:.2f} per damaged",
+        f"probability {purchases.return_share} when",
+        f"exp(e + {purchases.satisfaction} s)",
+        f"seats^{co.POPULATION.seat_exponent}",
+        f"bought in the last {i.hardware_held_days}",
+        f"1 - (1 - h)^{i.horizon_months}",
+    ]
+    missing = [text for text in expected if text not in readme]
+    assert not missing
+
+
+def test_readme_follows_changed_coefficients(small):
+    hazard = HazardCoefficients(base=-3.21, late_delivery=0.123, segment=(0.0, -0.111, -0.6))
+    adoption = AdoptionCoefficients(engagement=0.777)
+    readme = _readme(small, hazard=hazard, adoption=adoption)
+    assert "`base` = -3.21" in readme and "`base` = -4.70" not in readme
+    assert "0.123 x min(late deliveries" in readme
+    assert f"{HazardCoefficients().late_delivery} x min(late deliveries" not in readme
+    assert "small_business -0.11" in readme
+    assert "0.777 x log1p(purchases + contacts" in readme
+
+
+def test_readme_template_has_no_numbers_of_its_own():
+    """Every number of the README comes from the code: the template's own text holds only the
+    formulas' 0s and 1s and the "90-day" horizon the truth's column names carry."""
+    text = resources.files("churn_risk.demo").joinpath("templates/README.md").read_text()
+    text = re.sub(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", " ", text, flags=re.S)
+    text = re.sub(r"\b[A-Za-z_]\w*\d\w*\b", " ", text).replace("AR(1)", " ")  # log1p, *_90d
+    numbers = set(re.findall(r"\d+(?:\.\d+)?", text))
+    assert numbers <= {"0", "1", "90"}
