@@ -4,14 +4,17 @@ true campaign effects, the uplift model, and what goes into MLflow."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import warnings
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from scipy.stats import spearmanr
+from scipy.stats import norm, spearmanr
 from scipy.stats.contingency import relative_risk
+from statsmodels.stats.contingency_tables import StratifiedTable
 
 from churn_risk.demo import DemoData, generate
 from churn_risk.features.config import FeatureConfig
@@ -121,6 +124,129 @@ def test_qini_of_known_rankings():
     assert qini_coefficient(score, treated, churned) == pytest.approx(0.0625)
     assert qini_coefficient(-score, treated, churned) == pytest.approx(-0.0625)
     assert qini_coefficient(np.zeros(40), treated, churned) == pytest.approx(0.0)
+
+
+# ---------------------------------------------------------------------------- statistics: libraries
+# The intervals come from statsmodels (`proportion_confint`, `confint_proportions_2indep`) and the
+# pooled risk ratio from `StratifiedTable`. The tests below pin them to the closed-form formulas
+# this module used before, and to values those formulas produced (captured from the previous
+# implementation before it called statsmodels: they agree to 5e-16 for proportions and their
+# differences, 2e-15 relative for risk ratios; Mantel-Haenszel and everything else are identical).
+
+#: (x, n, confidence) -> the previous implementation's Wilson interval.
+PREVIOUS_WILSON = {
+    (0, 10, 0.9): (0.0, 0.21294197008340698),
+    (3, 29, 0.9): (0.04210607554625538, 0.23246873080266137),
+    (50, 56, 0.95): (0.7853155482892853, 0.9499606442888293),
+    (29, 29, 0.95): (0.8830302015002593, 1.0),
+    (3, 29, 0.99): (0.02655069354621424, 0.32801457270066825),
+}
+#: (x1, n1, x2, n2, confidence) -> the previous (difference, low, high) of newcombe_interval.
+PREVIOUS_NEWCOMBE = {
+    (3, 29, 10, 56, 0.9): (-0.07512315270935961, -0.19104159062888942, 0.07106218659575113),
+    (0, 10, 7, 100, 0.9): (-0.07, -0.12426011306679306, 0.14527466696684965),
+    (50, 56, 29, 29, 0.99): (-0.1071428571428571, -0.2576865676824184, 0.09084237923247648),
+    (1, 1, 0, 263, 0.99): (1.0, 0.13062923155021844, 1.0),
+}
+#: (a, n1, c, n0, confidence) -> the previous (risk ratio, low, high) of risk_ratio_interval.
+PREVIOUS_RISK_RATIO = {
+    (0, 29, 7, 56, 0.9): (0.0, 0.011897450302985236, 1.3703024878008268),
+    (3, 100, 10, 56, 0.9): (0.168, 0.058942967971353566, 0.4788357453210861),
+    (0, 29, 7, 56, 0.95): (0.0, 0.007550968975677476, 2.159074656667444),
+    (29, 29, 1, 10, 0.95): (10.0, 1.557683833852613, 64.1978801003991),
+}
+#: Strata (a, n1, c, n0) and the previous mantel_haenszel output at 95%.
+PREVIOUS_MANTEL_HAENSZEL = [
+    (([0, 3, 5], [50, 60, 0], [4, 0, 2], [55, 40, 10]),
+     (-0.01404174573055028, -0.05851587224716227, 0.03043238078606171,
+      0.63, 0.11519607951142358, 3.445429754930514)),
+    (([12, 30, 7, 41], [150, 310, 90, 420], [20, 25, 12, 60], [140, 200, 100, 380]),
+     (-0.049921866104923815, -0.08002279155609707, -0.019820940653750556,
+      0.6491342240623929, 0.500132085181759, 0.8425279107937012)),
+]
+COUNTS = [0, 1, 3, 29, 50]
+SIZES = [1, 10, 56, 263]
+PROPORTIONS = [(x, n) for x, n in itertools.product(COUNTS, SIZES) if x <= n]
+PAIRS = [(x1, n1, x2, n2) for (x1, n1), (x2, n2) in itertools.product(PROPORTIONS, repeat=2)]
+
+
+def _wilson_formula(x, n, z):
+    p = x / n
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return ((p + z * z / (2 * n) - half) / (1 + z * z / n),
+            (p + z * z / (2 * n) + half) / (1 + z * z / n))
+
+
+@pytest.mark.parametrize("confidence", [0.8, 0.95, 0.99])
+def test_library_intervals_equal_the_closed_form_formulas(confidence):
+    z = norm.ppf(0.5 + confidence / 2)
+    for x, n in PROPORTIONS:
+        assert wilson_interval(x, n, confidence) == pytest.approx(
+            _wilson_formula(x, n, z), rel=1e-12, abs=1e-15)
+    for x1, n1, x2, n2 in PAIRS:
+        (l1, u1), (l2, u2) = _wilson_formula(x1, n1, z), _wilson_formula(x2, n2, z)
+        d = x1 / n1 - x2 / n2
+        expected = (d, d - np.hypot(x1 / n1 - l1, u2 - x2 / n2),
+                    d + np.hypot(u1 - x1 / n1, x2 / n2 - l2))
+        assert newcombe_interval(x1, n1, x2, n2, confidence) == pytest.approx(
+            expected, rel=1e-12, abs=1e-15)
+        if x2 == 0:
+            continue
+        # Katz: 0.5 added to every count and total when there is no treated event
+        a, m1, c, m0 = (v + 0.5 * (x1 == 0) for v in (x1, n1, x2, n2))
+        se = np.sqrt(1 / a - 1 / m1 + 1 / c - 1 / m0)
+        centre = np.log((a / m1) / (c / m0))
+        expected = ((x1 / n1) / (x2 / n2), np.exp(centre - z * se), np.exp(centre + z * se))
+        assert risk_ratio_interval(x1, n1, x2, n2, confidence) == pytest.approx(
+            expected, rel=1e-12)
+
+
+def test_risk_ratio_interval_equals_scipy_relative_risk():
+    for a, n1, c, n0 in PAIRS:
+        if a == 0 or c == 0:
+            continue
+        reference = relative_risk(a, n1, c, n0)
+        ci = reference.confidence_interval(0.9)
+        assert risk_ratio_interval(a, n1, c, n0, 0.9) == pytest.approx(
+            (reference.relative_risk, ci.low, ci.high), rel=1e-12)
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    *[(("wilson", *k), v) for k, v in PREVIOUS_WILSON.items()],
+    *[(("newcombe", *k), v) for k, v in PREVIOUS_NEWCOMBE.items()],
+    *[(("risk_ratio", *k), v) for k, v in PREVIOUS_RISK_RATIO.items()],
+])
+def test_intervals_reproduce_the_previous_implementation(args, expected):
+    function = {"wilson": wilson_interval, "newcombe": newcombe_interval,
+                "risk_ratio": risk_ratio_interval}[args[0]]
+    assert function(*args[1:]) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize(("strata", "expected"), PREVIOUS_MANTEL_HAENSZEL)
+def test_mantel_haenszel_reproduces_the_previous_implementation(strata, expected):
+    pooled = mantel_haenszel(*strata)
+    assert tuple(pooled.values()) == pytest.approx(expected, rel=1e-12)
+
+
+def test_stratified_table_pools_the_mantel_haenszel_risk_ratio_not_the_odds_ratio():
+    a, n1, c, n0 = (np.array(v, dtype=float) for v in PREVIOUS_MANTEL_HAENSZEL[1][0])
+    table = StratifiedTable(np.array([[a, n1 - a], [c, n0 - c]]))
+    big_n = n1 + n0
+    formula = np.sum(a * n0 / big_n) / np.sum(c * n1 / big_n)
+    assert table.riskratio_pooled == pytest.approx(formula, rel=1e-14)
+    assert mantel_haenszel(a, n1, c, n0)["risk_ratio"] == pytest.approx(formula, rel=1e-14)
+    assert abs(table.oddsratio_pooled - formula) > 0.01  # a different quantity
+
+
+def test_mantel_haenszel_without_events_in_a_group_has_no_ratio_and_no_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        no_control_event = mantel_haenszel([5, 2], [50, 60], [0, 0], [55, 40])
+        no_treated_event = mantel_haenszel([0, 0], [50, 60], [3, 4], [55, 40])
+    assert np.isnan(no_control_event["risk_ratio"]) and np.isfinite(
+        no_control_event["risk_difference"])
+    assert no_treated_event["risk_ratio"] == 0.0
+    assert np.isnan(no_treated_event["risk_ratio_low"])
 
 
 # ---------------------------------------------------------------------------- small demo
