@@ -267,9 +267,19 @@ def _shap_example(n: int = 800) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, s
     return contributions, features, labels
 
 
+def _shap_explanation():
+    import shap
+
+    contributions, features, labels = _shap_example()
+    return shap.Explanation(
+        values=contributions.to_numpy(), base_values=np.full(len(features), -2.5),
+        data=features.to_numpy(dtype=object), display_data=features.to_numpy(dtype=object),
+        feature_names=[labels[c] for c in contributions.columns],
+    )
+
+
 def _figures(scored) -> dict[str, Figure]:
     y, p, truth = scored
-    contributions, features, labels = _shap_example()
     rng = np.random.default_rng(2)
     groups = pd.DataFrame(rng.normal(0, 0.3, (len(y), len(DRIVER_GROUPS))),
                           columns=list(DRIVER_GROUPS))
@@ -278,26 +288,192 @@ def _figures(scored) -> dict[str, Figure]:
         "roc": plots.roc_figure(y, p, oracle=truth),
         "calibration": plots.calibration_figure(y, p),
         "gains": plots.gains_figure(y, p),
-        "shap_summary": plots.shap_summary_figure(contributions, features, labels),
+        "precision_recall": plots.precision_recall_figure(y, p),
+        "shap_beeswarm": plots.shap_beeswarm_figure(_shap_explanation()),
+        "shap_summary": plots.shap_importance_figure(_shap_explanation()),
         "key_drivers": plots.key_drivers_figure(groups, segments),
     }
 
 
-def test_every_figure_renders_to_png(scored, tmp_path):
+def _line(ax, label_start: str):
+    """The (x, y) data of the line of `ax` whose legend label starts with `label_start`."""
+    lines = [line for line in ax.get_lines() if line.get_label().startswith(label_start)]
+    assert len(lines) == 1, [line.get_label() for line in ax.get_lines()]
+    return lines[0].get_xdata(), lines[0].get_ydata()
+
+
+def test_every_figure_renders_with_titles(scored):
+    import io
+
     for name, fig in _figures(scored).items():
         assert isinstance(fig, Figure), name
-        assert fig.axes, name
-        path = tmp_path / f"{name}.png"
-        fig.savefig(path)
-        assert path.stat().st_size > 5_000, name
+        assert any(ax.get_title() for ax in fig.axes), name
+        fig.savefig(io.BytesIO(), format="png")  # renders without error
+
+
+def test_roc_and_gains_figures_draw_the_metrics(scored):
+    from sklearn.metrics import roc_curve
+
+    y, p, truth = scored
+    ax = plots.roc_figure(y, p, oracle=truth).axes[0]
+    x, yy = _line(ax, "churn model")
+    fpr, tpr, _ = roc_curve(y, p)
+    np.testing.assert_allclose(x, fpr)
+    np.testing.assert_allclose(yy, tpr)
+    assert any(f"AUC = {roc_auc_score(y, p):.3f}" in t.get_text()
+               for t in ax.get_legend().get_texts())
+
+    left, right = plots.gains_figure(y, p).axes[:2]
+    contacted, captured = gains_curve(y, p)
+    x, yy = _line(left, "model")
+    np.testing.assert_allclose(x, contacted)
+    np.testing.assert_allclose(yy, captured)
+    heights = [bar.get_height() for bar in right.patches]
+    assert len(heights) == 10
+    assert heights[0] == pytest.approx(top_decile_lift(y, p), rel=1e-6)
+    # the lifts of the ten deciles average to 1 (every churner is in some decile)
+    assert np.mean(heights) == pytest.approx(1.0)
+
+
+def test_calibration_figure_plots_the_table_and_zooms_on_the_predictions(scored):
+    y, p, _ = scored
+    fig = plots.calibration_figure(y, p)
+    top, bottom = fig.axes[:2]
+    table = calibration_table(y, p)
+    (points,) = [c for c in top.containers if c.get_label().startswith("model")]
+    x, yy = points.lines[0].get_xdata(), points.lines[0].get_ydata()
+    np.testing.assert_allclose(x, table["mean_predicted"])
+    low, high = top.get_xlim()
+    np.testing.assert_allclose(yy, np.maximum(table["observed_rate"], low))
+    # scores span two orders of magnitude: log axes, the same limits on both, covering the
+    # 0.5th-99.5th percentiles of the predictions and every bin's point
+    assert top.get_xscale() == top.get_yscale() == "log"
+    assert top.get_ylim() == pytest.approx((low, high))
+    q_low, q_high = np.quantile(p, [0.005, 0.995])
+    assert low <= q_low and high >= q_high
+    assert low > 0 and high < 1
+    positive = table["observed_rate"][table["observed_rate"] > 0]
+    assert low <= min(table["mean_predicted"].min(), positive.min())
+    assert high >= max(table["mean_predicted"].max(), table["observed_rate"].max())
+    assert high <= 1.25 * max(q_high, table["observed_rate"].max()) + 1e-12
+    # the diagonal spans the axes; the histogram counts every customer (tails in the edge bars)
+    dx, dy = _line(top, "perfect calibration")
+    np.testing.assert_allclose(dx, dy)
+    assert dx.min() == pytest.approx(low) and dx.max() == pytest.approx(high)
+    assert sum(bar.get_height() for bar in bottom.patches) == len(p)
+
+
+def test_calibration_axes_are_not_the_unit_square_for_low_scores():
+    rng = np.random.default_rng(4)
+    p = rng.uniform(0.04, 0.28, 3000)  # all below 0.3, spanning a factor of 7: linear axes
+    y = (rng.random(len(p)) < p).astype(int)
+    top = plots.calibration_figure(y, p).axes[0]
+    low, high = top.get_xlim()
+    assert top.get_xscale() == "linear"
+    assert (low, high) != (0.0, 1.0)
+    assert low <= np.quantile(p, 0.005) and high >= np.quantile(p, 0.995)
+    assert high < 0.4 and low > 0.0
+    table = calibration_table(y, p)
+    assert low <= table["observed_rate"].min() and high >= table["observed_rate"].max()
+    assert top.get_ylim() == pytest.approx((low, high))
+    # asked for log axes, they are log and still cover the predictions
+    top = plots.calibration_figure(y, p, scale="log").axes[0]
+    low, high = top.get_xlim()
+    assert top.get_xscale() == "log"
+    assert low <= np.quantile(p, 0.005) and high >= np.quantile(p, 0.995)
+
+
+def test_threshold_table_matches_sklearn(scored):
+    from sklearn.metrics import precision_score, recall_score
+
+    y, p, _ = scored
+    thresholds = (0.02, 0.05, 0.1, 0.2, 0.3)
+    table = plots.threshold_table(y, p, thresholds, {0.1: "campaign"})
+    assert table["threshold"].tolist() == list(thresholds)
+    assert table["note"].tolist() == ["", "", "campaign", "", ""]
+    for row in table.itertuples():
+        flagged = p >= row.threshold
+        assert row.flagged == flagged.sum()
+        assert row.share_flagged == pytest.approx(flagged.mean())
+        assert row.churners_flagged == y[flagged].sum()
+        assert row.precision == pytest.approx(precision_score(y, flagged))
+        assert row.recall == pytest.approx(recall_score(y, flagged))
+        assert row.lift == pytest.approx(precision_score(y, flagged) / y.mean())
+    # more flagged at lower thresholds; nobody flagged above every score: undefined, not 0
+    assert table["flagged"].is_monotonic_decreasing
+    empty = plots.threshold_table(y, p, [p.max() + 1e-9]).iloc[0]
+    assert empty["flagged"] == 0 and math.isnan(empty["precision"]) and math.isnan(empty["lift"])
+    assert empty["recall"] == 0.0
+
+
+def test_precision_recall_figure_draws_sklearns_curve_and_the_thresholds(scored):
+    from sklearn.metrics import precision_recall_curve
+
+    y, p, _ = scored
+    table = plots.threshold_table(y, p, (0.05, 0.1, 0.2))
+    ax = plots.precision_recall_figure(y, p, table).axes[0]
+    precision, recall, _ = precision_recall_curve(y, p)
+    x, yy = _line(ax, "churn model")
+    np.testing.assert_allclose(x, recall)
+    np.testing.assert_allclose(yy, precision)
+    assert any(f"{average_precision_score(y, p):.3f}" in t.get_text()
+               for t in ax.get_legend().get_texts())
+    x, yy = _line(ax, "thresholds")
+    np.testing.assert_allclose(x, table["recall"])
+    np.testing.assert_allclose(yy, table["precision"])
+    _, baseline = _line(ax, "random")
+    assert baseline[0] == pytest.approx(y.mean())
+
+
+def _row_labels(ax) -> list[str]:
+    """y tick labels, top row first (one per row: shap's bar chart puts two ticks on a row)."""
+    rows: dict[float, str] = {}
+    for position, label in zip(ax.get_yticks(), ax.get_yticklabels(), strict=True):
+        rows.setdefault(round(float(position), 4), label.get_text())
+    return [rows[position] for position in sorted(rows, reverse=True)]
+
+
+def test_shap_beeswarm_orders_features_by_mean_abs_shap():
+    explanation = _shap_explanation()
+    mean_abs = np.abs(explanation.values).mean(axis=0)
+    expected = [explanation.feature_names[i] for i in np.argsort(-mean_abs)]
+    ax = plots.shap_beeswarm_figure(explanation).axes[0]
+    assert _row_labels(ax) == expected
+    # one dot per customer and feature; the categorical feature (segment) is drawn grey
+    dots = [c for c in ax.collections if len(c.get_offsets())]
+    assert sum(len(c.get_offsets()) for c in dots) == explanation.values.size
+    row = len(expected) - 1 - expected.index("Segment")
+    segment = [c for c in dots if np.allclose(np.round(c.get_offsets()[:, 1]), row)]
+    assert segment and all(
+        np.allclose(c.get_facecolor()[:, :3], c.get_facecolor()[0, :3]) for c in segment)
+    # at most max_display rows: the rest are summed in the last one
+    ax = plots.shap_beeswarm_figure(explanation, max_display=3).axes[0]
+    assert _row_labels(ax) == [*expected[:2], "Sum of 2 other features"]
+
+
+def test_shap_summary_bars_are_the_mean_abs_shap():
+    explanation = _shap_explanation()
+    mean_abs = np.abs(explanation.values).mean(axis=0)
+    order = np.argsort(-mean_abs)
+    ax = plots.shap_importance_figure(explanation).axes[0]
+    assert _row_labels(ax)[:len(order)] == [explanation.feature_names[i] for i in order]
+    widths = sorted((bar.get_width() for bar in ax.patches), reverse=True)
+    np.testing.assert_allclose(widths, mean_abs[order], rtol=1e-6)
 
 
 def test_figures_use_no_pyplot_state(scored):
+    import matplotlib
     import matplotlib.pyplot as plt
 
     before = plt.get_fignums()
-    _figures(scored)
+    interactive = matplotlib.is_interactive()
+    np.random.seed(11)
+    expected = np.random.random()
+    np.random.seed(11)
+    _figures(scored)  # shap's plots draw through pyplot and shuffle with np.random
     assert plt.get_fignums() == before
+    assert matplotlib.is_interactive() == interactive
+    assert np.random.random() == expected
 
 
 def test_key_drivers_figure_title_and_values():
@@ -313,5 +489,8 @@ def test_key_drivers_figure_title_and_values():
 def test_figures_survive_degenerate_input(tmp_path):
     y = np.zeros(50, dtype=int)
     p = np.full(50, 0.2)
-    for fig in (plots.roc_figure(y, p), plots.calibration_figure(y, p), plots.gains_figure(y, p)):
+    for fig in (plots.roc_figure(y, p), plots.calibration_figure(y, p), plots.gains_figure(y, p),
+                plots.precision_recall_figure(y, p)):
         fig.savefig(tmp_path / "x.png")
+    low, high = plots.calibration_figure(y, p).axes[0].get_xlim()
+    assert low <= 0.0 < 0.2 < high < 1.0  # the observed rate (0) and the score (0.2)

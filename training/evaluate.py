@@ -57,6 +57,8 @@ class Evaluation:
     metrics: dict[str, float]
     figures: dict = field(default_factory=dict)  # name -> matplotlib Figure
     notes: list[str] = field(default_factory=list)
+    #: name -> DataFrame, the numbers behind the figures (logged as tables/<name>.csv)
+    tables: dict = field(default_factory=dict)
 
 
 def evaluate(
@@ -66,7 +68,11 @@ def evaluate(
     figures: bool = True,
     prefix: str = "test_",
 ) -> Evaluation:
-    """Score `frame` (labelled snapshot rows) and measure the churn and propensity models."""
+    """Score `frame` (labelled snapshot rows) and measure the churn and propensity models.
+
+    With `figures`: the evaluation figures (`Evaluation.figures`, by MLflow file stem) and the
+    tables behind them (`Evaluation.tables`): the threshold table and the shap analysis
+    (`training/analysis.py`: beeswarm, summary, dependence, interactions, waterfalls)."""
     y = frame[CHURN_LABEL].to_numpy(dtype=int)
     scores = bundle.predict(frame)
     p = scores["churn_probability"].to_numpy()
@@ -115,17 +121,22 @@ def evaluate(
     if truth is not None:
         oracle_p = _oracle(frame, truth, y, p, scores, explanation, out, prefix, notes)
 
-    figs = {}
+    figs, tables = {}, {}
     if figures and len(frame):
         figs["roc"] = plots.roc_figure(y, p, oracle=oracle_p)
         figs["calibration"] = plots.calibration_figure(y, p)
         figs["gains"] = plots.gains_figure(y, p)
-        sample = frame.sample(min(len(frame), 5000), random_state=0).index
-        figs["shap_summary"] = plots.shap_summary_figure(
-            explanation.contributions.loc[sample],
-            frame.loc[sample, bundle.feature_names],
-            {s.name: s.label for s in bundle.specs},
-        )
+        named = _named_thresholds(bundle)
+        tables["thresholds"] = plots.threshold_table(
+            y, p, [*plots.DEFAULT_THRESHOLDS, *named], named)
+        figs["precision_recall"] = plots.precision_recall_figure(y, p, tables["thresholds"])
+        # the shap library's views (beeswarm, summary, dependence, interactions, waterfalls)
+        # on samples; imported here: shap takes ~1.5 s to import, metrics-only runs skip it
+        from churn_risk.training.analysis import shap_analysis
+
+        shap_views = shap_analysis(bundle, frame, explanation)
+        figs.update(shap_views.figures)
+        tables.update(shap_views.tables())
         if "segment" in frame:
             figs["key_drivers_by_segment"] = plots.key_drivers_figure(
                 explanation.groups, frame["segment"].astype(str)
@@ -134,7 +145,16 @@ def evaluate(
             figs["risk_matrix"] = plots.risk_matrix_figure(
                 scores["quadrant"], scores["value_at_risk"], bundle.policy.risk_threshold,
                 bundle.policy.value_threshold)
-    return Evaluation(out, figs, notes)
+    return Evaluation(out, figs, notes, tables)
+
+
+def _named_thresholds(bundle: ChurnBundle) -> dict[float, str]:
+    """The bundle's own probability thresholds: the risk bands' lower bounds and the risk
+    matrix's high-risk threshold."""
+    named = {float(low): f"risk band {name}" for name, low in bundle.risk_bands if low > 0}
+    risk = float(bundle.policy.risk_threshold)
+    named[risk] = ", ".join(filter(None, [named.get(risk), "risk matrix: high risk"]))
+    return named
 
 
 def run_rate_spend(frame: pd.DataFrame, horizon_days: int) -> np.ndarray | None:

@@ -1,9 +1,13 @@
 """Evaluation and explanation figures, for `mlflow.log_figure(fig, "plots/<name>.png")`.
 
-Every function builds and returns a `matplotlib.figure.Figure` created directly (never through
-`pyplot`): no global figure registry, no interactive backend, nothing to close, so the functions
-are safe in training jobs, tests and threads. Numbers come from `training.metrics`, so a figure
-always shows the same values the run logs as metrics.
+Every function builds and returns a standalone `matplotlib.figure.Figure`: no global figure
+registry, no interactive backend, nothing to close, so the functions are safe in training jobs,
+tests and threads. Numbers come from `training.metrics` (or the tables returned next to the
+figures), so a figure always shows the same values the run logs as metrics and tables.
+
+The SHAP figures are drawn by the shap library (`shap.plots`). Some of its plots draw through
+pyplot; `shap_canvas` lends them a figure for the time they draw and takes it back from pyplot
+(see there), so their figures are standalone too.
 
 Units: SHAP contributions of an XGBoost binary model are in log-odds (the model's margin); a
 positive contribution raises the churn risk.
@@ -11,15 +15,21 @@ positive contribution raises the churn risk.
 
 from __future__ import annotations
 
-import textwrap
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
-from sklearn.metrics import roc_auc_score, roc_curve
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from sklearn.metrics import (
+    average_precision_score,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
 
 from churn_risk.training.metrics import (
     MISSING_SEGMENT,
@@ -31,21 +41,28 @@ from churn_risk.training.metrics import (
 )
 
 __all__ = [
+    "DEFAULT_THRESHOLDS",
     "calibration_figure",
+    "calibration_limits",
     "gains_figure",
     "key_drivers_figure",
+    "precision_recall_figure",
     "roc_figure",
-    "shap_summary_figure",
+    "shap_beeswarm_figure",
+    "shap_canvas",
+    "shap_importance_figure",
+    "threshold_table",
 ]
 
 FIGSIZE = (7.0, 5.0)
 DPI = 100
 MODEL_COLOR = "tab:blue"
 REFERENCE_COLOR = "0.55"
-GREY = (0.72, 0.72, 0.72, 1.0)
-#: At most this many customers are drawn per feature in the SHAP dot strip (a seeded sample;
-#: the bar lengths always use every row).
-MAX_STRIP_POINTS = 1500
+#: Probability thresholds of the threshold table (the caller may add its own: risk bands, ...).
+DEFAULT_THRESHOLDS: tuple[float, ...] = (0.02, 0.05, 0.10, 0.15, 0.20, 0.30, 0.40, 0.50)
+#: The calibration axes switch to a log scale when the 99.5th percentile of the predictions is
+#: at least this many times the 0.5th (churn scores: most customers near zero, a long tail).
+LOG_SCALE_RATIO = 20.0
 
 
 def _figure(figsize: tuple[float, float] = FIGSIZE) -> Figure:
@@ -98,40 +115,159 @@ def roc_figure(
     return fig
 
 
-def calibration_figure(y: np.ndarray, p: np.ndarray, bins: int = 10) -> Figure:
+def calibration_limits(p: np.ndarray, points: np.ndarray | None = None,
+                       scale: str = "auto") -> tuple[str, float, float]:
+    """The calibration diagram's scale ("linear" or "log") and its limits (the same on both
+    axes): from the 0.5th to the 99.5th percentile of the predictions `p`, widened to cover
+    `points` (the bins' mean predictions and observed rates; zeros are ignored on a log scale)
+    and padded, within [0, 1]. "auto" is a log scale when the predictions span a factor of
+    `LOG_SCALE_RATIO` or more, so the many low scores are not squeezed into a corner."""
+    p = np.asarray(p, dtype=float)
+    low, high = (float(q) for q in np.quantile(p, [0.005, 0.995]))
+    points = np.asarray(points if points is not None else [], dtype=float)
+    points = points[np.isfinite(points)]
+    if scale == "auto":
+        scale = "log" if low > 0 and high >= LOG_SCALE_RATIO * low else "linear"
+    if scale == "log":
+        positive = points[points > 0]
+        low = min([low, *positive]) if low > 0 else min([*positive, high, 1.0])
+        high = max([high, *positive])
+        low, high = max(low / 1.25, 1e-6), min(high * 1.25, 1.0)
+    elif scale == "linear":
+        low, high = min([low, *points]), max([high, *points])
+        pad = max(0.05 * (high - low), 0.01)
+        low, high = max(low - pad, 0.0), min(high + pad, 1.0)
+    else:
+        raise ValueError(f"scale must be 'auto', 'linear' or 'log', not {scale!r}")
+    return scale, low, high
+
+
+def _percent_axis(axis, scale: str) -> None:
+    """Ticks as percentages; on a log axis at 1-2-5 steps (0.5%, 1%, 2%, 5%, ...)."""
+    if scale == "log":
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_minor_formatter(NullFormatter())
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:.3g}%"))
+
+
+def calibration_figure(y: np.ndarray, p: np.ndarray, bins: int = 10,
+                       scale: str = "auto") -> Figure:
     """Reliability diagram (observed churn rate against mean predicted probability in
-    equal-frequency bins, with ±2 standard-error bars) above a histogram of `p`; ECE in the title.
-    """
+    equal-frequency bins, with ±2 standard-error bars and the diagonal) above a histogram of
+    `p`; ECE in the title.
+
+    The axes cover where the predictions are (`calibration_limits`: 0.5th to 99.5th
+    percentile, the bins' points included), on a log scale when they span more than a factor
+    of `LOG_SCALE_RATIO`; predictions outside the limits are counted in the histogram's edge
+    bars, bins with an observed rate of 0 on a log scale are drawn on the bottom edge."""
     y, p = _check(y, p)
     table = calibration_table(y, p, bins)
     ece = expected_calibration_error(y, p, bins)
-    fig = _figure()
-    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (3, 1)})
-
     observed = table["observed_rate"].to_numpy()
     predicted = table["mean_predicted"].to_numpy()
     stderr = np.sqrt(observed * (1 - observed) / table["rows"].to_numpy())
-    # zoom on where the customers are: a few extreme scores must not squash the diagram
-    tail = float(np.quantile(p, 0.995))
-    upper = max(tail, float(predicted.max()), float(np.max(observed + 2 * stderr)))
-    upper = min(1.0, upper * 1.08) if upper > 0 else 1.0
-    beyond = int(np.sum(p > upper))
+    scale, low, high = calibration_limits(p, np.r_[predicted, observed], scale)
 
-    top.plot([0, upper], [0, upper], ls="--", lw=1, color=REFERENCE_COLOR,
-             label="perfect calibration")
-    top.errorbar(predicted, observed, yerr=2 * stderr, fmt="o-", color=MODEL_COLOR, lw=1.5,
-                 ms=5, capsize=3, label=f"model ({len(table)} equal-frequency bins, ±2 s.e.)")
-    top.set(ylim=(0, upper), ylabel="Observed churn rate",
-            title=f"Calibration: ECE = {ece:.4f} ({len(y):,} customers)")
-    top.grid(alpha=0.3)
-    top.legend(loc="upper left", fontsize=9)
+    fig = _figure()
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (3, 1)})
+    top.set_xscale(scale)
+    top.set_yscale(scale)
+    diagonal = np.geomspace(low, high, 50) if scale == "log" else np.array([low, high])
+    top.plot(diagonal, diagonal, ls="--", lw=1, color=REFERENCE_COLOR, label="perfect calibration")
+    shown = np.maximum(observed, low) if scale == "log" else observed
+    lower_error = np.minimum(2 * stderr, shown - (low if scale == "log" else 0.0))
+    top.errorbar(predicted, shown, yerr=(np.maximum(lower_error, 0.0), 2 * stderr), fmt="o-",
+                 color=MODEL_COLOR, lw=1.5, ms=5, capsize=3,
+                 label=f"model ({len(table)} equal-frequency bins, ±2 s.e.)")
+    clipped = observed < low
+    if clipped.any():
+        top.plot(predicted[clipped], np.full(clipped.sum(), low), "v", color="tab:red", ms=7,
+                 label="observed rate below the axis (e.g. no churners in the bin)")
+    top.set(xlim=(low, high), ylim=(low, high), ylabel="Observed churn rate",
+            title=f"Calibration: ECE = {ece:.4f} ({len(y):,} customers, {scale} axes)")
+    _percent_axis(top.yaxis, scale)
+    top.grid(alpha=0.3, which="both" if scale == "log" else "major")
+    top.legend(loc="upper left", fontsize=8)
 
-    bottom.hist(np.minimum(p, upper), bins=50, range=(0, upper), color=MODEL_COLOR, alpha=0.7)
+    edges = np.geomspace(low, high, 41) if scale == "log" else np.linspace(low, high, 41)
+    bottom.hist(np.clip(p, low, high), bins=edges, color=MODEL_COLOR, alpha=0.7)
+    below, above = int(np.sum(p < low)), int(np.sum(p > high))
     xlabel = "Predicted churn probability"
-    if beyond:
-        xlabel += f" ({beyond:,} customers above {upper:.2f} counted in the last bar)"
-    bottom.set(xlim=(0, upper), xlabel=xlabel, ylabel="Customers")
+    outside = [f"{n:,} {side} {edge:.3g}" for n, side, edge in
+               ((below, "below", low), (above, "above", high)) if n]
+    if outside:
+        xlabel += f" ({' and '.join(outside)} counted in the edge bars)"
+    bottom.set(xlim=(low, high), xlabel=xlabel, ylabel="Customers")
+    _percent_axis(bottom.xaxis, scale)
     bottom.grid(alpha=0.3)
+    return fig
+
+
+def threshold_table(
+    y: np.ndarray,
+    p: np.ndarray,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    notes: Mapping[float, str] | None = None,
+) -> pd.DataFrame:
+    """What contacting every customer with `p >= threshold` gives, for each threshold
+    (ascending): `flagged` customers and their `share_flagged`, `churners_flagged`, `precision`
+    (churn rate among the flagged), `recall` (share of churners flagged) and `lift` (precision /
+    overall churn rate); NaN where undefined (nobody flagged, no churners). `notes` names some
+    thresholds (a risk band, the risk matrix's threshold) in a `note` column."""
+    y, p = _check(y, p)
+    churners = float(y.sum())
+    rate = churners / len(y)
+    notes = dict(notes or {})
+    rows = []
+    for threshold in sorted({float(t) for t in thresholds}):
+        flagged = p >= threshold
+        n = int(flagged.sum())
+        hits = float(y[flagged].sum())
+        precision = hits / n if n else np.nan
+        rows.append({
+            "threshold": threshold,
+            "flagged": n,
+            "share_flagged": n / len(y),
+            "churners_flagged": int(hits),
+            "precision": precision,
+            "recall": hits / churners if churners else np.nan,
+            "lift": precision / rate if rate > 0 and n else np.nan,
+            "note": notes.get(threshold, ""),
+        })
+    return pd.DataFrame(rows)
+
+
+def precision_recall_figure(y: np.ndarray, p: np.ndarray,
+                            table: pd.DataFrame | None = None) -> Figure:
+    """Precision against recall (average precision in the legend, the churn rate as the random
+    baseline), with the thresholds of `table` (`threshold_table`'s output; its default
+    thresholds when None) marked and labelled on the curve."""
+    y, p = _check(y, p)
+    table = threshold_table(y, p) if table is None else table
+    rate = float(y.mean())
+    fig = _figure()
+    ax = fig.subplots()
+    ax.axhline(rate, ls="--", lw=1, color=REFERENCE_COLOR,
+               label=f"random (precision = churn rate {rate:.1%})")
+    if 0 < rate < 1:
+        precision, recall, _ = precision_recall_curve(y, p)
+        ap = average_precision_score(y, p)
+        ax.plot(recall, precision, lw=2, color=MODEL_COLOR, drawstyle="steps-post",
+                label=f"churn model (average precision = {ap:.3f})")
+        marked = table.dropna(subset=["precision", "recall"])
+        ax.plot(marked["recall"], marked["precision"], "o", color="tab:red", ms=5,
+                label="thresholds (p ≥ t)")
+        for row in marked.itertuples():
+            ax.annotate(f"{row.threshold:.3g}", (row.recall, row.precision), fontsize=7,
+                        xytext=(4, 4), textcoords="offset points")
+    else:
+        ax.text(0.5, 0.5, "precision-recall undefined: only one class in y", ha="center",
+                va="center")
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="Recall (share of churners flagged)",
+           ylabel="Precision (churn rate among the flagged)",
+           title=f"Precision-recall ({len(y):,} customers, {int(y.sum()):,} churners)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
     return fig
 
 
@@ -172,100 +308,91 @@ def gains_figure(y: np.ndarray, p: np.ndarray) -> Figure:
     return fig
 
 
-def _strip_offsets(x: np.ndarray, rng: np.random.Generator, nbins: int = 80) -> np.ndarray:
-    """Vertical offsets in [-0.4, 0.4] that spread points like a beeswarm: points falling in the
-    same slice of the x range are stacked alternately above and below the centre line."""
-    if len(x) == 0:
-        return np.zeros(0)
-    span = float(x.max() - x.min())
-    slot = np.zeros(len(x), dtype=np.int64) if span == 0 else np.minimum(
-        ((x - x.min()) / span * nbins).astype(np.int64), nbins - 1
-    )
-    order = np.lexsort((rng.permutation(len(x)), slot))
-    sorted_slot = slot[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_slot)) + 1]
-    first = np.repeat(starts, np.diff(np.r_[starts, len(x)]))
-    rank = np.arange(len(x)) - first  # 0, 1, 2, ... within each slice
-    signed = np.where(rank % 2 == 1, 1, -1) * ((rank + 1) // 2)
-    offsets = np.empty(len(x))
-    offsets[order] = signed
-    return offsets * 0.4 / max(float(np.abs(signed).max()), 8.0)
+_PYPLOT_LOCK = threading.RLock()
 
 
-def _value_colors(values: pd.Series, cmap) -> np.ndarray:
-    """RGBA per value: colormap of the value's rank for numeric columns, grey for categorical
-    columns and missing values."""
-    colors = np.tile(GREY, (len(values), 1))
-    if pd.api.types.is_numeric_dtype(values.dtype):
-        numeric = values.astype(float)
-        rank = numeric.rank(pct=True, method="average").to_numpy()
-        known = ~np.isnan(rank)
-        colors[known] = cmap(rank[known])
-    return colors
+@contextmanager
+def shap_canvas(figsize: tuple[float, float] = FIGSIZE) -> Iterator[Figure]:
+    """A standalone Figure for a `shap.plots` function to draw on.
+
+    Some shap plots draw through pyplot (`plt.gca()`, `plt.gcf()`, `plt.sca()`, `plt.ioff()`)
+    and shuffle points with NumPy's global random state. Inside this context the figure, on an
+    Agg canvas whatever the backend, is pyplot's current figure and the random state is seeded
+    (the same picture every run); on exit pyplot forgets the figure and the interactive mode
+    and random state are restored. A lock keeps threads from drawing through pyplot at once."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+    from matplotlib import _pylab_helpers
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    with _PYPLOT_LOCK:
+        fig = Figure(figsize=figsize, dpi=DPI)
+        manager = FigureCanvasAgg.new_manager(fig, max(plt.get_fignums(), default=0) + 1)
+        interactive = matplotlib.is_interactive()
+        state = np.random.get_state()
+        np.random.seed(0)
+        _pylab_helpers.Gcf._set_new_active_manager(manager)
+        try:
+            yield fig
+        finally:
+            _pylab_helpers.Gcf.destroy(manager)
+            matplotlib.interactive(interactive)
+            np.random.set_state(state)
 
 
-def shap_summary_figure(
-    contributions: pd.DataFrame,
-    features: pd.DataFrame,
-    labels: dict[str, str],
-    max_features: int = 20,
-) -> Figure:
-    """Global SHAP summary: mean |SHAP| per feature (bars) next to each customer's contribution
-    (dots, coloured by the rank of the feature's value: blue low, red high, grey for categorical
-    features and missing values).
+def _beeswarm_input(explanation):
+    """`explanation` with its display values (category names) as data: shap's beeswarm colours
+    numeric features by value and draws text-valued (categorical) features grey."""
+    import shap
 
-    `contributions` and `features` have the same columns (one per feature) and rows aligned by
-    position; `labels` maps a feature name to its human label (the name is used when absent).
-    The `max_features` features with the largest mean |SHAP| are shown, most important on top.
-    """
-    if len(contributions) != len(features):
-        raise ValueError(
-            f"contributions has {len(contributions)} rows, features has {len(features)}"
-        )
-    if contributions.shape[1] == 0 or len(contributions) == 0:
-        raise ValueError("contributions has no rows or no feature columns")
-    shap_values = contributions.astype(float)
-    importance = shap_values.abs().mean().sort_values(ascending=False, kind="stable")
-    shown = list(importance.index[:max_features])
-    n_shown = len(shown)
+    if explanation.display_data is None:
+        return explanation
+    return shap.Explanation(explanation.values, base_values=explanation.base_values,
+                            data=explanation.display_data,
+                            feature_names=explanation.feature_names)
 
-    rng = np.random.default_rng(0)
-    sample = np.arange(len(shap_values))
-    if len(sample) > MAX_STRIP_POINTS:
-        sample = np.sort(rng.choice(sample, MAX_STRIP_POINTS, replace=False))
-    cmap = colormaps["coolwarm"]
 
-    fig = _figure((8.0, max(5.0, 1.2 + 0.28 * n_shown)))
-    bar_ax, strip_ax = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": (1, 1.6)})
-    rows = np.arange(n_shown)[::-1]  # most important on top
-    bar_ax.barh(rows, importance.loc[shown].to_numpy(), color=MODEL_COLOR, alpha=0.8, height=0.7)
-    names = [textwrap.fill(str(labels.get(name, name)), 38) for name in shown]
-    bar_ax.set_yticks(rows, names, fontsize=8 if n_shown > 12 else 9)
-    bar_ax.set_ylim(-0.6, n_shown - 0.4)
-    bar_ax.set_xlabel("Mean |SHAP| (log-odds)")
-    bar_ax.set_title("Importance", fontsize=10)
-    bar_ax.grid(alpha=0.3, axis="x")
+def shap_beeswarm_figure(explanation, max_display: int = 20, title: str | None = None
+                         ) -> Figure:
+    """shap's beeswarm (`shap.plots.beeswarm`) of a `shap.Explanation` (rows x features):
+    each customer's contribution per feature, coloured by the feature's value (grey for
+    categorical features and missing values), features by mean |SHAP|, the largest on top; the
+    remaining features summed in the last row."""
+    import shap
 
-    for row, name in zip(rows, shown, strict=True):
-        x = shap_values[name].to_numpy()[sample]
-        if name in features:
-            colors = _value_colors(features[name].reset_index(drop=True), cmap)[sample]
-        else:
-            colors = np.tile(GREY, (len(sample), 1))
-        y = row + _strip_offsets(x, rng)
-        strip_ax.scatter(x, y, c=colors, s=5, linewidths=0, rasterized=True)
-    strip_ax.axvline(0, color=REFERENCE_COLOR, lw=0.8)
-    strip_ax.set_xlabel("SHAP (log-odds); > 0 raises risk")
-    strip_ax.set_title(f"Per customer ({len(sample):,} shown)", fontsize=10)
-    strip_ax.grid(alpha=0.3, axis="x")
-    strip_ax.tick_params(axis="y", left=False)
+    n_rows, n_features = explanation.shape
+    shown = min(max_display, n_features)
+    with shap_canvas((9.0, 0.4 * shown + 1.8)) as fig:
+        ax = fig.subplots()
+        shap.plots.beeswarm(_beeswarm_input(explanation), max_display=max_display, ax=ax,
+                            plot_size=None, show=False, s=10)
+        ax.set_xlabel("SHAP value (log-odds); > 0 raises the churn risk", fontsize=11)
+        ax.tick_params("y", labelsize=9)
+        ax.set_title(title or f"What drives the churn score: top {shown - (shown < n_features)} "
+                     f"of {n_features} features, {n_rows:,} customers", fontsize=11)
+        fig.set_layout_engine("tight")
+    return fig
 
-    colorbar = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap), ax=strip_ax, pad=0.02,
-                            fraction=0.05, aspect=30)
-    colorbar.set_ticks([0, 1], labels=["low", "high"])
-    colorbar.set_label("Feature value (rank); grey = categorical / missing", fontsize=8)
-    fig.suptitle(f"What drives the churn score: top {n_shown} of {contributions.shape[1]} "
-                 f"features ({len(contributions):,} customers)", fontsize=11)
+
+def shap_importance_figure(explanation, max_display: int = 20, title: str | None = None
+                           ) -> Figure:
+    """shap's bar chart (`shap.plots.bar`) of the mean |SHAP| per feature of a
+    `shap.Explanation` (rows x features), the largest on top, the rest summed in the last
+    bar."""
+    import shap
+
+    n_rows, n_features = explanation.shape
+    shown = min(max_display, n_features)
+    with shap_canvas((9.0, 0.4 * shown + 1.8)) as fig:
+        ax = fig.subplots()
+        mean_abs = shap.Explanation(np.abs(np.asarray(explanation.values)).mean(axis=0),
+                                    feature_names=list(explanation.feature_names))
+        shap.plots.bar(mean_abs, max_display=max_display, ax=ax, show=False)
+        ax.set_xlabel("Mean |SHAP value| (log-odds)", fontsize=11)
+        ax.tick_params("y", labelsize=9)
+        ax.set_title(title or f"SHAP summary: mean |SHAP| per feature, {n_rows:,} customers",
+                     fontsize=11)
+        fig.set_layout_engine("tight")
     return fig
 
 
