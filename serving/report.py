@@ -16,7 +16,6 @@ score distribution with the risk bands. `log_report_to_mlflow` records the whole
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 import os
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from churn_risk.features.io import atomic_write
 from churn_risk.models.bundle import DEFAULT_RISK_BANDS
 from churn_risk.models.portfolio import NO_ACTION, QUADRANT_LABELS, QUADRANTS, PortfolioPolicy
 from churn_risk.training import plots
@@ -124,13 +124,9 @@ def portfolio_report(
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=plots.DPI)
         pngs[name] = buffer.getvalue()
-        (out_dir / f"{name}.png").write_bytes(pngs[name])
-    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
-    target = out_dir / REPORT_FILE
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(_html(title, details or {}, summary, pngs), encoding="utf-8")
-    os.replace(tmp, target)
-    return target
+        atomic_write(out_dir / f"{name}.png", pngs[name])
+    atomic_write(out_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
+    return atomic_write(out_dir / REPORT_FILE, _html(title, details or {}, summary, pngs))
 
 
 CHART_TITLES = {
@@ -140,71 +136,20 @@ CHART_TITLES = {
     "score_distribution": "Score distribution and risk bands",
 }
 
-STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
-       max-width: 1100px; color: #222; padding: 0 1rem; }
-h1 { margin-bottom: .2rem; } .details { color: #666; margin-top: 0; }
-.tiles { display: flex; gap: 1rem; flex-wrap: wrap; margin: 1.5rem 0; }
-.tile { border: 1px solid #ddd; border-radius: 8px; padding: .8rem 1.2rem; min-width: 180px; }
-.tile .value { font-size: 1.6rem; font-weight: 600; } .tile .label { color: #666; }
-table { border-collapse: collapse; margin: .5rem 0 1.5rem; }
-th, td { border-bottom: 1px solid #e3e3e3; padding: .35rem .8rem; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-figure { margin: 1.5rem 0; } img { max-width: 100%; border: 1px solid #eee; }
-"""
+#: Recommended actions listed in the report (the most profitable).
+ACTIONS_SHOWN = 10
 
 
 def _html(title: str, details: dict[str, str], summary: dict, pngs: dict[str, bytes]) -> str:
-    e = html.escape
-    tiles = [
-        ("customers", f"{summary['customers']:,}"),
-        ("mean churn probability" + (f": {summary['target']}" if summary.get("target") else ""),
-         f"{summary['mean_churn_probability']:.1%}"),
-        ("total value at risk", f"{summary['total_value_at_risk']:,.0f}"),
-        ("expected profit of the actions", f"{summary['total_expected_profit']:,.0f}"),
-    ]
-    parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{e(title)}</title><style>{STYLE}</style></head><body>",
-        f"<h1>{e(title)}</h1>",
-        '<p class="details">' + " · ".join(f"{e(k)}: {e(str(v))}" for k, v in details.items())
-        + "</p>",
-        '<div class="tiles">' + "".join(
-            f'<div class="tile"><div class="value">{v}</div><div class="label">{e(k)}</div>'
-            "</div>" for k, v in tiles) + "</div>",
-        "<h2>Quadrants</h2>",
-        _table(["quadrant", "customers", "share", "value at risk"], [
-            [QUADRANT_LABELS[q], f"{c['customers']:,}",
-             f"{c['customers'] / max(summary['customers'], 1):.1%}", f"{c['value_at_risk']:,.0f}"]
-            for q, c in summary["quadrants"].items()
-        ], quadrants=True),
-    ]
-    if summary["customers_without_quadrant"]:
-        parts.append(f"<p>{summary['customers_without_quadrant']:,} customers have no quadrant "
-                     "(the model has no value model).</p>")
-    parts += ["<h2>Recommended actions</h2>", _table(
-        ["action", "customers", "total expected profit"],
-        [[a["action"], f"{a['customers']:,}", f"{a['expected_profit']:,.0f}"]
-         for a in summary["actions"][:10]],
-    ) if summary["actions"] else "<p>No action pays for any customer.</p>"]
-    for name, png in pngs.items():
-        data = base64.b64encode(png).decode("ascii")
-        label = CHART_TITLES.get(name, name)
-        parts.append(f'<figure id="{e(name)}"><h2>{e(label)}</h2>'
-                     f'<img alt="{e(label)}" src="data:image/png;base64,{data}"></figure>')
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    """The report document from `templates/report.html` (autoescaped, CSS inlined)."""
+    from churn_risk.serving.page import ENV
 
-
-def _table(header: list[str], rows: list[list[str]], quadrants: bool = False) -> str:
-    e = html.escape
-    head = "".join(f"<th>{e(h)}</th>" for h in header)
-    body = "".join(
-        ("<tr class=\"quadrant\">" if quadrants else "<tr>")
-        + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>"
-        for row in rows
+    return ENV.get_template("report.html").render(
+        title=title, details=details, summary=summary, quadrant_labels=QUADRANT_LABELS,
+        actions_shown=ACTIONS_SHOWN,
+        charts=[(name, CHART_TITLES.get(name, name), base64.b64encode(png).decode("ascii"))
+                for name, png in pngs.items()],
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def log_report_to_mlflow(

@@ -77,6 +77,25 @@ def screenshot(url: str, path: str | os.PathLike, width: int = 1280, height: int
     return path
 
 
+def assert_painted(shot: Path, size: tuple[int, int] = (1280, 2000)) -> None:
+    """A real page was painted: the screenshot's size, not blank, and the waterfall's red
+    (raising risk) and blue (lowering risk) bars are on it."""
+    import numpy as np
+    from PIL import Image, ImageStat
+
+    with Image.open(shot) as image:
+        assert image.size == size
+        rgb = image.convert("RGB")
+        spread = ImageStat.Stat(rgb).stddev
+        colours = rgb.getcolors(maxcolors=1 << 20)
+    assert min(spread) > 10, f"blank-looking screenshot (stddev {spread})"
+    assert len(colours) > 200
+    pixels = np.asarray(rgb, dtype=int)
+    for name, (r, g, b) in (("red", (220, 38, 38)), ("blue", (37, 99, 235))):
+        near = (np.abs(pixels - (r, g, b)).sum(axis=2) < 30).sum()
+        assert near > 500, f"no {name} bars on the screenshot ({near} pixels)"
+
+
 def dump_dom(url: str, headers: dict[str, str] | None = None,
              timeout: float = DEFAULT_TIMEOUT) -> str:
     """The page's DOM after loading (document.documentElement.outerHTML)."""

@@ -1,0 +1,426 @@
+"""The account manager's page as typed data, built directly from a `ScoringState`.
+
+`CustomerPage.build(state, customer_id)` reads the state's arrays (calibrated probability, risk
+band, TreeSHAP contributions, feature values, propensities, the portfolio fields) and history
+frames, and answers with frozen dataclasses holding real values: `datetime.date` for dates,
+`float` for numbers, `None` for what is unknown. Nothing here is formatted for reading; the
+template's filters (`page.py`) do that, in one place.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from churn_risk.features.contract import CHANNELS
+from churn_risk.features.lifecycle import FeatureSpec, delivery_lateness
+from churn_risk.models.portfolio import QUADRANT_LABELS
+from churn_risk.serving import change, views
+from churn_risk.serving.jsonable import plain
+
+if TYPE_CHECKING:
+    from churn_risk.serving.scorer import ModelRef, ScoringState
+
+#: Reasons listed (the largest contributions that raise the risk).
+REASONS = 5
+#: Next products listed (the most likely families).
+PRODUCTS = 3
+
+
+# --------------------------------------------------------------------------------------------
+# Explanation
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One feature's part in the score: its value and TreeSHAP contribution (log-odds)."""
+
+    feature: str
+    label: str
+    group: str
+    value: float | str | None
+    contribution: float
+    actionable: bool
+    #: The value is a share in [0, 1] (shown as a percentage).
+    share: bool = False
+
+
+@dataclass(frozen=True)
+class Explanation:
+    base_value: float  # the typical customer's score (log-odds)
+    margin: float  # this customer's score: base_value + every contribution
+    factors: tuple[Factor, ...]  # every feature, the largest |contribution| first
+
+    @property
+    def reasons(self) -> tuple[Factor, ...]:
+        """The `REASONS` largest contributions, those that raise the risk."""
+        top = sorted(self.factors, key=lambda f: -f.contribution)[:REASONS]
+        return tuple(f for f in top if f.contribution > 0)
+
+    def in_favour(self, among: int, limit: int = 3) -> tuple[Factor, ...]:
+        """Up to `limit` factors lowering the risk among the `among` strongest."""
+        return tuple(f for f in self.factors[:among] if f.contribution < 0)[:limit]
+
+
+# --------------------------------------------------------------------------------------------
+# Header, value, action, products
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Risk:
+    probability: float  # calibrated
+    band: str  # a risk band name of the bundle ("low", "medium", ...)
+    period: str  # the target's horizon in words: "90 days"
+    description: str  # what the probability is of, in full
+
+
+@dataclass(frozen=True)
+class Profile:
+    segment: str | None = None
+    region: str | None = None
+    tenure_days: float | None = None
+    lifecycle_stage: str | None = None
+
+
+@dataclass(frozen=True)
+class Product:
+    family: str
+    propensity: float
+
+
+@dataclass(frozen=True)
+class Value:
+    horizon_days: int
+    horizon_margin: float | None = None
+    lifetime_value: float | None = None
+    value_at_risk: float | None = None
+    quadrant: str | None = None
+    quadrant_label: str | None = None
+
+    @property
+    def known(self) -> bool:
+        return any(v is not None for v in (self.horizon_margin, self.lifetime_value,
+                                           self.value_at_risk))
+
+
+@dataclass(frozen=True)
+class Action:
+    """The next-best action (`scorer.portfolio_fields`)."""
+
+    action: str
+    label: str
+    kind: str  # "retention" | "growth"
+    channel: str
+    cost: float
+    success_rate: float
+    success_source: str
+    expected_profit: float
+    reason: str | None = None  # the driver group it answers, or the family it offers
+
+
+# --------------------------------------------------------------------------------------------
+# Why did risk change
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GroupChange:
+    group: str
+    contribution_from: float
+    contribution_to: float
+    change: float
+
+
+@dataclass(frozen=True)
+class FeatureChange:
+    feature: str
+    label: str
+    group: str
+    value_from: float | str | None
+    value_to: float | str | None
+    change: float
+    share: bool = False
+
+
+@dataclass(frozen=True)
+class RiskChange:
+    """The snapshot against `change.PAGE_MONTHS_BACK` months earlier (`change.explain_change`);
+    `unavailable` says why there is no comparison."""
+
+    from_date: date
+    to_date: date
+    unavailable: str | None = None
+    probability_from: float | None = None
+    probability_to: float | None = None
+    margin_change: float = 0.0
+    groups: tuple[GroupChange, ...] = ()  # the largest |change| first
+    features: tuple[FeatureChange, ...] = ()  # the largest |change| first
+
+
+# --------------------------------------------------------------------------------------------
+# History
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ticket:
+    opened: date
+    closed: date | None  # None: still open at the snapshot
+    category: str | None
+    resolved: bool | None
+    days: int | None  # open so far, or until closed
+
+    @property
+    def status(self) -> str:
+        """"open", "unsolved" (closed without a solution), "solved" or "closed"."""
+        if self.closed is None:
+            return "open"
+        return {False: "unsolved", True: "solved"}.get(self.resolved, "closed")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    promised: date
+    delivered: date | None  # None: not delivered at the snapshot
+    damaged: bool
+    days_late: float  # so far, when not delivered
+
+    @property
+    def late(self) -> bool:
+        return self.days_late > 0
+
+
+@dataclass(frozen=True)
+class ContactMonth:
+    month: date  # its first day
+    counts: dict[str, int]  # channel -> contacts
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class Survey:
+    day: date
+    satisfaction: float | None
+    nps: float | None
+
+
+@dataclass(frozen=True)
+class History:
+    """The last `scorer.HISTORY_DAYS` before the snapshot, as known then."""
+
+    tickets: tuple[Ticket, ...] = ()  # the most recent first
+    deliveries: tuple[Delivery, ...] = ()  # the most recent first
+    contacts: tuple[ContactMonth, ...] = ()  # oldest month first
+    surveys: tuple[Survey, ...] = ()  # oldest first
+
+    @property
+    def open_tickets(self) -> int:
+        return sum(t.status == "open" for t in self.tickets)
+
+    @property
+    def unsolved_tickets(self) -> int:
+        return sum(t.status == "unsolved" for t in self.tickets)
+
+    @property
+    def late_deliveries(self) -> int:
+        return sum(d.late for d in self.deliveries)
+
+    @property
+    def damaged_deliveries(self) -> int:
+        return sum(d.damaged for d in self.deliveries)
+
+    @property
+    def pending_deliveries(self) -> int:
+        return sum(d.delivered is None for d in self.deliveries)
+
+    @property
+    def contacts_total(self) -> int:
+        return sum(m.total for m in self.contacts)
+
+
+# --------------------------------------------------------------------------------------------
+# The page
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CustomerPage:
+    customer_id: int | str
+    features_as_of: date
+    model: ModelRef
+    risk: Risk
+    profile: Profile
+    explanation: Explanation
+    next_products: tuple[Product, ...]
+    value: Value
+    action: Action | None  # None: no action pays
+    risk_change: RiskChange
+    history: History
+
+    @classmethod
+    def build(cls, state: ScoringState, customer_id) -> CustomerPage:
+        """The page of one customer of the state's snapshot; `UnknownCustomer` otherwise."""
+        from churn_risk.serving.scorer import UnknownCustomer
+
+        i = state.row_of.get(str(customer_id))
+        if i is None:
+            raise UnknownCustomer(customer_id)
+        key = state.ids[i]
+        contributions = np.asarray(state.contributions[i], dtype=float)
+        order = np.argsort(-np.abs(contributions), kind="stable")
+        factors = tuple(_factor(state.specs[j], contributions[j], state.values[i][j])
+                        for j in order)
+        propensity = np.asarray(state.propensity[i], dtype=float)
+        products = tuple(Product(state.families[j], float(propensity[j]))
+                         for j in np.argsort(-propensity, kind="stable")[:PRODUCTS])
+        horizon_margin, lifetime_value, value_at_risk, quadrant, action = state.portfolio[i]
+        target = state.bundle.target
+        row = state.frame.iloc[i]
+        return cls(
+            customer_id=plain(key),
+            features_as_of=state.as_of.date(),
+            model=state.model,
+            risk=Risk(float(state.probability[i]), str(state.band[i]), target.period,
+                      target.description),
+            profile=Profile(**{k: _value(row[k]) for k in
+                               ("segment", "region", "tenure_days", "lifecycle_stage")
+                               if k in row}),
+            explanation=Explanation(float(state.base_value),
+                                    float(state.base_value) + float(contributions.sum()),
+                                    factors),
+            next_products=products,
+            value=Value(target.horizon_days, horizon_margin, lifetime_value, value_at_risk,
+                        quadrant, QUADRANT_LABELS.get(quadrant) if quadrant else None),
+            action=Action(**action) if action else None,
+            risk_change=_risk_change(state, key),
+            history=_history(state, key),
+        )
+
+
+def _factor(spec: FeatureSpec, contribution: float, value) -> Factor:
+    return Factor(spec.name, spec.label, spec.group, _value(value), float(contribution),
+                  spec.actionable, _is_share(spec))
+
+
+def _is_share(spec: FeatureSpec) -> bool:
+    return spec.kind == "numeric" and tuple(spec.bounds) == (0.0, 1.0)
+
+
+def _risk_change(state: ScoringState, customer_id) -> RiskChange:
+    earlier = state.as_of - pd.DateOffset(months=change.PAGE_MONTHS_BACK)
+    dates = pd.Timestamp(earlier).date(), state.as_of.date()
+    try:
+        answer = change.explain_change(state.bundle, state.prep, customer_id, earlier,
+                                       state.as_of)
+    except change.ChangeRequestError as exc:
+        return RiskChange(*dates, unavailable=exc.problem)
+    specs = {s.name: s for s in state.specs}
+    return RiskChange(
+        *dates,
+        probability_from=answer["churn_probability_from"],
+        probability_to=answer["churn_probability_to"],
+        margin_change=answer["margin_change"],
+        groups=tuple(GroupChange(g["driver_group"], g["contribution_from"],
+                                 g["contribution_to"], g["change"]) for g in answer["groups"]),
+        features=tuple(
+            FeatureChange(f["feature"], f["label"], f["driver_group"], _value(f["value_from"]),
+                          _value(f["value_to"]), f["change"], _is_share(specs[f["feature"]]))
+            for f in answer["features"]),
+    )
+
+
+def _history(state: ScoringState, customer_id) -> History:
+    h, as_of = state.history, state.as_of
+    today = as_of.date()
+
+    tickets = []
+    for t in _rows(views.as_known_at(h.of("tickets", customer_id), as_of)):
+        opened, closed = _day(t.get("opened_at")), _day(t.get("closed_at"))
+        end = closed or today
+        tickets.append(Ticket(opened, closed, _value(t.get("category")),
+                              _flag(t.get("resolved")) if closed else None,
+                              (end - opened).days if end >= opened else None))
+
+    frame = views.as_known_at(h.of("deliveries", customer_id), as_of)
+    late = delivery_lateness(frame, as_of.to_datetime64())[0] if len(frame) else []
+    deliveries = [
+        Delivery(_day(d["promised_date"]), _day(d.get("delivered_date")),
+                 _flag(d.get("damaged")) is True, float(days))
+        for d, days in zip(_rows(frame), late, strict=True)
+    ]
+
+    contacts = []
+    frame = h.of("interactions", customer_id)
+    if len(frame):
+        table = pd.crosstab(frame["timestamp"].dt.to_period("M"), frame["channel"])
+        channels = [c for c in CHANNELS if c in table] + [c for c in table if c not in CHANNELS]
+        contacts = [ContactMonth(date(m.year, m.month, 1),
+                                 {str(c): int(table.loc[m, c]) for c in channels})
+                    for m in table.index]
+
+    surveys = []
+    for s in _rows(h.of("surveys", customer_id)):
+        point = Survey(_day(s["timestamp"]), _number(s.get("satisfaction")),
+                       _number(s.get("nps")))
+        if point.satisfaction is not None or point.nps is not None:
+            surveys.append(point)
+
+    return History(
+        tickets=tuple(sorted(tickets, key=lambda t: t.opened, reverse=True)),
+        deliveries=tuple(sorted(deliveries, key=lambda d: d.promised, reverse=True)),
+        contacts=tuple(contacts),
+        surveys=tuple(sorted(surveys, key=lambda s: s.day)),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Values out of pandas and NumPy
+# --------------------------------------------------------------------------------------------
+
+
+def _rows(frame: pd.DataFrame) -> list[dict]:
+    return frame.to_dict("records") if len(frame) else []
+
+
+def _missing(value) -> bool:
+    return value is None or value is pd.NA or value is pd.NaT or (
+        isinstance(value, float | np.floating) and math.isnan(value))
+
+
+def _day(value) -> date | None:
+    return None if _missing(value) else pd.Timestamp(value).date()
+
+
+def _flag(value) -> bool | None:
+    return None if _missing(value) else bool(value)
+
+
+def _number(value) -> float | None:
+    if _missing(value) or isinstance(value, str):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _value(value) -> float | str | None:
+    """A feature or profile value: a number, a category, or None when missing."""
+    if _missing(value):
+        return None
+    if isinstance(value, str):
+        return value
+    try:
+        return _number(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
