@@ -58,7 +58,6 @@ QUADRANT_LABELS = {
     "let_go": "Let go",
 }
 NO_ACTION = "none"
-ACTION_CHANNELS = CHANNELS
 
 
 class ValueSettings(BaseModel):

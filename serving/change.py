@@ -28,6 +28,7 @@ from churn_risk.features.labels import population, scoring_as_of
 from churn_risk.features.lifecycle import PreparedData, build_features, to_timestamp
 from churn_risk.features.target import Target
 from churn_risk.models.bundle import ChurnBundle
+from churn_risk.serving.jsonable import plain
 
 #: Feature-level changes listed (the largest |change| first).
 TOP_FEATURES = 10
@@ -121,7 +122,7 @@ def explain_change(bundle: ChurnBundle, prep: PreparedData, customer_id,
     feature_order = np.argsort(-np.abs(feature_change), kind="stable")[:TOP_FEATURES]
     values = frame[bundle.feature_names].to_numpy(dtype=object)
     return {
-        "customer_id": _plain(one.customers["customer_id"].iloc[0]),
+        "customer_id": plain(one.customers["customer_id"].iloc[0]),
         "from_date": f"{t_from:%Y-%m-%d}",
         "to_date": f"{t_to:%Y-%m-%d}",
         "base_value": float(base),
@@ -140,7 +141,7 @@ def explain_change(bundle: ChurnBundle, prep: PreparedData, customer_id,
         ],
         "features": [
             {"feature": spec.name, "label": spec.label, "driver_group": spec.group,
-             "value_from": _plain(values[0, j]), "value_to": _plain(values[1, j]),
+             "value_from": plain(values[0, j]), "value_to": plain(values[1, j]),
              "contribution_from": float(contributions[0, j]),
              "contribution_to": float(contributions[1, j]),
              "change": float(feature_change[j])}
@@ -164,7 +165,7 @@ def customer_data(prep: PreparedData, customer_id, target: Target) -> PreparedDa
         current = population(prep, now, target)["customer_id"]
         example = current.iloc[0] if len(current) else ids.iloc[0] if len(ids) else None
         raise CustomerNotFound("customer_id", f"no customer {customer_id!r} in the data",
-                               None if example is None else str(_plain(example)))
+                               None if example is None else str(plain(example)))
     pos = int(match[0])
     events = {}
     for name, frame in prep.events.items():
@@ -197,7 +198,7 @@ def _parse_date(value, field: str) -> pd.Timestamp:
 def _not_a_customer(one: PreparedData, field: str, t: pd.Timestamp, target: Target
                     ) -> NotACustomer:
     customer = one.customers.iloc[0]
-    cid = _plain(customer["customer_id"])
+    cid = plain(customer["customer_id"])
     signup = pd.Timestamp(customer["signup_date"])
     if signup >= t:
         candidates = [signup.normalize() + pd.Timedelta(days=1)]
@@ -241,14 +242,3 @@ def _first_member(one: PreparedData, candidates: list[pd.Timestamp], target: Tar
     return None
 
 
-def _plain(value):
-    """A JSON-ready scalar: numbers as int/float, missing as None."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating | float):
-        return None if np.isnan(value) else float(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value

@@ -21,9 +21,10 @@ from pydantic import (
     model_validator,
 )
 
+from churn_risk.features.contract import CHANNELS
 from churn_risk.serving.problems import FieldError
 
-Channel = Literal["sales", "contact_center", "web", "service", "campaign"]
+Channel = Literal[CHANNELS]  # type: ignore[valid-type]
 
 
 def _integral(value):

@@ -21,19 +21,24 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from churn_risk.features.io import DataSourceLike
 from churn_risk.features.labels import scoring_as_of
-from churn_risk.features.lifecycle import PreparedData, delivery_lateness, prepare
+from churn_risk.features.lifecycle import PreparedData, prepare
 from churn_risk.features.snapshots import build_snapshot
 from churn_risk.features.validation import load_crm
 from churn_risk.models.bundle import ChurnBundle, Explanation
-from churn_risk.models.portfolio import NO_ACTION, QUADRANT_LABELS, PortfolioPolicy
+from churn_risk.models.portfolio import NO_ACTION, PortfolioPolicy
 from churn_risk.serving import change, deadline, views
+from churn_risk.serving.jsonable import plain
 from churn_risk.serving.problems import quote
+
+if TYPE_CHECKING:
+    from churn_risk.serving.pagemodel import CustomerPage
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +181,7 @@ class ScoringState:
             "feature": spec.name,
             "label": spec.label,
             "driver_group": spec.group,
-            "value": _json_value(value),
+            "value": plain(value),
             "contribution": float(contribution),
             "direction": "raises_risk" if contribution > 0 else "lowers_risk",
             "actionable": spec.actionable,
@@ -320,7 +325,7 @@ class ScoringState:
                 earlier = self.as_of - pd.Timedelta(days=7)
         except change.ChangeRequestError:
             pass
-        return {"customer_id": _plain(customer), "from_date": f"{earlier:%Y-%m-%d}",
+        return {"customer_id": plain(customer), "from_date": f"{earlier:%Y-%m-%d}",
                 "to_date": self.features_as_of}
 
     def record_schema(self) -> dict:
@@ -345,10 +350,12 @@ class ScoringState:
                 "description": "feature name -> value; with a customer_id, the given features "
                                "override that customer's, else every feature is needed"}
 
-    def page_data(self, customer_id) -> dict:
-        if _key(customer_id) not in self.row_of:
-            raise UnknownCustomer(customer_id)
-        return page_data(self, customer_id)
+    def page_model(self, customer_id) -> CustomerPage:
+        """The account manager's page of one customer (`pagemodel.CustomerPage`), built from
+        this state's arrays; `UnknownCustomer` when the id is not in the snapshot."""
+        from churn_risk.serving.pagemodel import CustomerPage
+
+        return CustomerPage.build(self, customer_id)
 
     def explain_change(self, customer_id, from_date, to_date) -> dict:
         """Why the customer's risk changed between two dates (see `change.py`); raises
@@ -476,88 +483,6 @@ def _floats(column: pd.Series) -> list[float | None]:
     return [None if v != v else float(v) for v in column.to_numpy(dtype=float).tolist()]
 
 
-def page_data(state: ScoringState, customer_id) -> dict:
-    """Everything the account-manager page shows for one customer of the snapshot."""
-    explained = state.explain(customer_id)
-    i = state.row_of[_key(customer_id)]
-    result, _ = state.score_ids([customer_id], top_k=5)
-    scored = result[0]
-    row = state.frame.iloc[i]
-    history = state.history
-    tickets = views.as_known_at(history.of("tickets", customer_id), state.as_of)
-    deliveries = views.as_known_at(history.of("deliveries", customer_id), state.as_of)
-    contacts = history.of("interactions", customer_id)
-    surveys = history.of("surveys", customer_id)
-    contributions = [
-        {**c, "direction": "raises_risk" if c["contribution"] > 0 else "lowers_risk",
-         "actionable": state.bundle.spec(c["feature"]).actionable}
-        for c in explained["contributions"]
-    ]
-    return {
-        "customer_id": scored["customer_id"],
-        "features_as_of": state.features_as_of,
-        "model": state.model_dict,
-        "churn_probability": scored["churn_probability"],
-        "target": state.target,
-        "risk_band": scored["risk_band"],
-        "base_value": explained["base_value"],
-        "margin": explained["margin"],
-        "contributions": contributions,
-        "top_reasons": scored["top_reasons"],
-        "reason_sentences": [views.sentence(r) for r in scored["top_reasons"]
-                             if r["direction"] == "raises_risk"],
-        "next_products": scored["next_products"],
-        "profile": {k: _json_value(row[k]) for k in
-                    ("segment", "region", "tenure_days", "lifecycle_stage") if k in row},
-        "history": {
-            "tickets": views.records(tickets, ["opened_at", "closed_at", "category",
-                                               "resolved"]),
-            "deliveries": views.records(
-                deliveries.assign(days_late=delivery_lateness(
-                    deliveries, state.as_of.to_datetime64())[0]) if len(deliveries) else deliveries,
-                ["promised_date", "delivered_date", "damaged", "days_late"]),
-            "contacts_by_month": views.contacts_by_month(contacts),
-            "satisfaction": views.records(surveys, ["timestamp", "satisfaction", "nps"]),
-        },
-        "recommended_action": scored["recommended_action"],
-        "horizon_margin": scored["horizon_margin"],
-        "lifetime_value": scored["lifetime_value"],
-        "value_at_risk": scored["value_at_risk"],
-        "quadrant": scored["quadrant"],
-        "quadrant_label": QUADRANT_LABELS.get(scored["quadrant"]),
-        "horizon_days": state.bundle.target.horizon_days,
-        "risk_change": _risk_change(state, scored["customer_id"]),
-    }
-
-
-def _risk_change(state: ScoringState, customer_id) -> dict:
-    """The page's "why did risk change": the snapshot against the same day
-    `change.PAGE_MONTHS_BACK` months earlier; {"unavailable": why} when the customer was not a
-    customer then (or the data do not reach back)."""
-    earlier = state.as_of - pd.DateOffset(months=change.PAGE_MONTHS_BACK)
-    try:
-        return state.explain_change(customer_id, earlier, state.as_of)
-    except change.ChangeRequestError as exc:
-        return {"from_date": f"{earlier:%Y-%m-%d}", "to_date": state.features_as_of,
-                "unavailable": exc.problem}
-
-
-def _plain(value):
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _json_value(value):
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    return None if np.isnan(number) else number
-
-
 def first_line(exc: BaseException) -> str:
     """An exception as one short line for a log or an answer (no traceback, no payload)."""
     text = str(exc).strip()
@@ -588,19 +513,9 @@ class Scorer:
         self.problem: str | None = None
 
     def _alias_version(self) -> str:
-        from mlflow import MlflowClient
-        from mlflow.exceptions import MlflowException
+        from churn_risk.models.pyfunc import resolve_model
 
-        try:
-            aliases = MlflowClient().get_registered_model(self.model_name).aliases
-        except MlflowException:
-            aliases = {}
-        if self.alias not in aliases:
-            raise LookupError(
-                f"no version of {self.model_name!r} has the alias {self.alias!r}: "
-                "run `churn train` and `churn promote` first"
-            )
-        return str(aliases[self.alias])
+        return resolve_model(f"models:/{self.model_name}@{self.alias}")[1]
 
     def _build(self, version: str) -> ScoringState:
         from churn_risk.models.pyfunc import load_bundle

@@ -249,7 +249,7 @@ class Serving:
         from churn_risk.serving.scorer import UnknownCustomer
 
         try:
-            return render_customer_page(self.scorer.state.page_data(customer_id))
+            return render_customer_page(self.scorer.state.page_model(customer_id))
         except UnknownCustomer:
             raise Problem("unknown-customer", "no such customer in the loaded snapshot") from None
 

@@ -93,13 +93,15 @@ class ServiceSettings(BaseModel):
 
 def write_instance(folder: Path, options: InstanceOptions) -> None:
     """`churn serve`'s decisions for the server it starts (read back by `from_environment`)."""
-    (folder / INSTANCE_FILE).write_text(json.dumps(options.model_dump()))
+    from churn_risk.features.io import atomic_write
+
+    atomic_write(folder / INSTANCE_FILE, json.dumps(options.model_dump()))
 
 
 def report_startup_failure(settings: ServiceSettings, reason: str) -> None:
     """Tell `churn serve` (which waits for readiness) why the service cannot start."""
+    from churn_risk.features.io import atomic_write
+
     path = settings.instance_path(FAILURE_FILE)
     if path is not None:
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(reason)
-        os.replace(tmp, path)
+        atomic_write(path, reason)

@@ -20,6 +20,7 @@ import pandas as pd
 
 from churn_risk.features.contract import CHANNELS
 from churn_risk.features.lifecycle import delivery_lateness
+from churn_risk.serving.jsonable import plain
 
 if TYPE_CHECKING:
     from churn_risk.serving.scorer import ScoringState
@@ -49,21 +50,9 @@ def records(frame: pd.DataFrame, columns: list[str]) -> list[dict]:
     """Rows as JSON-ready dicts: dates as YYYY-MM-DD, missing values as None."""
     present = [c for c in columns if c in frame]
     return [
-        {column: _json(value) for column, value in zip(present, row, strict=True)}
+        {column: plain(value) for column, value in zip(present, row, strict=True)}
         for row in frame[present].itertuples(index=False)
     ]
-
-
-def _json(value):
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, pd.Timestamp | np.datetime64):
-        return f"{pd.Timestamp(value):%Y-%m-%d}"
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, int | float | np.integer | np.floating):
-        return None if np.isnan(float(value)) else float(value)
-    return value
 
 
 #: Columns that record a later state of a record, and the columns that only mean something once

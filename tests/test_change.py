@@ -8,14 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churn_risk.features.labels import population, resolve_target, scoring_as_of
+from churn_risk.features.labels import population, scoring_as_of
 from churn_risk.features.lifecycle import (
     build_features,
-    feature_specs,
     prepare,
     to_timestamp,
 )
-from churn_risk.features.snapshots import build_snapshot, build_training_frame, monthly_as_ofs
+from churn_risk.features.snapshots import build_snapshot
 from churn_risk.features.validation import validate
 from churn_risk.serving.change import (
     ChangeRequestError,
@@ -25,19 +24,11 @@ from churn_risk.serving.change import (
     customer_data,
     explain_change,
 )
-from churn_risk.training.config import SearchSpace, TrainConfig
-from churn_risk.training.train import fit_bundle
-
-FAST = TrainConfig(search=SearchSpace(max_depth=(3,), num_boost_round=150), min_positives=10)
 
 
 @pytest.fixture(scope="module")
-def bundle(prep):
-    cfg, target = FAST.features, resolve_target(prep)
-    fitted, *_ = fit_bundle(build_training_frame(prep, monthly_as_ofs(prep, cfg, target), cfg,
-                                                 target),
-                            feature_specs(prep), FAST, target)
-    return fitted
+def bundle(fitted):
+    return fitted.bundle
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,6 @@ from pathlib import Path
 import pytest
 
 from churn_risk.serving import launch
-from churn_risk.training.config import SearchSpace, TrainConfig
-from churn_risk.training.evaluate import HoldoutEvaluator
-from churn_risk.training.registry import promote
-from churn_risk.training.train import load_prepared, train
-from tests.conftest import MLFLOW_EXPORTS
 
 pytestmark = pytest.mark.slow
 
@@ -39,16 +34,8 @@ def run_schemathesis(base: str, max_examples: int, workdir: Path, seed: int = 7
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, demo_folder):
-    project = tmp_path_factory.mktemp("contract")
-    with pytest.MonkeyPatch.context() as mp:
-        for name in MLFLOW_EXPORTS:
-            mp.setenv(name, "unset")
-            mp.delenv(name)
-        train(demo_folder, TrainConfig(search=SearchSpace(max_depth=(3,), num_boost_round=100),
-                                       propensity=False), project_dir=project)
-        judge = HoldoutEvaluator(load_prepared(demo_folder))
-        promote(judge, target_of=judge.target_of, begin=judge.begin)
+def served(champion_project, demo_folder):
+    project = champion_project
     env = launch.server_env(demo_folder, project_dir=project, keys=KEY)
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
         env.pop(name, None)

@@ -85,6 +85,9 @@ class TrainConfig(BaseModel):
     #: Use monotone constraints from the feature specs (risk never falls as problems grow).
     monotone: bool = True
     propensity: bool = True
+    #: Draw and log the evaluation figures and the SHAP analysis (about 5 s per training); off
+    #: for quick iterations, whose runs then hold metrics and tables only.
+    figures: bool = True
     #: A family needs this many adopters in training to get a propensity model.
     min_positives: int = Field(30, ge=1)
     risk_bands: tuple[tuple[str, float], ...] = DEFAULT_RISK_BANDS
