@@ -7,8 +7,10 @@ demo generator's `ground_truth/` folder, for instance, is never read here).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,12 +88,14 @@ def read_tables(source: DataSourceLike) -> dict[str, pd.DataFrame]:
     return _read_folder(source)
 
 
-def _read_folder(source: DataSource) -> dict[str, pd.DataFrame]:
+def table_files(source: DataSource) -> dict[str, Path]:
+    """The file of each contract table present in the folder `source` (the mapping's file if
+    it names one, else `<table>.parquet|.csv|...`); tables the mapping derives are absent."""
     folder = Path(source.location)
     mapping = source.mapping
     if not folder.is_dir():
         raise DataSourceError(f"data folder {str(folder)!r} does not exist or is not a folder")
-    tables: dict[str, pd.DataFrame] = {}
+    files: dict[str, Path] = {}
     for name in TABLES:
         declared = mapping.table(name) if mapping is not None else None
         if declared is not None and declared.derive:
@@ -107,25 +111,35 @@ def _read_folder(source: DataSource) -> dict[str, pd.DataFrame]:
         else:
             found = [folder / f"{name}{s}" for s in _SUFFIXES if (folder / f"{name}{s}").exists()]
             if len(found) > 1:
-                raise DataSourceError(
-                    f"table {name!r} is present twice in {folder}: "
-                    + ", ".join(p.name for p in found)
-                    + " (keep one)"
-                )
+                raise DataSourceError(f"table {name!r} is present twice in {folder}: "
+                                      + ", ".join(p.name for p in found) + " (keep one)")
             if not found:
                 continue
             path = found[0]
+        files[name] = path
+    return files
+
+
+def _read_folder(source: DataSource) -> dict[str, pd.DataFrame]:
+    mapping = source.mapping
+    tables: dict[str, pd.DataFrame] = {}
+    for name, path in table_files(source).items():
+        declared = mapping.table(name) if mapping is not None else None
         tables[name] = read_file(path, mapping.dialect(name) if mapping is not None else None,
                                  declared.names if declared is not None else None)
     return tables
 
 
-def read_file(path: Path, dialect=None, names: tuple[str, ...] | None = None) -> pd.DataFrame:
-    """One table file: Parquet, or delimited text (every value as text: the contract decides
-    the types). Empty, truncated or mis-separated files get a `DataSourceError` naming them."""
+def check_not_empty(path: Path) -> None:
     if path.stat().st_size == 0:
         raise DataSourceError(f"{path}: the file is empty (0 bytes); remove it if the table "
                               "has no rows, or export it again")
+
+
+def read_file(path: Path, dialect=None, names: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """One table file: Parquet, or delimited text (every value as text: the contract decides
+    the types). Empty, truncated or mis-separated files get a `DataSourceError` naming them."""
+    check_not_empty(path)
     if path.suffix == ".parquet":
         import pyarrow as pa
 
@@ -187,7 +201,22 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _read_sql(source: DataSource) -> dict[str, pd.DataFrame]:
+@dataclass(frozen=True)
+class SqlTable:
+    """Where one table of a SQL source is: a table (and schema) or a query."""
+
+    url: str
+    table: str | None = None
+    schema: str | None = None
+    query: str | None = None
+    key: str | None = None  # the customer id column ranged reads split on (Dask engine)
+
+
+@contextlib.contextmanager
+def sql_tables(source: DataSource) -> Iterator[tuple[object, dict[str, SqlTable]]]:
+    """An open connection to the database `source` and where each contract table present is
+    (the mapping's table or query, else the table of the contract's name); database errors
+    inside the block become a `DataSourceError` naming the URL."""
     import sqlalchemy as sa
 
     url, mapping = source.location, source.mapping
@@ -197,7 +226,7 @@ def _read_sql(source: DataSource) -> dict[str, pd.DataFrame]:
         raise DataSourceError(f"--data {url!r}: not a usable database URL ({exc})") from None
     try:
         present = set(sa.inspect(engine).get_table_names())
-        tables = {}
+        found: dict[str, SqlTable] = {}
         with engine.connect() as conn:
             for name in TABLES:
                 declared = mapping.table(name) if mapping is not None else None
@@ -207,21 +236,32 @@ def _read_sql(source: DataSource) -> dict[str, pd.DataFrame]:
                     raise DataSourceError(f"--mapping {mapping.path}: tables.{name} names a file, "
                                           f"but the data are a database ({url})")
                 if declared is not None and declared.query:
-                    frame = pd.read_sql_query(sa.text(declared.query), conn)
+                    found[name] = SqlTable(url, query=declared.query)
                 elif declared is not None and declared.table:
                     schema, _, table = declared.table.rpartition(".")
-                    frame = pd.read_sql_table(table, conn, schema=schema or None)
+                    found[name] = SqlTable(url, table=table, schema=schema or None)
                 elif name in present:
-                    frame = pd.read_sql_table(name, conn)
-                else:
-                    continue
-                if len(frame):  # an empty table is an absent one (a store keeps every table)
-                    tables[name] = frame
-        return tables
+                    found[name] = SqlTable(url, table=name)
+            yield conn, found
     except sa.exc.SQLAlchemyError as exc:
         raise DataSourceError(f"cannot read tables from {url!r}: {_first_line(exc)}") from None
     finally:
         engine.dispose()
+
+
+def _read_sql(source: DataSource) -> dict[str, pd.DataFrame]:
+    import sqlalchemy as sa
+
+    tables = {}
+    with sql_tables(source) as (conn, found):
+        for name, spec in found.items():
+            if spec.query is not None:
+                frame = pd.read_sql_query(sa.text(spec.query), conn)
+            else:
+                frame = pd.read_sql_table(spec.table, conn, schema=spec.schema)
+            if len(frame):  # an empty table is an absent one (a store keeps every table)
+                tables[name] = frame
+    return tables
 
 
 def write_tables(
@@ -235,6 +275,22 @@ def write_tables(
     for name, frame in tables.items():
         target = folder / f"{name}.{fmt}"
         write_frame(frame, target)
+
+
+def atomic_write(target: str | os.PathLike, content: bytes | str) -> Path:
+    """Write a whole file or nothing (temp file in the same folder + rename): a failure or a
+    kill never leaves a truncated file, and an old one stays until the new one is complete."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content.encode() if isinstance(content, str) else content)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
 
 
 def write_frame(frame: pd.DataFrame, target: str | os.PathLike) -> None:

@@ -21,11 +21,21 @@ Both follow the model's `Target` (`target.py`):
   the horizon; NaN (not eligible) when they held it at `as_of` or bought it during the lookback.
 
 Labels deliberately read data at and after `as_of`; features never do (see `lifecycle.py`).
+
+What the choice of a target, of snapshot dates and of a scoring date reads of a data set (the
+tables present, where the data begin and end, the label dates, the first signup, the gaps between
+purchases) is small: `DataFacts`. `resolve_target`, `scoring_as_of`, `check_scoring_date`,
+`data_end`, `label_dates` (and `snapshots.training_as_ofs`) take either the prepared data or their
+facts, so the Dask engine decides them from facts added up on its workers
+(`DataFacts.combine`) without the data ever being on the driver.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -54,7 +64,107 @@ class TargetError(UsageError):
     """A target the data cannot support (missing table, unknown kind, unstated period)."""
 
 
-def resolve_target(prep: PreparedData, kind: str | TargetKind | None = None,
+@dataclass(frozen=True)
+class DataFacts:
+    """What the driver needs to know about a data set to choose a target, snapshot dates and a
+    scoring date, without its rows: a few numbers per table.
+
+    `tables`: the validated tables present (as `CrmData.tables`); `rows`: rows per event table
+    (as `PreparedData.events`, whose `has` it answers); `first` / `last`: the earliest / latest
+    event time of each event table with rows; `label_dates`: the `as_of` dates of the labels
+    table; `first_signup`: the earliest signup; `purchase_gaps`: how many gaps of each length
+    (days) there are between a customer's consecutive purchases (`purchase_gaps`).
+
+    Every fact is a count, a minimum, a maximum or a set over rows, and no customer's rows are
+    split between customer partitions, so the facts of partitions add up to those of the whole
+    data set exactly (`combine`)."""
+
+    tables: tuple[str, ...]
+    rows: dict[str, int]
+    first: dict[str, np.datetime64]
+    last: dict[str, np.datetime64]
+    label_dates: tuple[pd.Timestamp, ...]
+    first_signup: pd.Timestamp
+    purchase_gaps: dict[float, int]
+
+    @classmethod
+    def of(cls, prep: PreparedData) -> DataFacts:
+        times = {name: _times(frame[TABLES[name].event_time])
+                 for name, frame in prep.events.items() if len(frame)}
+        signups = _times(prep.customers["signup_date"])
+        return cls(
+            tables=tuple(prep.data.tables),
+            rows={name: len(frame) for name, frame in prep.events.items()},
+            first={name: t.min() for name, t in times.items()},
+            last={name: t.max() for name, t in times.items()},
+            label_dates=tuple(label_dates(prep)),
+            first_signup=pd.Timestamp(signups.min()) if len(signups) else pd.NaT,
+            purchase_gaps=dict(sorted(Counter(purchase_gaps(prep).tolist()).items())),
+        )
+
+    @classmethod
+    def combine(cls, parts: Sequence[DataFacts]) -> DataFacts:
+        """The facts of the data set whose customer partitions have the facts `parts`."""
+        order = {name: i for i, name in enumerate(TABLES)}
+
+        def ordered(names) -> list[str]:
+            return sorted(set(names), key=order.__getitem__)
+
+        def extreme(attr: str, pick) -> dict[str, np.datetime64]:
+            names = ordered(n for p in parts for n in getattr(p, attr))
+            return {n: pick([getattr(p, attr)[n] for p in parts if n in getattr(p, attr)])
+                    for n in names}
+
+        gaps: Counter = Counter()
+        for p in parts:
+            gaps.update(p.purchase_gaps)
+        signups = [p.first_signup for p in parts if not pd.isna(p.first_signup)]
+        return cls(
+            tables=tuple(ordered(n for p in parts for n in p.tables)),
+            rows={n: sum(p.rows.get(n, 0) for p in parts)
+                  for n in ordered(n for p in parts for n in p.rows)},
+            first=extreme("first", np.min),
+            last=extreme("last", np.max),
+            label_dates=tuple(sorted({d for p in parts for d in p.label_dates})),
+            first_signup=min(signups) if signups else pd.NaT,
+            purchase_gaps=dict(sorted(gaps.items())),
+        )
+
+    def has(self, name: str) -> bool:
+        """Whether the data hold the event table `name` (as `PreparedData.has`)."""
+        return name in self.rows
+
+    def has_table(self, name: str) -> bool:
+        """Whether the data hold the table `name`, event table or not (as `CrmData.has`)."""
+        return name in self.tables
+
+    @property
+    def end(self) -> np.datetime64:
+        """`data_end`: the latest event time of any event table."""
+        latest = list(self.last.values())
+        return np.max(latest) if latest else np.datetime64("NaT")
+
+    @property
+    def begin(self) -> pd.Timestamp:
+        """`snapshots.data_begin`: the first event time of the largest event table."""
+        densest = max(self.rows, key=self.rows.__getitem__)
+        return pd.Timestamp(self.first.get(densest, np.datetime64("NaT")))
+
+    def gaps(self) -> np.ndarray:
+        """`purchase_gaps` (in another order: what is read of them is their quantiles)."""
+        days = np.array(list(self.purchase_gaps), dtype=float)
+        return np.repeat(days, list(self.purchase_gaps.values()))
+
+
+#: What the functions deciding targets and dates read: the prepared data or their facts.
+DataLike = PreparedData | DataFacts
+
+
+def _has_table(data: DataLike, name: str) -> bool:
+    return data.has_table(name) if isinstance(data, DataFacts) else data.data.has(name)
+
+
+def resolve_target(prep: DataLike, kind: str | TargetKind | None = None,
                    horizon_days: int | None = None, lapsed_after_days: int | None = None,
                    horizon_given: bool | None = None) -> Target:
     """The target to train: `kind` (default: `labels` when the data hold a labels table, else
@@ -63,7 +173,7 @@ def resolve_target(prep: PreparedData, kind: str | TargetKind | None = None,
     is given. The `labels` target needs its period stated (`horizon_given`): the labels table
     does not say which period its `churned` flag covers."""
     if kind is None:
-        kind = (TargetKind.labels if prep.data.has("labels") else
+        kind = (TargetKind.labels if _has_table(prep, "labels") else
                 TargetKind.subscription_end if prep.has("subscriptions") else
                 TargetKind.no_purchase)
     try:
@@ -72,9 +182,9 @@ def resolve_target(prep: PreparedData, kind: str | TargetKind | None = None,
         raise TargetError(f"target {kind!r} is not a target: use one of "
                           f"{', '.join(k.value for k in TargetKind)}") from None
     needed = REQUIRED_TABLE[kind]
-    present = prep.data.has(needed) if kind is TargetKind.labels else prep.has(needed)
+    present = _has_table(prep, needed) if kind is TargetKind.labels else prep.has(needed)
     if not present:
-        tables = ", ".join(prep.data.tables)
+        tables = ", ".join(prep.tables if isinstance(prep, DataFacts) else prep.data.tables)
         raise TargetError(f"target {kind.value} needs a {needed} table; the data hold {tables}")
     if kind is TargetKind.labels and not (horizon_given if horizon_given is not None
                                           else horizon_days is not None):
@@ -89,7 +199,7 @@ def resolve_target(prep: PreparedData, kind: str | TargetKind | None = None,
     return target
 
 
-def uses_lapse_rule(prep: PreparedData, target: Target) -> bool:
+def uses_lapse_rule(prep: DataLike, target: Target) -> bool:
     """Whether the population outside labelled dates is decided by recent purchases."""
     return target.kind is TargetKind.no_purchase or (
         target.kind is TargetKind.labels and not prep.has("subscriptions"))
@@ -111,12 +221,12 @@ def purchase_gaps(prep: PreparedData) -> np.ndarray:
     return gaps[gaps > 0].astype(float)  # purchases on the same day are one visit
 
 
-def suggest_lapsed_after_days(prep: PreparedData) -> int:
+def suggest_lapsed_after_days(prep: DataLike) -> int:
     """The lapse rule chosen from the data: the `LAPSE_QUANTILE` of the gaps between
     consecutive purchases, rounded up to whole weeks and kept within `LAPSE_BOUNDS`. A customer
     silent longer than 95% of the gaps after which customers did come back has most likely
     gone; anyone quieter is scored (and is often exactly whom a retention team wants to see)."""
-    gaps = purchase_gaps(prep)
+    gaps = prep.gaps() if isinstance(prep, DataFacts) else purchase_gaps(prep)
     low, high = LAPSE_BOUNDS
     if len(gaps) < 20:
         return high
@@ -124,8 +234,10 @@ def suggest_lapsed_after_days(prep: PreparedData) -> int:
     return int(min(max(days, low), high))
 
 
-def data_end(prep: PreparedData) -> np.datetime64:
+def data_end(prep: DataLike) -> np.datetime64:
     """The last moment the data cover: the latest event time of any event table."""
+    if isinstance(prep, DataFacts):
+        return prep.end
     latest = [
         _times(frame[TABLES[name].event_time]).max()
         for name, frame in prep.events.items()
@@ -134,14 +246,16 @@ def data_end(prep: PreparedData) -> np.datetime64:
     return np.max(latest) if latest else np.datetime64("NaT")
 
 
-def label_dates(prep: PreparedData) -> list[pd.Timestamp]:
+def label_dates(prep: DataLike) -> list[pd.Timestamp]:
     """The `as_of` dates of the company's labels table, oldest first (empty without one)."""
+    if isinstance(prep, DataFacts):
+        return list(prep.label_dates)
     if not prep.data.has("labels"):
         return []
     return [pd.Timestamp(t) for t in np.unique(_times(prep.data["labels"]["as_of"]))]
 
 
-def scoring_as_of(prep: PreparedData) -> pd.Timestamp:
+def scoring_as_of(prep: DataLike) -> pd.Timestamp:
     """The default as-of date of scoring: the day after the data end (see `data_end`), so every
     recorded event is known, or the company's latest labels date when that is later (the labels
     say the data are complete up to it). The service, batch scoring and explain-change use it."""
@@ -150,11 +264,12 @@ def scoring_as_of(prep: PreparedData) -> pd.Timestamp:
     return max(day_after, dates[-1]) if dates else day_after
 
 
-def check_scoring_date(prep: PreparedData, as_of: pd.Timestamp, what: str = "--as-of") -> None:
+def check_scoring_date(prep: DataLike, as_of: pd.Timestamp, what: str = "--as-of") -> None:
     """Refuse a scoring date outside the data: before the first signup, or after the default
     scoring date (features of a later date would silently miss the events not yet recorded)."""
     latest = scoring_as_of(prep)
-    first = pd.Timestamp(_times(prep.customers["signup_date"]).min())
+    first = (prep.first_signup if isinstance(prep, DataFacts)
+             else pd.Timestamp(_times(prep.customers["signup_date"]).min()))
     if as_of > latest:
         raise UsageError(f"{what} {as_of:%Y-%m-%d} is after the end of the data: the latest "
                          f"date that can be scored is {latest:%Y-%m-%d} (the day after the last "
@@ -260,7 +375,7 @@ def churn_labels(
     return (~stays).astype(float)
 
 
-def outcome_target(prep: PreparedData, target: Target) -> Target:
+def outcome_target(prep: DataLike, target: Target) -> Target:
     """The target that measures retention after an arbitrary date (campaign outcomes): the
     model's own, except that the company's labels exist only at their dates, so `labels` is
     measured with the data's own definition over the same horizon."""

@@ -18,6 +18,8 @@ from churn_risk.features.config import FeatureConfig
 from churn_risk.features.contract import TABLES
 from churn_risk.features.dates import parse_day
 from churn_risk.features.labels import (
+    DataFacts,
+    DataLike,
     adoption_labels,
     churn_labels,
     data_end,
@@ -65,16 +67,18 @@ def build_labelled_snapshot(
     return frame
 
 
-def data_begin(prep: PreparedData) -> pd.Timestamp:
+def data_begin(prep: DataLike) -> pd.Timestamp:
     """The data begin with the first record of the largest event table: subscriptions often
     reach far back (a plan signed in 2015) while transactions or contacts are only kept since a
     recent date, and snapshots before that would show every customer as inactive."""
+    if isinstance(prep, DataFacts):
+        return prep.begin
     densest = max(prep.events, key=lambda name: len(prep.events[name]))
     return pd.Timestamp(_times(prep.events[densest][TABLES[densest].event_time]).min())
 
 
 def monthly_as_ofs(
-    prep: PreparedData,
+    prep: DataLike,
     cfg: FeatureConfig,
     target: Target | None = None,
     first: str | pd.Timestamp | None = None,
@@ -94,7 +98,7 @@ def monthly_as_ofs(
 
 
 def training_as_ofs(
-    prep: PreparedData,
+    prep: DataLike,
     cfg: FeatureConfig,
     target: Target,
     first: str | pd.Timestamp | None = None,
@@ -102,7 +106,8 @@ def training_as_ofs(
 ) -> list[pd.Timestamp]:
     """The snapshot dates to train on: the company's label dates for the `labels` target (any
     day, any number of them), else month starts with full windows and a complete horizon.
-    Raises `NotEnoughHistory`, naming the dates needed and present, when there are none."""
+    Raises `NotEnoughHistory`, naming the dates needed and present, when there are none.
+    `prep`: the prepared data or their `DataFacts` (the dates depend on nothing else)."""
     if target.kind is TargetKind.labels:
         dates = label_dates(prep)
         if first is not None:

@@ -2,12 +2,14 @@
 the service loads.
 
 `score_portfolio` builds the point-in-time snapshot at `as_of` (pandas: `load_crm` → `prepare` →
-`build_snapshot`; dask: `build_frame_dask`, then each partition is scored on the workers) and
+`build_snapshot`; dask: `dask_engine.prepare_dask`, then each customer partition's snapshot is
+built and scored on the worker that holds it, and only the scores come to the driver) and
 scores it in chunks with `ChurnBundle.score` (one model input and one TreeSHAP pass per chunk),
 so memory stays bounded by the feature frame, the output and one chunk's intermediates, and a
-progress callback moves once per chunk. Each row also carries the keys a channel needs to trust
-it: `customer_id`, `features_as_of`, `model_name`, `model_version` and what the probability is
-of: `target`, `horizon_days` and `target_description` ("chance of leaving within 90 days ...").
+progress callback moves once per chunk (dask: once per partition). Each row also carries the
+keys a channel needs to trust it: `customer_id`, `features_as_of`, `model_name`,
+`model_version` and what the probability is of: `target`, `horizon_days` and
+`target_description` ("chance of leaving within 90 days ...").
 
 The default `as_of` is the day after the data end, as in the service (`serving/scorer.py`).
 Local scoring lets XGBoost use every core (the service keeps one thread per request); on Dask
@@ -42,12 +44,12 @@ Progress = Callable[[int, int], None]
 
 
 def check_output_path(out: str | os.PathLike) -> Path:
-    """The output file, or ValueError when its extension is not .parquet or .csv."""
+    """The output file, or `UsageError` (--out) when its extension is not .parquet or .csv."""
+    from churn_risk.errors import UsageError
+
     out = Path(out)
     if out.suffix not in OUTPUT_SUFFIXES:
-        raise ValueError(
-            f"cannot write scores to {out.name!r}: use a .parquet or .csv file name"
-        )
+        raise UsageError(f"--out: cannot write to {out.name!r}: use a .parquet or .csv file name")
     return out
 
 
@@ -90,16 +92,17 @@ def score_portfolio(
             return score_frame(frame, bundle, model_name, model_version, as_of, chunk_rows,
                                progress)
 
-    from churn_risk.features import dask_engine
-    from churn_risk.features.dask_engine import build_frame_dask, dask_client
+    from churn_risk.features.dask_engine import dask_client, prepare_dask
 
     with dask_client(scheduler) as client:
-        if as_of is None:  # the data end, computed on the workers (the same definition)
-            as_of = dask_engine.scoring_as_of_dask(dask_engine._read_dask(source))
-        as_of = parse_day(as_of, "--as-of")
-        frame, _ = build_frame_dask(source, [as_of], cfg, bundle.target, labelled=False,
-                                    scheduler=client.scheduler.address)
-        return score_frame_dask(frame, bundle, model_name, model_version, as_of, client,
+        data = prepare_dask(source, client)
+        if as_of is None:  # the same definition, from facts added up on the workers
+            as_of = scoring_as_of(data.facts)
+        else:
+            as_of = parse_day(as_of, "--as-of")
+            check_scoring_date(data.facts, as_of)
+        frames = data.frames([as_of], cfg, bundle.target)
+        return score_partitions(frames, bundle, model_name, model_version, as_of, client,
                                 chunk_rows, progress)
 
 
@@ -123,6 +126,51 @@ def score_frame(
     return _concat(parts)
 
 
+def score_partitions(
+    frames: list,
+    bundle: ChurnBundle,
+    model_name: str,
+    model_version: str,
+    as_of: str | pd.Timestamp,
+    client,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """Score feature frames that are on the Dask workers (`frames`: futures, one per customer
+    partition) where they are, in chunks of `chunk_rows`: the bundle is sent to every worker
+    once, and only the scores come back, sorted by customer_id (as `score_portfolio`'s pandas
+    path sorts its frame)."""
+
+    on_workers = client.scatter(bundle, broadcast=True)
+    futures = client.map(_score_partition, frames, bundle=on_workers, model_name=model_name,
+                         model_version=model_version, as_of=as_of, chunk_rows=chunk_rows,
+                         pure=False)
+    parts = [p for p in _gather(client, futures, progress) if p is not None]
+    if not parts:  # nobody to score: the table's columns, from an empty frame
+        empty = client.submit(lambda frame: frame.iloc[:0], frames[0]).result()
+        return score_frame(empty, bundle, model_name, model_version, as_of)
+    scores = _concat(parts)
+    return scores.sort_values("customer_id", kind="stable").reset_index(drop=True)
+
+
+def _gather(client, futures: list, progress: Progress | None) -> list:
+    """The futures' results in their order, reporting progress as each one completes."""
+    from dask.distributed import as_completed
+
+    for done, _ in enumerate(as_completed(futures), 1):
+        if progress is not None:
+            progress(done, len(futures))
+    return client.gather(futures)
+
+
+def _score_partition(frame: pd.DataFrame, bundle: ChurnBundle, model_name: str,
+                     model_version: str, as_of, chunk_rows: int) -> pd.DataFrame | None:
+    if not len(frame):
+        return None
+    frame = frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
+    return score_frame(frame, bundle, model_name, model_version, as_of, chunk_rows)
+
+
 def score_frame_dask(
     frame: pd.DataFrame,
     bundle: ChurnBundle,
@@ -133,9 +181,9 @@ def score_frame_dask(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     progress: Progress | None = None,
 ) -> pd.DataFrame:
-    """Score a feature frame on the Dask workers of `client`: the bundle is sent to every worker
-    once, the frame in chunks of `chunk_rows`; results come back in order."""
-    from dask.distributed import as_completed
+    """Score a feature frame of the driver on the Dask workers of `client`: the bundle is sent
+    to every worker once, the frame in chunks of `chunk_rows`; results come back in order.
+    (`score_portfolio` scores frames built on the workers with `score_partitions` instead.)"""
 
     if len(frame) == 0:
         return score_frame(frame, bundle, model_name, model_version, as_of)
@@ -146,10 +194,7 @@ def score_frame_dask(
                       model_name, model_version, as_of, pure=False)
         for s in starts
     ]
-    for done, _ in enumerate(as_completed(futures), 1):
-        if progress is not None:
-            progress(done, len(futures))
-    parts = client.gather(futures)
+    parts = _gather(client, futures, progress)
     client.cancel([*futures, on_workers])
     return _concat(parts)
 

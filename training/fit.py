@@ -3,6 +3,7 @@ propensity models. Pure model code: no MLflow, no files."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -149,17 +150,93 @@ def _matrices(train_X, train_y, val_X, val_y, nthread, client):
             xgb.DMatrix(train_X, label=train_y, enable_categorical=True, nthread=nthread),
             xgb.DMatrix(val_X, label=val_y, enable_categorical=True, nthread=nthread),
         )
+    return dask_matrix(client, train_X, train_y), dask_matrix(client, val_X, val_y)
+
+
+#: Encoded rows kept on the Dask workers (the latest matrices sent, with the client's id).
+_SENT: deque = deque(maxlen=2)
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """Encoded rows on the workers: a block per worker, with the index labels of its rows, and
+    a hash of every row's values (by label) that tells whether later rows are the same."""
+
+    client_id: str
+    blocks: tuple  # futures
+    workers: tuple[str, ...]  # where each block is
+    index: tuple[pd.Index, ...]  # the labels of each block's rows, in order
+    hashes: pd.Series
+    dtypes: pd.Series
+
+
+def dask_matrix(client, X: pd.DataFrame, y: np.ndarray):
+    """A `DaskDMatrix` of `X` and `y` built from rows on the workers, referred to (never held)
+    by the graphs the client sends (`dd.from_pandas` would put every row into them).
+
+    The rows are sent once: a block to each worker (`client.scatter`). A later matrix whose rows
+    are all among rows already sent (the propensity and value models train on subsets of the
+    churn model's rows), with the same columns and values (a hash of every row says so), is
+    filtered from them where they are: only its labels and a bit per row are sent. The latest
+    two matrices sent stay on the workers until the next ones replace them or the client
+    closes."""
     import dask.dataframe as dd
     from xgboost import dask as dxgb
 
-    n = max(1, len(client.scheduler_info()["workers"]))
+    hashes = pd.util.hash_pandas_object(X, index=False)
+    sent = _already_sent(client, X, hashes) if X.index.is_unique else None
+    fresh = sent is None
+    if fresh:
+        sent = _send(client, X, hashes)
+    y = pd.Series(np.asarray(y), index=X.index)
+    X_parts, y_parts, start = [], [], 0
+    for block, worker, index in zip(sent.blocks, sent.workers, sent.index, strict=True):
+        if fresh:  # every row of the block, in order
+            keep, labels = None, y.iloc[start:start + len(index)]
+            start += len(index)
+        else:
+            rows = index.isin(X.index)
+            keep, labels = np.packbits(rows), y.loc[index[rows]]
+        X_parts.append(client.submit(_rows, block, keep, workers=[worker], pure=False))
+        y_parts.append(client.scatter(labels.reset_index(drop=True), workers=[worker]))
+    X_d = dd.from_delayed(X_parts, meta=X.iloc[:0].reset_index(drop=True), verify_meta=False)
+    y_d = dd.from_delayed(y_parts, meta=y.iloc[:0].reset_index(drop=True), verify_meta=False)
+    return dxgb.DaskDMatrix(client, X_d, y_d, enable_categorical=True)
 
-    def dask_matrix(X, y):
-        X_d = dd.from_pandas(X.reset_index(drop=True), npartitions=n)
-        y_d = dd.from_pandas(pd.Series(y), npartitions=n)
-        return dxgb.DaskDMatrix(client, X_d, y_d, enable_categorical=True)
 
-    return dask_matrix(train_X, train_y), dask_matrix(val_X, val_y)
+def _already_sent(client, X: pd.DataFrame, hashes: pd.Series) -> _Sent | None:
+    """Rows on the workers that hold every row of `X`, the same values, in the same order, with
+    some of them on every worker (XGBoost refuses a worker without rows of a categorical
+    frame)."""
+    for sent in reversed(_SENT):
+        if (sent.client_id == client.id and X.dtypes.equals(sent.dtypes)
+                and X.index.isin(sent.hashes.index).all()
+                and np.array_equal(sent.hashes.reindex(X.index).to_numpy(), hashes.to_numpy())):
+            rows = [i[i.isin(X.index)] for i in sent.index]
+            if all(len(r) for r in rows) and np.array_equal(np.concatenate(rows),
+                                                            X.index.to_numpy()):
+                return sent
+    return None
+
+
+def _send(client, X: pd.DataFrame, hashes: pd.Series) -> _Sent:
+    workers = list(client.scheduler_info()["workers"])[:max(1, len(X))]
+    edges = np.linspace(0, len(X), len(workers) + 1).astype(int)
+    blocks = [client.scatter(X.iloc[a:b], workers=[w])
+              for w, a, b in zip(workers, edges[:-1], edges[1:], strict=True)]
+    sent = _Sent(client.id, tuple(blocks), tuple(workers),
+                 tuple(X.index[a:b] for a, b in zip(edges[:-1], edges[1:], strict=True)),
+                 hashes if X.index.is_unique else hashes.iloc[:0], X.dtypes)
+    _SENT.append(sent)
+    return sent
+
+
+def _rows(block: pd.DataFrame, keep: np.ndarray | None) -> pd.DataFrame:
+    """The rows of a block of encoded rows whose bit is set in `keep` (None: all), numbered
+    from 0 (on a worker)."""
+    if keep is not None:
+        block = block.iloc[np.flatnonzero(np.unpackbits(keep, count=len(block)))]
+    return block.reset_index(drop=True)
 
 
 def refit_cross_fitted(
