@@ -36,11 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(width=120)
 
     from churn_risk.demo import write_demo
+    from churn_risk.jobs.common import prepared
+    from churn_risk.jobs.train import run as train
     from churn_risk.serving import launch
     from churn_risk.training.config import SearchSpace, TrainConfig
     from churn_risk.training.evaluate import HoldoutEvaluator
     from churn_risk.training.registry import promote
-    from churn_risk.training.train import load_prepared, train
 
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(tmp)
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         write_demo(data, customers=args.customers, months=24, seed=3)
         train(data, TrainConfig(search=SearchSpace(max_depth=(3,), num_boost_round=200)),
               project_dir=project)
-        judge = HoldoutEvaluator(load_prepared(data))
+        judge = HoldoutEvaluator(prepared(data))
         promote(judge, target_of=judge.target_of, begin=judge.begin)
         env = launch.server_env(data, project_dir=project, keys=KEY)
         env.pop("MLFLOW_TRACKING_URI", None)

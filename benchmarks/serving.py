@@ -202,14 +202,15 @@ def channel_cost(base: str, ids: list, repeats: int = 5) -> tuple[float, float]:
 
 def set_up(folder: Path, project: Path, customers: int) -> None:
     from churn_risk.demo import write_demo
+    from churn_risk.jobs.common import prepared
+    from churn_risk.jobs.train import run as train
     from churn_risk.training.evaluate import HoldoutEvaluator
     from churn_risk.training.registry import promote
-    from churn_risk.training.train import load_prepared, train
 
     if not (folder / "customers.parquet").exists():
         write_demo(folder, customers=customers, months=36, seed=42)
     train(folder, project_dir=project)
-    judge = HoldoutEvaluator(load_prepared(folder))
+    judge = HoldoutEvaluator(prepared(folder))
     promote(judge, target_of=judge.target_of, begin=judge.begin)
     train(folder, project_dir=project)  # version 2: the champion the load switches to
 

@@ -117,7 +117,7 @@ def _time_xgb_train() -> list[float]:
 
 
 def _end_to_end(folder: str, first: str, engine: str) -> dict:
-    from churn_risk.training.train import train
+    from churn_risk.jobs.train import run as train
 
     _throwaway_tracking()
     xgb_spent = _time_xgb_train()
@@ -166,7 +166,7 @@ def _profile_local(folder: str, first: str, top: int, dump: str) -> str:
     import io
     import pstats
 
-    from churn_risk.training.train import train
+    from churn_risk.jobs.train import run as train
 
     _throwaway_tracking()
     profiler = cProfile.Profile()
@@ -189,7 +189,8 @@ def _prepare_floor(folder: str, first: str, path: str) -> dict:
     from churn_risk.training.train import build_training_data
 
     cfg = _config(first)
-    frame, specs = build_training_data(folder, cfg, demo_target(), engine="pandas")
+    data = build_training_data(folder, cfg)
+    frame, specs = data.frame, data.specs
     gap = cfg.gap_months if cfg.gap_months is not None else gap_months(demo_target().horizon_days)
     split = split_by_time(frame, gap, cfg.holdout_share, cfg.seed)
     categories = category_levels(specs, split.train)

@@ -15,7 +15,6 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
-from common import demo_target
 from rich.console import Console
 from rich.table import Table
 
@@ -37,9 +36,8 @@ def main() -> None:
         folder = Path(tmp) / "data"
         write_demo(folder, args.customers, args.months, args.seed)
         cfg = TrainConfig()
-        target = demo_target()
-        frame, specs = build_training_data(folder, cfg, target)
-        bundle, split, _, _ = fit_bundle(frame, specs, cfg, target)
+        data = build_training_data(folder, cfg)
+        bundle, split, _, _ = fit_bundle(data.frame, data.specs, cfg, data.target)
         test = split.test.reset_index(drop=True)
         scored = pd.concat([test[["customer_id"]], bundle.score(test)], axis=1)
         p_true, ltv_true = true_churn_and_value(folder, bundle, test)

@@ -182,6 +182,13 @@ def _load(source):
     return load_crm(source)
 
 
+def _prepare(source):
+    """`_load`, prepared for the feature code."""
+    from churn_risk.features.lifecycle import prepare
+
+    return prepare(_load(source))
+
+
 @app.command()
 def features(
     as_of: Annotated[str, typer.Option("--as-of", help="Date the features are computed as of "
@@ -206,17 +213,23 @@ def features(
     cfg = FeatureConfig()
     as_of_ts = _parse_date(as_of, "--as-of")
     source = _source(data, mapping)
-    prep = prepare(_load(source))
-    check_scoring_date(prep, as_of_ts)
-    who = resolve_target(prep, target, None, lapsed_after_days, horizon_given=True)
-    started = time.perf_counter()
-    if engine is Engine.dask:  # each partition is validated where it is computed
-        from churn_risk.features.dask_engine import build_frame_dask
+    if engine is Engine.dask:  # read, validated and computed per partition on the workers
+        from churn_risk.features.dask_engine import dask_client, prepare_dask
 
-        frame, specs = build_frame_dask(source, [as_of_ts], cfg, who, scheduler=scheduler)
+        with dask_client(scheduler) as client:
+            on_workers = prepare_dask(source, client)
+            check_scoring_date(on_workers.facts, as_of_ts)
+            who = resolve_target(on_workers.facts, target, None, lapsed_after_days,
+                                 horizon_given=True)
+            started = time.perf_counter()
+            frame, specs = on_workers.frame([as_of_ts], cfg, who)
     else:
         from churn_risk.features.snapshots import build_snapshot
 
+        prep = prepare(_load(source))
+        check_scoring_date(prep, as_of_ts)
+        who = resolve_target(prep, target, None, lapsed_after_days, horizon_given=True)
+        started = time.perf_counter()
         frame, specs = build_snapshot(prep, as_of_ts, cfg, who), feature_specs(prep, cfg)
     elapsed = time.perf_counter() - started
     if out is not None:
@@ -334,10 +347,9 @@ def train(
 ) -> None:
     """Train the churn and propensity models on labelled snapshots; track and register in
     MLflow. The churn definition (target) is printed, logged and stored with the model."""
-    from churn_risk.features.lifecycle import prepare
+    from churn_risk.jobs import train as job
     from churn_risk.training.config import load_config
     from churn_risk.training.tracking import configure_tracking
-    from churn_risk.training.train import train as run_training
 
     cfg = load_config(config if config is not None and str(config) not in ("", ".") else None)
     overrides = {k: v for k, v in (("kind", target), ("horizon_days", horizon_days),
@@ -347,10 +359,18 @@ def train(
             {**cfg.target.model_dump(), **overrides})})
     source = _source(data, mapping)
     configure_tracking()  # an unreachable tracking store stops here, before any work
-    prep = prepare(_load(source))  # bad data stop here, with the report, before any run
+    # pandas: bad data stop here, with the report, before any run; dask reads on its workers
+    prep = _prepare(source) if engine is Engine.pandas else None
+    _print_training(_train(job, source, cfg, prep, engine.value, scheduler), source)
+
+
+def _train(job, source, cfg, prep, engine: str = "pandas", scheduler: str | None = None):
     with _progress() as progress:
-        result = run_training(source, cfg, engine=engine.value, scheduler=scheduler,
-                              step=_step_reporter(progress), prep=prep)
+        return job.run(source, cfg, prep, engine=engine, scheduler=scheduler,
+                       step=_step_reporter(progress))
+
+
+def _print_training(result, source) -> None:
     for note in result.notes:
         console.print(f"• {note}")
     print_metrics(result.metrics, f"Test metrics ({result.split.method} split)")
@@ -421,21 +441,15 @@ def promote(
     """Make the newest version @champion if it has the champion's target and is at least as good
     on the same held-out rows. A refusal exits with code 3 (nothing changed)."""
     from churn_risk.errors import PromotionRefused
-    from churn_risk.features.lifecycle import prepare
-    from churn_risk.training.evaluate import HoldoutEvaluator
-    from churn_risk.training.registry import promote as run_promotion
-    from churn_risk.training.tracking import configure_tracking
+    from churn_risk.jobs import promote as job
 
-    configure_tracking()
-    judge = HoldoutEvaluator(prepare(_load(_source(data, mapping))))
-    decision = run_promotion(judge, force=force, version=version, target_of=judge.target_of,
-                             begin=judge.begin)
-    if judge.target is not None:
-        console.print(f"(judged on {judge.description})")
-    if not decision.promoted and decision.previous != decision.version:
-        raise PromotionRefused(decision.reason)
-    style = "green" if decision.promoted else "yellow"
-    console.print(f"[{style}]{decision.reason}[/{style}]")
+    result = job.run(_source(data, mapping), job.PromoteSettings(version=version, force=force))
+    if result.judged_on is not None:
+        console.print(f"(judged on {result.judged_on})")
+    if result.refused:
+        raise PromotionRefused(result.decision.reason)
+    style = "green" if result.decision.promoted else "yellow"
+    console.print(f"[{style}]{result.decision.reason}[/{style}]")
 
 
 @app.command()
@@ -448,24 +462,11 @@ def evaluate(
 ) -> None:
     """Evaluate a registered model on the newest labelled snapshot (its own test customers
     when it was trained on a customer holdout)."""
-    import mlflow
+    from churn_risk.jobs import evaluate as job
 
-    from churn_risk.features.lifecycle import prepare
-    from churn_risk.training.evaluate import HoldoutEvaluator
-    from churn_risk.training.tracking import configure_tracking
-
-    configure_tracking()
-    _registered_bundle(model)  # no such model: exit 2 naming it
-    source = _source(data, mapping)
-    judge = HoldoutEvaluator(prepare(_load(source)))
-    judge.begin([model])
-    metrics = judge(model)
-    with mlflow.start_run(run_name=f"evaluate {model} on {judge.as_of:%Y-%m-%d}"):
-        mlflow.set_tags({"job": "evaluate", "model_uri": model,
-                         "as_of": f"{judge.as_of:%Y-%m-%d}", "data": str(source),
-                         "target": str(judge.target)})
-        mlflow.log_metrics({k: v for k, v in metrics.items() if v == v})
-    print_metrics(metrics, f"{model} on {judge.description}", prefix="")
+    result = job.run(_source(data, mapping), job.EvaluateSettings(model=model))
+    print_metrics(result.metrics, f"{model} on {result.judged_on}", prefix="")
+    console.print(f"MLflow run {result.run_id}: {result.ui_command}")
 
 
 @app.command()
@@ -542,41 +543,6 @@ def serve(
             signal.signal(sig, handler)
 
 
-def _demo_service(data: Path) -> None:
-    """Start the service on the demo data, call it for two customers, show the page's URL."""
-    import json
-    import urllib.request
-
-    from churn_risk.serving import launch
-
-    env = launch.server_env(data, insecure=True)
-    process, base = launch.start(env)
-    try:
-        launch.wait_ready(base, process)
-        console.print(f"Service ready at {base} (demo mode: --insecure-dev, no API key)")
-        from churn_risk.features.lifecycle import prepare
-        from churn_risk.features.validation import load_crm
-
-        customers = prepare(load_crm(str(data))).customers["customer_id"].tolist()
-        request = urllib.request.Request(
-            f"{base}/score", method="POST", headers={"Content-Type": "application/json"},
-            data=json.dumps({"customer_ids": customers[:200], "top_k": 3}).encode(),
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            answer = json.loads(response.read())
-        ranked = sorted(answer["results"], key=lambda r: r["churn_probability"])
-        two = [ranked[-1], ranked[0]]  # the riskiest and the safest of the first 200
-        console.print("The riskiest and the safest of the first 200 customers:")
-        console.print_json(json.dumps({**answer, "results": two,
-                                       "unknown_customer_ids": answer["unknown_customer_ids"][:5]}))
-        console.print(f"Account-manager page: {base}/customers/{two[0]['customer_id']}")
-        console.print(f"API documentation: {base}/docs")
-        if sys.stdin.isatty():
-            console.input("[bold]Press Enter to stop the service.[/bold]")
-    finally:
-        launch.stop(process)
-
-
 campaigns_app = typer.Typer(help="Campaign management: measure what past campaigns did.",
                              no_args_is_help=True)
 app.add_typer(campaigns_app, name="campaigns")
@@ -604,85 +570,36 @@ def campaigns_evaluate(
     """Retention uplift of each campaign (treatment vs control, with confidence intervals, per
     segment and per offer), the success rates the next-best actions use, and an uplift model;
     all logged to MLflow."""
-    import mlflow
+    from churn_risk.jobs import campaigns as job
 
-    from churn_risk.errors import DataError
-    from churn_risk.features.config import FeatureConfig
-    from churn_risk.features.io import source_name
-    from churn_risk.features.lifecycle import prepare
-    from churn_risk.training.campaigns import (
-        NotEnoughControls,
-        campaign_target,
-        evaluate_campaigns,
-        fit_uplift_model,
-        log_campaign_evaluation,
-        success_rates,
-    )
-    from churn_risk.training.tracking import configure_tracking
-
-    tracking = configure_tracking()
-    source = _source(data, mapping)
-    prep = prepare(_load(source))
-    if not prep.has("campaigns") or not len(prep.events["campaigns"]):
-        raise DataError(f"{source}: no campaigns table (or it is empty): nothing to evaluate")
-    cfg = FeatureConfig()
-    evaluation = evaluate_campaigns(prep, cfg, campaign_target(prep, horizon_days),
-                                    tuple(segment or ("segment",)), confidence)
-    model = None
-    if uplift:
-        try:
-            model = fit_uplift_model(prep, evaluation, cfg)
-        except NotEnoughControls as exc:
-            console.print(f"[yellow]No uplift model: {exc}[/yellow]")
+    settings = job.CampaignSettings(horizon_days=horizon_days, confidence=confidence,
+                                    segments=tuple(segment or ("segment",)), uplift=uplift)
+    result = job.run(_source(data, mapping), settings)
+    if result.no_uplift:
+        console.print(f"[yellow]No uplift model: {result.no_uplift}[/yellow]")
     for level in ("campaign", "offer"):
-        rows = evaluation.summary_rows(level)
+        rows = result.evaluation.summary_rows(level)
         table = Table(title=f"Retention uplift per {level}")
         for column in (rows[0] if rows else {}):
             table.add_column(column)
         for row in rows:
             table.add_row(*row.values())
         console.print(table)
-    rates = success_rates(evaluation)
-    for offer, r in rates.items():
+    for offer, r in result.success_rates.items():
         console.print(f"• success rate of actions with offer [bold]{offer}[/bold]: "
                       f"{r['rate']:.0%} (CI {r['low']:.0%} to {r['high']:.0%}, "
                       f"{r['n_control']:,} controls)")
-    if model is not None:
-        q = model.qini
+    if result.uplift is not None:
         console.print("• uplift model (T-learner, cross-fitted): " + ", ".join(
-            f"{k} {v:.4g}" for k, v in q.items()))
-        for note in model.notes:
+            f"{k} {v:.4g}" for k, v in result.uplift.qini.items()))
+        for note in result.uplift.notes:
             console.print(f"  {note}")
-    with mlflow.start_run(run_name=f"campaigns evaluate on {source_name(source)}") as run:
-        mlflow.set_tags({"data": str(source), "job": "campaigns evaluate"})
-        log_campaign_evaluation(evaluation, model)
-    console.print(f"Logged to MLflow run {run.info.run_id}. MLflow UI: {tracking.ui_command}")
+    console.print(f"Logged to MLflow run {result.run_id}. MLflow UI: {result.ui_command}")
 
 
 ModelOpt = Annotated[
     str, typer.Option("--model", help="Model URI (a registered version or alias).")
 ]
-
-
-def _registered_bundle(model: str):
-    """(bundle, name, version) of a model URI; exit 2 naming the URI when it does not exist."""
-    from churn_risk.errors import UsageError
-    from churn_risk.models.pyfunc import load_bundle, resolve_model
-    from churn_risk.training.tracking import configure_tracking
-
-    configure_tracking()
-    from mlflow.exceptions import MlflowException
-
-    try:
-        name, version = resolve_model(model)
-    except LookupError as exc:
-        raise UsageError(f"--model: {exc}") from None
-    try:
-        return load_bundle(f"models:/{name}/{version}" if name else model), name, version
-    except (MlflowException, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"--model {model}: cannot load the model ({first}); train and promote "
-                         "a model first (churn train, then churn promote)") from None
 
 
 @app.command()
@@ -718,58 +635,23 @@ def worklist(
 ) -> None:
     """Rank customers by the expected profit of their next-best action, within a budget,
     channel capacity and contact-pressure rules; write the list for CRM import."""
-    from dataclasses import replace
+    from churn_risk.jobs import worklist as job
 
-    from churn_risk.features.lifecycle import prepare
-    from churn_risk.models.portfolio import (
-        ACTION_CHANNELS,
-        load_catalogue,
-        with_measured_success,
-    )
-    from churn_risk.serving.batch import check_output_path, score_portfolio, write_scores
-    from churn_risk.serving.worklist import (
-        WorklistRules,
-        append_to_ledger,
-        build_worklist,
-        read_ledger,
-        recently_contacted,
-    )
-
-    as_of_ts = _parse_date(as_of, "--as-of")
-    if channel is not None and channel not in ACTION_CHANNELS:
-        raise typer.BadParameter(f"{channel!r} is not a channel; use one of "
-                                 f"{', '.join(ACTION_CHANNELS)}", param_hint="--channel")
-    out = out or Path("worklists") / (
-        f"worklist-{as_of_ts:%Y-%m-%d}{'-' + channel if channel else ''}.csv")
-    try:
-        check_output_path(out)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--out") from None
-    bundle, name, version = _registered_bundle(model)
-    if actions is not None:
-        catalogue = load_catalogue(actions)
-        bundle.policy = replace(bundle.policy, actions=with_measured_success(
-            catalogue, bundle.info.get("measured_success", {})))
-    source = _source(data, mapping)
-    prep = prepare(_load(source))
+    settings = job.WorklistSettings(
+        as_of=_parse_date(as_of, "--as-of"), budget=budget, channel=channel, capacity=capacity,
+        contact_gap_days=contact_gap_days, out=out, ledger=ledger, actions=actions, model=model)
     with _progress() as progress:
         task = progress.add_task("scoring the portfolio", total=None)
-        scored = score_portfolio(
-            source, as_of_ts, bundle, name, version, prep=prep,
-            progress=lambda done, total: progress.update(task, completed=done, total=total))
-    contacted = recently_contacted(prep, read_ledger(ledger), as_of_ts, contact_gap_days)
-    result = build_worklist(bundle, scored.reset_index(drop=True), WorklistRules(
-        budget=budget, channel=channel, capacity=capacity, contact_gap_days=contact_gap_days),
-        contacted)
-    write_scores(result.rows, out)
-    append_to_ledger(ledger, result, as_of_ts)
-
-    table = Table(title=f"Worklist {as_of_ts:%Y-%m-%d}" + (f" ({channel})" if channel else "")
-                  + f": churn probabilities are the {bundle.target.description}")
+        result = job.run(_source(data, mapping), settings, progress=lambda done, total: (
+            progress.update(task, completed=done, total=total)))
+    worklist = result.worklist
+    table = Table(title=f"Worklist {settings.as_of:%Y-%m-%d}"
+                  + (f" ({channel})" if channel else "")
+                  + f": churn probabilities are the {result.target_description}")
     for column in ("channel", "action", "customers", "cost", "expected profit"):
         table.add_column(column, justify="right" if column not in ("channel", "action")
                          else "left")
-    rows = result.rows
+    rows = worklist.rows
     if len(rows):
         summary = rows.groupby(["action_channel", "recommended_action"]).agg(
             customers=("customer_id", "size"), cost=("action_cost", "sum"),
@@ -779,10 +661,10 @@ def worklist(
                           f"{r.cost:,.0f}", f"{r.profit:,.0f}")
     console.print(table)
     console.print(
-        f"{len(rows):,} customers, spent {result.spent:,.0f} of {budget:,.0f}, expected profit "
-        f"{result.expected_profit:,.0f}; {result.candidates:,} customers had an action that "
-        f"pays, {result.excluded_recent_contact:,} were left out (contacted in the last "
-        f"{contact_gap_days} days). Written to {out}; ledger {ledger}.")
+        f"{len(rows):,} customers, spent {worklist.spent:,.0f} of {budget:,.0f}, expected "
+        f"profit {worklist.expected_profit:,.0f}; {worklist.candidates:,} customers had an "
+        f"action that pays, {worklist.excluded_recent_contact:,} were left out (contacted in "
+        f"the last {contact_gap_days} days). Written to {result.out}; ledger {result.ledger}.")
 
 
 @app.command()
@@ -807,55 +689,20 @@ def score(
 ) -> None:
     """Score the whole portfolio (every output field per customer) and write a portfolio report,
     logged to MLflow with the scores."""
+    from churn_risk.jobs import score as job
 
-    from churn_risk.errors import DataError
-    from churn_risk.features.lifecycle import prepare
-    from churn_risk.serving.batch import check_output_path, score_portfolio, write_scores
-    from churn_risk.serving.report import (
-        log_report_to_mlflow,
-        portfolio_report,
-        portfolio_summary,
-    )
-    from churn_risk.training.tracking import configure_tracking
-
-    try:
-        check_output_path(out)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--out") from None
-    as_of_ts = _parse_date(as_of, "--as-of") if as_of is not None else None
-    report_dir = report if report is not None else out.with_name(f"{out.stem}-report")
-    tracking = configure_tracking()
-    bundle, name, version = _registered_bundle(model)
-    source = _source(data, mapping)
-    # Read and validated here (pandas) or on the workers (Dask); nothing is written from
-    # invalid data.
-    prep = prepare(_load(source)) if engine is Engine.pandas else None
-    started = time.perf_counter()
+    settings = job.ScoreSettings(
+        out=out, as_of=_parse_date(as_of, "--as-of") if as_of is not None else None,
+        model=model, engine=engine.value, scheduler=scheduler, report=report,
+        chunk_rows=chunk_rows)
     with _progress() as progress:
         task = progress.add_task("Scoring customers", total=None)
-        scores = score_portfolio(
-            source, as_of_ts, bundle, name, version, engine=engine.value,
-            chunk_rows=chunk_rows, scheduler=scheduler, prep=prep,
-            progress=lambda done, total: progress.update(task, completed=done, total=total),
-        )
-    elapsed = time.perf_counter() - started
-    if not len(scores):
-        raise DataError(f"--as-of {as_of}: no customer to score at that date ({bundle.target}: "
-                        "nobody is a customer then)")
-    write_scores(scores, out)
-    features_as_of = scores["features_as_of"].iloc[0]
-    page = portfolio_report(
-        scores, scores.get("segment"), report_dir,
-        f"Portfolio report {features_as_of}", bundle.policy, bundle.risk_bands,
-        {"model": f"{model} (version {version})", "features as of": features_as_of,
-         "churn probability": bundle.target.description,
-         "engine": engine.value, "customers": f"{len(scores):,}"},
-    )
-    summary = portfolio_summary(scores)
-    run_id = log_report_to_mlflow(report_dir, out, summary, model, version, features_as_of,
-                                  engine.value, name)
-    table = Table(title=f"{len(scores):,} customers scored as of {features_as_of} with {name} "
-                        f"version {version} in {elapsed:.1f} s")
+        result = job.run(_source(data, mapping), settings, progress=lambda done, total: (
+            progress.update(task, completed=done, total=total)))
+    summary = result.summary
+    table = Table(title=f"{summary['customers']:,} customers scored as of "
+                        f"{result.features_as_of} with {result.model_name} version "
+                        f"{result.version} in {result.seconds:.1f} s")
     table.add_column("quadrant")
     table.add_column("customers", justify="right")
     table.add_column("value at risk", justify="right")
@@ -864,13 +711,14 @@ def score(
     table.add_row("[bold]total[/bold]", f"{summary['customers']:,}",
                   f"{summary['total_value_at_risk']:,.0f}")
     console.print(table)
-    console.print(f"Churn probability: the {bundle.target.description}")
+    console.print(f"Churn probability: the {result.target_description}")
     console.print(f"Mean churn probability {summary['mean_churn_probability']:.1%}; "
                   f"{summary['customers_with_an_action']:,} customers with an action worth "
                   f"{summary['total_expected_profit']:,.0f} in expected profit")
     console.print(f"Scores: {out}")
-    console.print(f"Report: {page}")
-    console.print(f"MLflow run {run_id} (\"score {features_as_of}\"): {tracking.ui_command}")
+    console.print(f"Report: {result.report}")
+    console.print(f"MLflow run {result.run_id} (\"score {result.features_as_of}\"): "
+                  f"{result.ui_command}")
 
 
 @app.command("explain-change")
@@ -885,14 +733,12 @@ def explain_change(
     ] = "models:/churn-risk@champion",
 ) -> None:
     """Why a customer's churn risk changed between two dates, by driver group."""
-    from churn_risk.features.lifecycle import prepare
+    from churn_risk.jobs import explain_change as job
     from churn_risk.serving.change import ChangeRequestError
-    from churn_risk.serving.change import explain_change as run_explain_change
 
-    bundle, _, _ = _registered_bundle(model)
-    prep = prepare(_load(_source(data, mapping)))
     try:
-        change = run_explain_change(bundle, prep, customer, from_date, to_date)
+        change, description = job.run(_source(data, mapping), job.ExplainChangeSettings(
+            customer=customer, from_date=from_date, to_date=to_date, model=model))
     except ChangeRequestError as exc:
         option = {"customer_id": "--customer", "from_date": "--from", "to_date": "--to"}
         raise typer.BadParameter(str(exc).partition(": ")[2],
@@ -926,7 +772,7 @@ def explain_change(
     console.print(
         f"Churn probability {change['churn_probability_from']:.1%} ({change['risk_band_from']})"
         f" → {change['churn_probability_to']:.1%} ({change['risk_band_to']}): "
-        f"{change['probability_change'] * 100:+.1f} points (the {bundle.target.description})"
+        f"{change['probability_change'] * 100:+.1f} points (the {description})"
     )
 
 
@@ -939,24 +785,69 @@ def demo(
 ) -> None:
     """The main job end to end on demo data: generate → validate → features → train (tracked in
     MLflow) → promote the champion → serve and call it."""
-    from churn_risk.features.config import FeatureConfig
-    from churn_risk.features.lifecycle import prepare
-    from churn_risk.features.snapshots import monthly_as_ofs
+    from churn_risk.jobs import demo as job
 
-    console.rule("1/6 Generate demo CRM data")
-    generate_data(out=out, customers=customers, months=months, seed=seed)
-    console.rule("2/6 Validate against the data contract")
-    validate(data=str(out))
-    console.rule("3/6 Point-in-time lifecycle features for the latest month")
-    prep = prepare(_load(str(out)))
-    latest = monthly_as_ofs(prep, FeatureConfig())[-1]
-    features(as_of=f"{latest:%Y-%m-%d}", data=str(out), out=None)
-    console.rule("4/6 Train churn and next-product models (tracked in MLflow)")
-    train(data=str(out))
-    console.rule("5/6 Promote the new version to @champion if it is at least as good")
-    promote(data=str(out))
-    console.rule("6/6 Serve the champion and ask it about two customers")
-    _demo_service(out)
+    with _progress() as progress:
+        job.run(job.DemoSettings(out=out, customers=customers, months=months, seed=seed),
+                _DemoPrinter(progress))
+
+
+class _DemoPrinter:
+    """Prints each stage of `churn demo` as the job reports it (`jobs.demo.DemoReport`)."""
+
+    def __init__(self, progress: Progress):
+        self.bars = progress
+        self.tasks: dict[str, object] = {}
+
+    def stage(self, number: int, title: str) -> None:
+        from churn_risk.jobs.demo import STAGES
+
+        console.rule(f"{number}/{len(STAGES)} {title}")
+
+    def progress(self, what: str, done: int, total: int) -> None:
+        if what not in self.tasks:
+            self.tasks[what] = self.bars.add_task(what, total=total)
+        self.bars.update(self.tasks[what], completed=done, total=total)
+
+    def generated(self, demo, seconds: float) -> None:
+        console.print(_tables_table("Demo CRM data", demo.tables))
+        console.print(f"Ground truth (for evaluation only, never read by features): "
+                      f"ground_truth/  [{seconds:.1f} s]")
+
+    def validated(self, source, crm) -> None:
+        console.print(_tables_table(f"{source}: valid", crm.tables))
+
+    def features(self, frame, specs, as_of, seconds: float) -> None:
+        print_feature_summary(frame, specs, as_of, seconds, None)
+
+    def trained(self, result, source) -> None:
+        _print_training(result, source)
+
+    def promoted(self, result) -> None:
+        if result.judged_on is not None:
+            console.print(f"(judged on {result.judged_on})")
+        style = "green" if result.decision.promoted else "yellow"
+        suffix = " The current champion is served." if result.refused else ""
+        console.print(f"[{style}]{escape(result.decision.reason)}{suffix}[/{style}]")
+
+    def served(self, served) -> None:
+        import json
+
+        from churn_risk.jobs.demo import ASKED
+
+        answer = served.answer
+        console.print(f"Service ready at {served.base_url} (demo mode: --insecure-dev, no API "
+                      "key)")
+        console.print(f"The riskiest and the safest of the first {ASKED} customers:")
+        console.print_json(json.dumps({**answer, "results": served.two,
+                                       "unknown_customer_ids":
+                                       answer["unknown_customer_ids"][:5]}))
+        console.print(f"Account-manager page: {served.base_url}/customers/"
+                      f"{served.two[0]['customer_id']}")
+        console.print(f"API documentation: {served.base_url}/docs")
+        if sys.stdin.isatty():
+            self.bars.stop()  # no live bars under the prompt
+            console.input("[bold]Press Enter to stop the service.[/bold]")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ project folder."""
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 from types import SimpleNamespace
 
 import mlflow
@@ -23,36 +23,41 @@ from churn_risk.models.portfolio import QUADRANTS
 from churn_risk.models.pyfunc import load_bundle
 from churn_risk.serving.batch import score_frame, score_portfolio
 from churn_risk.serving.report import log_report_to_mlflow, portfolio_report, portfolio_summary
-from churn_risk.training.config import SearchSpace, TrainConfig
 from churn_risk.training.tracking import MODEL_NAME, configure_tracking
-from churn_risk.training.train import train
 
 from .conftest import MLFLOW_EXPORTS
 
-FAST = TrainConfig(search=SearchSpace(max_depth=(3,), num_boost_round=150), min_positives=10)
 KEYS = ["customer_id", "features_as_of", "model_name", "model_version", "target", "horizon_days",
         "target_description"]
 CHARTS = ("risk_matrix", "value_at_risk_by_segment", "key_drivers_by_segment",
           "score_distribution")
 
 
+def assert_a_drawn_chart(png: Path) -> None:
+    """A figure was drawn: a readable PNG of the report's chart size with marks on it (more
+    than a few colours, not one flat background)."""
+    from PIL import Image, ImageStat
+
+    with Image.open(png) as image:
+        width, height = image.size
+        rgb = image.convert("RGB")
+        colours = rgb.getcolors(maxcolors=1 << 20)
+        spread = ImageStat.Stat(rgb).stddev
+    assert width >= 400 and height >= 250, image.size
+    assert len(colours) > 50 and min(spread) > 5, (png.name, len(colours), spread)
+
+
 @pytest.fixture(scope="module")
-def trained(demo_folder, tmp_path_factory):
-    """A model trained and registered in a fresh project's MLflow store, loaded back."""
-    project = tmp_path_factory.mktemp("batch")
-    saved = {k: os.environ.get(k) for k in MLFLOW_EXPORTS}
-    for k in saved:
-        os.environ.pop(k, None)
-    try:
-        result = train(demo_folder, FAST, project_dir=project)
-        bundle = load_bundle(f"models:/{MODEL_NAME}/{result.version}")
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    return SimpleNamespace(project=project, version=result.version, bundle=bundle)
+def trained(champion_project, champion_store):
+    """The session's registered model in a project of this module, loaded back from MLflow."""
+    version = champion_store.train.version
+    with pytest.MonkeyPatch.context() as mp:
+        for name in MLFLOW_EXPORTS:
+            mp.setenv(name, "unset")
+            mp.delenv(name)
+        configure_tracking(champion_project)
+        bundle = load_bundle(f"models:/{MODEL_NAME}/{version}")
+    return SimpleNamespace(project=champion_project, version=version, bundle=bundle)
 
 
 @pytest.fixture
@@ -157,7 +162,7 @@ def test_report_has_its_charts_and_the_mlflow_run_its_artifacts(scores, trained,
     text = page.read_text()
     assert page.name == "report.html"
     for chart in CHARTS:
-        assert (page.parent / f"{chart}.png").stat().st_size > 1000
+        assert_a_drawn_chart(page.parent / f"{chart}.png")
         assert f'id="{chart}"' in text
     assert text.count("data:image/png;base64,") == len(CHARTS)
     assert "<script" not in text and "http" not in text  # self-contained: no CDN, no links
@@ -183,6 +188,25 @@ def test_report_has_its_charts_and_the_mlflow_run_its_artifacts(scores, trained,
     assert {"report/report.html", *(f"report/{c}.png" for c in CHARTS)} <= logged
     assert [a.path for a in MlflowClient().list_artifacts(run_id, "scores")] == [
         "scores/scores.parquet"]
+
+
+def test_report_is_rendered_from_an_autoescaped_template(scores, trained, tmp_path):
+    hostile = "<script>alert(1)</script>"
+    page = portfolio_report(scores, scores["segment"], tmp_path / "report", f"Portfolio {hostile}",
+                            trained.bundle.policy, trained.bundle.risk_bands,
+                            details={"model": hostile, "as of": "2025-01-01"})
+    text = page.read_text()
+    assert text.startswith("<!DOCTYPE html>")
+    assert "<script" not in text
+    assert text.count("&lt;script&gt;alert(1)&lt;/script&gt;") == 3  # title, heading, details
+    assert "<style>" in text and ".tiles {" in text  # report.css, inlined
+    summary = portfolio_summary(scores)
+    for figure in (f"{summary['customers']:,}", f"{summary['mean_churn_probability']:.1%}",
+                   f"{summary['total_value_at_risk']:,.0f}"):
+        assert f'<div class="value">{figure}</div>' in text, figure
+    assert text.count('<tr class="quadrant">') == len(QUADRANTS)
+    for action in summary["actions"][:10]:
+        assert f"<td>{action['action']}</td><td>{action['customers']:,}</td>" in text
 
 
 @pytest.mark.slow

@@ -81,13 +81,15 @@ def test_snapshots_write_a_labelled_training_frame(demo_folder, tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_end_to_end(project, capsys):
+def test_demo_end_to_end(project, capsys, data_reads):
     out = project / "demo"
     assert main(["demo", "--out", str(out), "--customers", "1500", "--months", "24"]) == 0
+    assert data_reads == [str(out)]  # every stage works on the one validated copy
     printed = capsys.readouterr().out
     assert "valid" in printed and "Lifecycle features as of" in printed
     assert "Test metrics" in printed and "mlflow ui --backend-store-uri" in printed
     assert "promoted" in printed
+    assert "riskiest and the safest" in printed and "/customers/" in printed  # served, asked
     assert (out / "customers.parquet").exists() and (out / "ground_truth").is_dir()
     assert (project / "mlflow.db").exists()
     assert main(["evaluate", "--data", str(out)]) == 0

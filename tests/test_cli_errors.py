@@ -12,6 +12,9 @@ from churn_risk.cli import main
 from churn_risk.features.io import write_tables
 from tests.conftest import MLFLOW_EXPORTS
 
+#: Trains in seconds: what these tests need is a registered version, not a good one.
+QUICK = "figures = false\n[search]\nmax_depth = [3]\nnum_boost_round = 60\n"
+
 
 def run(capsys, *argv: str) -> tuple[int, str]:
     code = main(list(argv))
@@ -30,7 +33,8 @@ def trained(tmp_path_factory, demo_folder):
         for name in MLFLOW_EXPORTS:
             mp.setenv(name, "unset")
             mp.delenv(name)
-        assert main(["train", "--data", str(demo_folder)]) == 0
+        (project / "fast.toml").write_text(QUICK)
+        assert main(["train", "--data", str(demo_folder), "--config", "fast.toml"]) == 0
     return project
 
 
@@ -99,7 +103,8 @@ def test_an_unknown_version_to_promote(in_trained, demo_folder, capsys):
 def test_a_challenger_with_another_target_is_refused_with_exit_3(in_trained, demo_folder,
                                                                  capsys):
     assert main(["promote", "--data", str(demo_folder), "--version", "1"]) == 0
-    assert main(["train", "--data", str(demo_folder), "--horizon-days", "60"]) == 0
+    assert main(["train", "--data", str(demo_folder), "--horizon-days", "60", "--config",
+                 "fast.toml"]) == 0
     capsys.readouterr()
     code, text = run(capsys, "promote", "--data", str(demo_folder))
     assert code == 3

@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from churn_risk.cli import main
-from churn_risk.demo import write_demo
 from churn_risk.errors import UsageError
 from churn_risk.features.target import Target, TargetKind
 from churn_risk.models.bundle import Calibrator, ChurnBundle
@@ -31,12 +30,7 @@ from churn_risk.serving.worklist import (
 )
 from churn_risk.training.config import TrainConfig
 from churn_risk.training.evaluate import true_churn_and_value
-from churn_risk.training.train import (
-    build_training_data,
-    fit_bundle,
-    load_prepared,
-    training_target,
-)
+from churn_risk.training.train import build_training_data, fit_bundle
 
 ACTIONS = (
     Action("fix_tickets", "Fix tickets", "service", cost=10.0, success_rate=0.5,
@@ -206,14 +200,11 @@ def test_campaign_contacts_count_as_contact_pressure(prep):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("bar") / "data"
-    write_demo(folder, customers=5000, months=24, seed=11)
+def trained(mid_demo_folder):
+    folder = mid_demo_folder
     cfg = TrainConfig()
-    prep = load_prepared(folder)
-    target = training_target(prep, cfg)
-    frame, specs = build_training_data(folder, cfg, target, prep=prep)
-    bundle, split, _, _ = fit_bundle(frame, specs, cfg, target)
+    data = build_training_data(folder, cfg)
+    bundle, split, _, _ = fit_bundle(data.frame, data.specs, cfg, data.target)
     return folder, bundle, split.test.reset_index(drop=True)
 
 

@@ -1,43 +1,29 @@
-"""`churn train`: snapshots → time split → churn + propensity models → bundle → MLflow.
+"""What training is made of, without MLflow: the labelled snapshots of a data set
+(`build_training_data`), and the bundle fitted on them (`fit_bundle`: time or customer split →
+churn model search → calibration → propensity and value models → portfolio policy).
 
-One MLflow run per training: the whole config as params, dataset lineage, the feature-set name,
-metrics, plots, and the bundle logged as a pyfunc model with signature and input example, then
-registered as a new version of `churn-risk`. Promotion is a separate step (`churn promote`).
+The `churn train` job (`churn_risk.jobs.train`) runs these, evaluates, and logs and registers the
+result in MLflow.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import tempfile
-import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.models import infer_signature
 
 from churn_risk.errors import DataError
-from churn_risk.features.io import DataSourceLike, source_name
-from churn_risk.features.labels import resolve_target
+from churn_risk.features.io import DataSourceLike
+from churn_risk.features.labels import DataFacts, resolve_target
 from churn_risk.features.lifecycle import FeatureSpec, PreparedData
 from churn_risk.features.snapshots import ADOPTION_PREFIX, CHURN_LABEL, SPEND_LABEL
 from churn_risk.features.target import Target, TargetKind
-from churn_risk.models import mlflow_model
 from churn_risk.models.bundle import ChurnBundle, encode_features
 from churn_risk.models.portfolio import fit_policy, load_catalogue, with_measured_success
-from churn_risk.models.pyfunc import ARTIFACT_KEY, pip_requirements
-from churn_risk.training.campaigns import (
-    evaluate_campaigns,
-    log_campaign_evaluation,
-    success_rates,
-)
+from churn_risk.training.campaigns import CampaignEvaluation, evaluate_campaigns, success_rates
 from churn_risk.training.config import TrainConfig
-from churn_risk.training.evaluate import TRUTH_HORIZON_DAYS, Evaluation, evaluate, load_truth
 from churn_risk.training.fit import (
     category_levels,
     feature_ranges,
@@ -46,33 +32,25 @@ from churn_risk.training.fit import (
     refit_cross_fitted,
     search_model,
 )
-from churn_risk.training.registry import register
 from churn_risk.training.split import Split, gap_months, split_by_time
-from churn_risk.training.tracking import (
-    MODEL_NAME,
-    TrackingSetup,
-    close_dead_runs,
-    configure_tracking,
-    job_tags,
-)
 
 Step = Callable[[str, int, int], None]
 
 
 @dataclass
-class TrainResult:
-    run_id: str
-    model_uri: str
-    version: str
-    metrics: dict[str, float]
-    split: Split
-    bundle: ChurnBundle
-    tracking: TrackingSetup
-    notes: list[str] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=dict)
+class TrainingData:
+    """Everything a fit needs from the data, read once: the labelled snapshots, the specs of
+    their features, the resolved target, and the evaluation of past campaigns (None without
+    campaign data) with the success rates per offer it measured for the portfolio policy."""
+
+    frame: pd.DataFrame
+    specs: list[FeatureSpec]
+    target: Target
+    campaigns: CampaignEvaluation | None = None
+    measured_success: dict[str, dict] = field(default_factory=dict)
 
 
-def training_target(prep: PreparedData, cfg: TrainConfig) -> Target:
+def training_target(prep: PreparedData | DataFacts, cfg: TrainConfig) -> Target:
     """The config's `[target]` checked against the data, unset parts decided from them."""
     return resolve_target(prep, cfg.target.kind, cfg.target.horizon_days,
                           cfg.target.lapsed_after_days)
@@ -81,33 +59,59 @@ def training_target(prep: PreparedData, cfg: TrainConfig) -> Target:
 def build_training_data(
     source: DataSourceLike,
     cfg: TrainConfig,
-    target: Target,
     engine: str = "pandas",
-    scheduler: str | None = None,
+    client=None,
     step: Step | None = None,
     prep: PreparedData | None = None,
-) -> tuple[pd.DataFrame, list[FeatureSpec]]:
-    """Labelled snapshots and the specs of their features. `prep`: the data of `source`
-    already loaded and prepared (read here otherwise). Raises `DataError` when the labelled
-    rows cannot train a model (none, or a single class)."""
+) -> TrainingData:
+    """The labelled snapshots of `source`, their feature specs, the target and the campaign
+    evaluation. pandas: from `prep` (the data already read and prepared; read here otherwise).
+    dask: read, prepared and turned into snapshots on the workers of `client` (`prep` unused):
+    the driver decides the target and the dates from the data's facts and gets back the
+    snapshots and the campaigns' compared customers, never a table. Raises `DataError` when the
+    labelled rows cannot train a model (none, or a single class)."""
+    if engine == "dask":
+        return _training_data_dask(source, cfg, client, step)
     from churn_risk.features.lifecycle import feature_specs
     from churn_risk.features.snapshots import build_training_frame, training_as_ofs
+    from churn_risk.jobs.common import prepared
 
-    prep = load_prepared(source) if prep is None else prep
+    prep = prepared(source, prep)
+    target = training_target(prep, cfg)
     as_ofs = training_as_ofs(prep, cfg.features, target, cfg.first_as_of, cfg.last_as_of)
-    if engine == "dask":
-        from churn_risk.features.dask_engine import build_frame_dask
-
-        frame, specs = build_frame_dask(source, as_ofs, cfg.features, target, labelled=True,
-                                        scheduler=scheduler)
-    else:
-        frame = build_training_frame(
-            prep, as_ofs, cfg.features, target,
-            progress=(lambda d, t: step("building snapshots", d, t)) if step else None,
-        )
-        specs = feature_specs(prep, cfg.features)
+    frame = build_training_frame(
+        prep, as_ofs, cfg.features, target,
+        progress=(lambda d, t: step("building snapshots", d, t)) if step else None,
+    )
+    specs = feature_specs(prep, cfg.features)
     check_trainable(frame, as_ofs, target)
-    return frame, specs
+    campaigns = None
+    if prep.has("campaigns") and len(prep.events["campaigns"]):
+        campaigns = evaluate_campaigns(prep, cfg.features, target)
+    measured = {} if campaigns is None else success_rates(campaigns, cfg.min_control)
+    return TrainingData(frame, specs, target, campaigns, measured)
+
+
+def _training_data_dask(source: DataSourceLike, cfg: TrainConfig, client,
+                        step: Step | None) -> TrainingData:
+    """`build_training_data` on the workers of `client` (see there)."""
+    from churn_risk.features.dask_engine import prepare_dask
+    from churn_risk.features.snapshots import training_as_ofs
+    from churn_risk.training.campaigns.effects import evaluate_campaigns_dask
+
+    data = prepare_dask(source, client)
+    target = training_target(data.facts, cfg)
+    as_ofs = training_as_ofs(data.facts, cfg.features, target, cfg.first_as_of, cfg.last_as_of)
+    frame, specs = data.frame(
+        as_ofs, cfg.features, target, labelled=True,
+        progress=(lambda d, t: step("building snapshots", d, t)) if step else None,
+    )
+    check_trainable(frame, as_ofs, target)
+    campaigns = None
+    if data.facts.rows.get("campaigns"):
+        campaigns = evaluate_campaigns_dask(data, target)
+    measured = {} if campaigns is None else success_rates(campaigns, cfg.min_control)
+    return TrainingData(frame, specs, target, campaigns, measured)
 
 
 #: Fewest labelled customers of each class that can be split three ways and still measured.
@@ -295,153 +299,3 @@ def _fit_policy(bundle: ChurnBundle, split: Split, cfg: TrainConfig, target: Tar
                       target.horizon_days, cfg.value, cfg.matrix, actions)
 
 
-def train(
-    source: DataSourceLike,
-    cfg: TrainConfig = TrainConfig(),
-    engine: str = "pandas",
-    scheduler: str | None = None,
-    project_dir: Path | None = None,
-    step: Step | None = None,
-    prep: PreparedData | None = None,
-) -> TrainResult:
-    """Train, evaluate, log to MLflow and register a new version of the model. `prep`: the
-    data of `source`, already read and validated (read here otherwise)."""
-    tracking = configure_tracking(project_dir)
-    for run_id in close_dead_runs(tracking.experiment_id):
-        logging.getLogger(__name__).warning("closed run %s: its process was killed (marked "
-                                            "FAILED)", run_id)
-    seconds: dict[str, float] = {}
-    t = time.perf_counter()
-    client_cm = None
-    client = None
-    if engine == "dask":
-        from churn_risk.features.dask_engine import dask_client
-
-        client_cm = dask_client(scheduler)
-        client = client_cm.__enter__()
-        scheduler = client.scheduler.address
-    try:
-        prep = load_prepared(source) if prep is None else prep
-        target = training_target(prep, cfg)
-        frame, specs = build_training_data(source, cfg, target, engine, scheduler, step, prep)
-        seconds["features"] = time.perf_counter() - t
-        t = time.perf_counter()
-        campaigns = _campaign_evaluation(prep, cfg, target)
-        measured = {} if campaigns is None else success_rates(campaigns, cfg.min_control)
-        seconds["campaigns"] = time.perf_counter() - t
-        t = time.perf_counter()
-        bundle, split, fit_metrics, notes = fit_bundle(frame, specs, cfg, target, step, client,
-                                                       measured)
-        seconds["fit"] = time.perf_counter() - t
-    finally:
-        if client_cm is not None:
-            client_cm.__exit__(None, None, None)
-
-    t = time.perf_counter()
-    truth = load_truth(source)
-    if truth is not None and not (target.kind is TargetKind.subscription_end
-                                  and target.horizon_days == TRUTH_HORIZON_DAYS):
-        notes.append(f"no oracle comparison: the demo's ground truth is the {TRUTH_HORIZON_DAYS}-"
-                     f"day subscription-end probability, the target is {target}")
-        truth = None
-    evaluation = evaluate(bundle, split.test, truth)
-    if step:
-        step("evaluation", 1, 1)
-    seconds["evaluate"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    run_name = f"train {target.kind.value} {target.horizon_days}d on {source_name(source)}"
-    with mlflow.start_run(run_name=run_name) as run:
-        run_id = run.info.run_id
-        mlflow.set_tags({
-            **job_tags(),
-            "job": "train",
-            "feature_set": cfg.features.name,
-            "engine": engine,
-            "split.method": split.method,
-            "data": str(source),
-            "target": str(target),
-            "target.description": target.description,
-        })
-        if split.method != "time":
-            mlflow.set_tag("warning", split.description)
-        # The resolved target overrides the config's blanks (same `target.*` keys).
-        mlflow.log_params({**cfg.as_params(), **split.as_params(), **target.as_params(),
-                           "feature_set": cfg.features.name, "engine": engine,
-                           "calibration": bundle.calibrator.method})
-        _log_dataset(frame, source, cfg.features.name)
-        _log_evaluation(evaluation, fit_metrics)
-        mlflow.log_text("\n".join(notes + evaluation.notes), "notes.txt")
-        if campaigns is not None:
-            log_campaign_evaluation(campaigns)
-        model_info = _log_bundle(bundle, split.test)
-        version = register(model_info.model_uri, run_id, MODEL_NAME,
-                           tags={"feature_set": cfg.features.name, "split": split.method,
-                                 "target": str(target)})
-    seconds["log"] = time.perf_counter() - t
-    metrics = {**fit_metrics, **evaluation.metrics}
-    return TrainResult(run_id, model_info.model_uri, version, metrics, split, bundle, tracking,
-                       notes + evaluation.notes, seconds)
-
-
-def load_prepared(source: DataSourceLike) -> PreparedData:
-    from churn_risk.features.lifecycle import prepare
-    from churn_risk.features.validation import load_crm
-
-    return prepare(load_crm(source))
-
-
-def _campaign_evaluation(prep: PreparedData, cfg: TrainConfig, target: Target):
-    """Treatment vs control of past campaigns (None without campaign data): measures the
-    success rates of the catalogue's actions that name an offer."""
-    if not prep.has("campaigns") or not len(prep.events["campaigns"]):
-        return None
-    return evaluate_campaigns(prep, cfg.features, target)
-
-
-def _log_dataset(frame: pd.DataFrame, source, feature_set: str) -> None:
-    """Dataset lineage: source, a digest of every row, and the schema.
-
-    MLflow infers a dataset's schema row by row in Python (15 s for 200k snapshot rows), so the
-    schema comes from the first rows while the digest covers the whole frame."""
-    digest = hashlib.sha256(
-        pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
-    ).hexdigest()[:16]
-    where = str(source) if "://" in str(source) else Path(str(source)).resolve().as_uri()
-    # MLflow warns that a path "can be interpreted in multiple ways" and that customer_id is an
-    # integer column; neither applies to a lineage record.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        dataset = mlflow.data.from_pandas(
-            frame.head(1000), source=where, name=f"{feature_set}-snapshots",
-            targets=CHURN_LABEL, digest=digest,
-        )
-        mlflow.log_input(dataset, context="training", tags={
-            "rows": str(len(frame)), "as_of_months": str(frame["as_of"].nunique()),
-        })
-
-
-def _log_evaluation(evaluation: Evaluation, extra: dict[str, float]) -> None:
-    finite = {k: float(v) for k, v in {**extra, **evaluation.metrics}.items()
-              if v is not None and np.isfinite(v)}
-    mlflow.log_metrics(finite)
-    for name, fig in evaluation.figures.items():
-        mlflow.log_figure(fig, f"plots/{name}.png")
-
-
-def _log_bundle(bundle: ChurnBundle, example_rows: pd.DataFrame):
-    example = example_rows[bundle.feature_names].head(5).copy()
-    for spec in bundle.specs:
-        if spec.kind == "categorical":
-            example[spec.name] = example[spec.name].astype(object)
-    signature = infer_signature(example, bundle.predict(example))
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = bundle.save(Path(tmp) / "bundle")
-        return mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(Path(mlflow_model.__file__)),
-            artifacts={ARTIFACT_KEY: str(folder)},
-            signature=signature,
-            input_example=example,
-            pip_requirements=pip_requirements(),
-        )

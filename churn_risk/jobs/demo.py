@@ -1,0 +1,143 @@
+"""`churn demo`: the main job end to end on demo data. Generate → validate → point-in-time
+features → train (tracked in MLflow) → promote the champion → serve it and ask about two
+customers.
+
+The data are read and validated once; every later stage works on that one prepared copy (the
+service, a separate process, reads its own). What each stage produced goes to a `DemoReport`
+as soon as it is done, so a long run shows where it is.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+STAGES = (
+    "Generate demo CRM data",
+    "Validate against the data contract",
+    "Point-in-time lifecycle features for the latest month",
+    "Train churn and next-product models (tracked in MLflow)",
+    "Promote the new version to @champion if it is at least as good",
+    "Serve the champion and ask it about two customers",
+)
+
+#: The service is asked about this many customers; the demo shows the riskiest and the safest.
+ASKED = 200
+
+
+class DemoSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    out: Path = Path("demo-data")
+    customers: int = Field(20_000, ge=10)
+    months: int = Field(36, ge=6)
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class ServedAnswer:
+    base_url: str
+    #: The service's answer for the first `ASKED` customers, as it sent it.
+    answer: dict
+    #: The riskiest and the safest of them.
+    two: list[dict]
+
+
+class DemoReport(Protocol):
+    """What `run` tells as it goes (the CLI prints it)."""
+
+    def stage(self, number: int, title: str) -> None: ...
+    def progress(self, what: str, done: int, total: int) -> None: ...
+    def generated(self, demo, seconds: float) -> None: ...
+    def validated(self, source, crm) -> None: ...
+    def features(self, frame: pd.DataFrame, specs, as_of: pd.Timestamp,
+                 seconds: float) -> None: ...
+    def trained(self, result, source) -> None: ...
+    def promoted(self, result) -> None: ...
+    def served(self, served: ServedAnswer) -> None:
+        """Called while the service still runs (it stops when this returns)."""
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    train: object  # jobs.train.TrainResult
+    promote: object  # jobs.promote.PromoteResult
+    served: ServedAnswer
+
+
+def run(settings: DemoSettings, report: DemoReport) -> DemoResult:
+    from churn_risk.demo import write_demo
+    from churn_risk.features.config import FeatureConfig
+    from churn_risk.features.io import data_source
+    from churn_risk.features.labels import resolve_target
+    from churn_risk.features.lifecycle import feature_specs, prepare
+    from churn_risk.features.snapshots import build_snapshot, monthly_as_ofs
+    from churn_risk.features.validation import load_crm
+    from churn_risk.jobs import promote as promote_job
+    from churn_risk.jobs import train as train_job
+    from churn_risk.training.config import TrainConfig
+    from churn_risk.training.tracking import configure_tracking
+
+    configure_tracking()  # an unusable tracking store stops the demo before any work
+    report.stage(1, STAGES[0])
+    started = time.perf_counter()
+    demo = write_demo(settings.out, customers=settings.customers, months=settings.months,
+                      seed=settings.seed, progress=lambda done, total: report.progress(
+                          "simulating months", done + 1, total))
+    report.generated(demo, time.perf_counter() - started)
+
+    report.stage(2, STAGES[1])
+    source = data_source(str(settings.out))
+    crm = load_crm(source)  # the one read of the data
+    report.validated(source, crm)
+
+    report.stage(3, STAGES[2])
+    prep = prepare(crm)
+    cfg = FeatureConfig()
+    latest = monthly_as_ofs(prep, cfg)[-1]
+    started = time.perf_counter()
+    frame = build_snapshot(prep, latest, cfg, resolve_target(prep, horizon_given=True))
+    report.features(frame, feature_specs(prep, cfg), latest, time.perf_counter() - started)
+
+    report.stage(4, STAGES[3])
+    trained = train_job.run(source, TrainConfig(), prep, step=lambda stage, done, total: (
+        report.progress(stage, done, total)))
+    report.trained(trained, source)
+
+    report.stage(5, STAGES[4])
+    promoted = promote_job.run(source, promote_job.PromoteSettings(), prep)
+    report.promoted(promoted)
+
+    report.stage(6, STAGES[5])
+    served = _serve_and_ask(source, prep.customers["customer_id"].tolist()[:ASKED], report)
+    return DemoResult(trained, promoted, served)
+
+
+def _serve_and_ask(source, customer_ids: list, report: DemoReport) -> ServedAnswer:
+    from churn_risk.serving import launch
+
+    process, base = launch.start(launch.server_env(source, insecure=True))
+    try:
+        launch.wait_ready(base, process)
+        answer = _post(f"{base}/score", {"customer_ids": customer_ids, "top_k": 3})
+        ranked = sorted(answer["results"], key=lambda r: r["churn_probability"])
+        served = ServedAnswer(base, answer, [ranked[-1], ranked[0]])
+        report.served(served)
+        return served
+    finally:
+        launch.stop(process)
+
+
+def _post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(url, method="POST", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+

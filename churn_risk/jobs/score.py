@@ -1,0 +1,89 @@
+"""`churn score`: every output field for every customer of the portfolio at a date, written for
+CRM import, with a portfolio report, both logged to MLflow."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from churn_risk.errors import DataError
+from churn_risk.features.io import DataSourceLike
+from churn_risk.features.lifecycle import PreparedData
+from churn_risk.jobs.common import CHAMPION_URI, registered_bundle
+
+
+class ScoreSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    out: Path
+    as_of: pd.Timestamp | None = None  # None: the day after the data end
+    model: str = CHAMPION_URI
+    engine: str = "pandas"
+    scheduler: str | None = None
+    report: Path | None = None  # default: next to `out`
+    chunk_rows: int = Field(50_000, ge=1)
+
+    @property
+    def report_dir(self) -> Path:
+        return self.report if self.report is not None else self.out.with_name(
+            f"{self.out.stem}-report")
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    scores: pd.DataFrame
+    summary: dict
+    report: Path
+    run_id: str
+    model_name: str
+    version: str
+    target_description: str
+    seconds: float
+    ui_command: str
+
+    @property
+    def features_as_of(self) -> str:
+        return str(self.scores["features_as_of"].iloc[0])
+
+
+def run(source: DataSourceLike, settings: ScoreSettings, prep: PreparedData | None = None,
+        progress=None) -> ScoreResult:
+    """Score, write the scores and the report, log both. With the pandas engine the data are
+    read once here (or `prep`); the Dask engine reads them on its workers."""
+    from churn_risk.jobs.common import prepared
+    from churn_risk.serving.batch import check_output_path, score_portfolio, write_scores
+    from churn_risk.serving.report import log_report_to_mlflow, portfolio_report, portfolio_summary
+    from churn_risk.training.tracking import configure_tracking
+
+    check_output_path(settings.out)
+    tracking = configure_tracking()
+    bundle, name, version = registered_bundle(settings.model)
+    if settings.engine == "pandas":
+        prep = prepared(source, prep)
+    started = time.perf_counter()
+    scores = score_portfolio(source, settings.as_of, bundle, name, version,
+                             engine=settings.engine, chunk_rows=settings.chunk_rows,
+                             scheduler=settings.scheduler, prep=prep, progress=progress)
+    seconds = time.perf_counter() - started
+    if not len(scores):
+        day = "the default date" if settings.as_of is None else f"{settings.as_of:%Y-%m-%d}"
+        raise DataError(f"no customer to score at {day} ({bundle.target}: nobody is a "
+                        "customer then)")
+    write_scores(scores, settings.out)
+    features_as_of = scores["features_as_of"].iloc[0]
+    page = portfolio_report(
+        scores, scores.get("segment"), settings.report_dir,
+        f"Portfolio report {features_as_of}", bundle.policy, bundle.risk_bands,
+        {"model": f"{settings.model} (version {version})", "features as of": features_as_of,
+         "churn probability": bundle.target.description,
+         "engine": settings.engine, "customers": f"{len(scores):,}"},
+    )
+    summary = portfolio_summary(scores)
+    run_id = log_report_to_mlflow(settings.report_dir, settings.out, summary, settings.model,
+                                  version, features_as_of, settings.engine, name)
+    return ScoreResult(scores, summary, page, run_id, name, version,
+                       bundle.target.description, seconds, tracking.ui_command)
