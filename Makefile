@@ -26,7 +26,8 @@ browser:
 
 ## The whole test suite, slow tests included.
 test: $(STAMP) browser
-	$(BIN)/pytest
+	$(BIN)/ruff check .
+	$(BIN)/pytest -n auto --maxprocesses 4 --dist loadfile
 
 benchmarks: $(STAMP)
 	$(BIN)/python benchmarks/features.py

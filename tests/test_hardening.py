@@ -1,77 +1,28 @@
-"""Service and operations hardening: every reproduction of the probe that found the defects
-(an attacker's and an operator's), against the real server, `churn serve` and the registry."""
+"""Service hardening: every reproduction of the probe that found the defects (an attacker's and
+an operator's) against one real server: bad numbers, content types, slow channels, metrics,
+a champion that cannot be loaded, one error shape, strict requests."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import textwrap
 import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import mlflow
 import pytest
 from mlflow import MlflowClient
 
 from churn_risk.serving import launch
-from churn_risk.training.config import SearchSpace, TrainConfig
-from churn_risk.training.evaluate import HoldoutEvaluator
-from churn_risk.training.registry import promote
 from churn_risk.training.tracking import MODEL_NAME
-from churn_risk.training.train import load_prepared, train
-from tests.conftest import MLFLOW_EXPORTS
+from tests.serve import AUTH, KEY, assert_problem, churn_serve, request, servers_of, wait_until
 
 pytestmark = pytest.mark.slow
 
-KEY = "hardening-key-0123456789"
-AUTH = {"Authorization": f"Bearer {KEY}"}
-FAST = TrainConfig(search=SearchSpace(max_depth=(3,), num_boost_round=120), propensity=False)
-
-
-def request(base: str, path: str, body=None, headers=AUTH, method=None, raw: bytes | None = None,
-            content_type: str | None = "application/json"):
-    """(status, headers, parsed JSON or text)."""
-    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    hdrs = {**({"Content-Type": content_type} if content_type else {}), **(headers or {})}
-    req = urllib.request.Request(f"{base}{path}", data=data, headers=hdrs,
-                                 method=method or ("POST" if data is not None else "GET"))
-    try:
-        with urllib.request.urlopen(req, timeout=60) as response:
-            status, head, text = response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as error:
-        status, head, text = error.code, dict(error.headers), error.read()
-    try:
-        return status, head, json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return status, head, text.decode(errors="replace")
-
-
-def assert_problem(answer, status: int, slug: str) -> dict:
-    code, headers, body = answer
-    assert code == status, (code, body)
-    assert headers["content-type"].startswith("application/problem+json"), headers
-    assert body["status"] == status and body["type"] == f"urn:churn-risk:problem:{slug}", body
-    assert set(body) == {"type", "title", "status", "detail", "instance", "errors"}
-    return body
-
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, demo_folder):
+def project(champion_project, champion_store, demo_folder):
     """A project with a promoted champion (version 1), its MLflow store named explicitly."""
-    folder = tmp_path_factory.mktemp("hardening")
-    with pytest.MonkeyPatch.context() as mp:
-        for name in MLFLOW_EXPORTS:
-            mp.setenv(name, "unset")
-            mp.delenv(name)
-        first = train(demo_folder, FAST, project_dir=folder)
-        judge = HoldoutEvaluator(load_prepared(demo_folder))
-        promote(judge, target_of=judge.target_of, begin=judge.begin)
-    return {"folder": folder, "data": demo_folder, "first": first,
+    folder = champion_project
+    return {"folder": folder, "data": demo_folder, "first": champion_store.train,
             "uri": f"sqlite:///{folder / 'mlflow.db'}"}
 
 
@@ -92,6 +43,7 @@ def server(project, tmp_path_factory):
         yield {"base": base, "process": process, "log": log, "ids": ids, "env": env}
     finally:
         launch.stop(process)
+
 
 
 # ------------------------------------------------------------------------------------- 1, 2
@@ -203,86 +155,6 @@ def test_metrics_carry_no_customer_data_and_need_the_key(server):
     assert 'churn_model_info{model_version="1"' in text
 
 
-# ---------------------------------------------------------------------------------------- 6
-
-
-def churn_serve(project, port: int, *extra: str, keys: str = KEY) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["CHURN_API_KEYS"] = keys
-    return subprocess.Popen([sys.executable, "-m", "churn_risk.cli", "serve", "--data",
-                             str(project["data"]), "--port", str(port), *extra],
-                            cwd=project["folder"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-
-
-_seen: dict[int, set[int]] = {}
-
-
-def servers_of(port: int) -> list[int]:
-    """Pids still alive of the processes serving on `port`: the bentoml arbiter and its
-    workers (its children; remembered once seen, so workers that outlive it count too)."""
-    table = subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,args="], capture_output=True,
-                           text=True).stdout.splitlines()
-    rows = [line.split(None, 2) for line in table if line.strip()]
-    seen = _seen.setdefault(port, set())
-    arbiters = {int(pid) for pid, _, args in rows
-                if "bentoml serve" in args and f"--port {port}" in args}
-    seen |= arbiters | {int(pid) for pid, ppid, _ in rows if int(ppid) in arbiters}
-    alive = {int(pid) for pid, _, _ in rows}
-    return sorted(seen & alive)
-
-
-def wait_until(predicate, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return predicate()
-
-
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
-def test_stopping_churn_serve_stops_every_server_process(project, sig):
-    port = launch.free_port()
-    parent = churn_serve(project, port)
-    try:
-        launch.wait_ready(f"http://127.0.0.1:{port}", parent)
-        assert len(servers_of(port)) >= 3  # churn serve, the arbiter, two workers
-        started = time.monotonic()
-        parent.send_signal(sig)
-        assert wait_until(lambda: not launch.port_in_use("127.0.0.1", port), 10), \
-            f"port {port} still held {time.monotonic() - started:.1f} s after {sig!r}"
-        assert wait_until(lambda: not servers_of(port), 10), servers_of(port)
-        if sig != signal.SIGKILL:
-            assert parent.wait(timeout=10) == 0
-    finally:
-        parent.kill()
-        parent.wait()
-
-
-def test_a_busy_port_is_a_one_line_error_and_exit_2(project, server):
-    port = int(server["base"].rsplit(":", 1)[1])
-    parent = churn_serve(project, port)
-    output, _ = parent.communicate(timeout=60)
-    assert parent.returncode == 2
-    assert f"port {port} on 127.0.0.1 is in use" in output and "Traceback" not in output
-
-
-@pytest.mark.parametrize("keys, message", [("x", "has 1 characters: keys need at least 16"),
-                                           ("", "no API key configured")])
-def test_short_or_missing_keys_refuse_to_start(project, keys, message):
-    parent = churn_serve(project, launch.free_port(), keys=keys)
-    output, _ = parent.communicate(timeout=60)
-    assert parent.returncode == 2 and message in output and "Traceback" not in output
-
-
-def test_insecure_dev_only_on_loopback(project):
-    parent = churn_serve(project, launch.free_port(), "--insecure-dev", "--host", "0.0.0.0",
-                         keys="")
-    output, _ = parent.communicate(timeout=60)
-    assert parent.returncode == 2 and "only on a loopback address" in output
-
-
 # ---------------------------------------------------------------------------------------- 9
 
 
@@ -324,16 +196,6 @@ def test_a_champion_that_cannot_be_loaded_keeps_the_last_good_one_serving(projec
     finally:
         client.set_registered_model_alias(MODEL_NAME, "champion", "1")
 
-
-def test_no_champion_at_all_stops_churn_serve_with_the_reason(demo_folder, tmp_path):
-    project = {"data": demo_folder, "folder": tmp_path}
-    port = launch.free_port()
-    started = time.monotonic()
-    parent = churn_serve(project, port)
-    output, _ = parent.communicate(timeout=90)
-    assert parent.returncode == 1 and time.monotonic() - started < 60
-    assert "has the alias 'champion'" in output and "churn promote" in output
-    assert not servers_of(port)
 
 
 # ------------------------------------------------------------------------- the rough edges
@@ -438,133 +300,3 @@ def test_explain_change_refuses_dates_that_are_not_iso(server, date):
     body = {"customer_id": server["ids"][0], "from_date": date, "to_date": "2024-12-01"}
     problem = request(server["base"], "/explain_change", body)[2]
     assert problem["status"] == 422 and problem["errors"][0]["field"] == "from_date"
-
-
-# ----------------------------------------------------------------------------------- 7, 8
-
-
-KILL_AFTER = textwrap.dedent("""
-    import os, sys
-    import mlflow
-    from mlflow import MlflowClient
-    from churn_risk.training.registry import promote
-    mlflow.set_tracking_uri(sys.argv[1]); mlflow.set_registry_uri(sys.argv[1])
-    point = sys.argv[2]
-    original = {"tag": MlflowClient.set_model_version_tag,
-                "alias": MlflowClient.set_registered_model_alias}
-    def tag(self, name, version, key, value):
-        original["tag"](self, name, version, key, value)
-        if point == "tag" and key.startswith("promotion."):
-            os._exit(9)  # killed right after the first promotion tag
-    def alias(self, *args):
-        original["alias"](self, *args)
-        if point == "alias":
-            os._exit(9)  # killed right after the alias moved
-    MlflowClient.set_model_version_tag = tag
-    MlflowClient.set_registered_model_alias = alias
-    promote(lambda uri: {"roc_auc": 0.9, "ece": 0.01}, version=sys.argv[3], actor="ops")
-""")
-
-
-def log_constant(tmp_path: Path) -> str:
-    class Constant(mlflow.pyfunc.PythonModel):
-        def predict(self, context, model_input, params=None):
-            return model_input
-
-    with mlflow.start_run():
-        info = mlflow.pyfunc.log_model(name="model", python_model=Constant())
-    return mlflow.register_model(info.model_uri, MODEL_NAME).version
-
-
-@pytest.mark.parametrize("point", ["tag", "alias"])
-def test_a_killed_promotion_leaves_old_or_new_state_and_a_rerun_repairs_it(tmp_path, point,
-                                                                           monkeypatch):
-    from churn_risk.training.registry import champion_history, champion_version, repair
-
-    for name in MLFLOW_EXPORTS:
-        monkeypatch.setenv(name, "unset")
-        monkeypatch.delenv(name)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    mlflow.set_experiment("hardening")
-    first, second = log_constant(tmp_path), log_constant(tmp_path)
-    promote(lambda _: {"roc_auc": 0.8, "ece": 0.01}, version=str(first), actor="ops")
-    killed = subprocess.run([sys.executable, "-c", KILL_AFTER, uri, point, str(second)],
-                            capture_output=True, text=True, timeout=120)
-    assert killed.returncode == 9, killed.stderr
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    client = MlflowClient()
-    tags = client.get_model_version(MODEL_NAME, str(second)).tags
-    assert tags["promotion.decision"] == "pending"  # never "promoted" while not champion
-    expected_champion = str(first) if point == "tag" else str(second)
-    assert champion_version() == expected_champion  # the old or the new state, never between
-    repair()  # what every promote runs first
-    tags = client.get_model_version(MODEL_NAME, str(second)).tags
-    history = [e["version"] for e in champion_history()]
-    if point == "tag":  # killed before the alias moved: closed, nothing changed
-        assert tags["promotion.decision"] == "interrupted" and history == [str(first)]
-    else:  # killed after: completed
-        assert tags["promotion.decision"] == "promoted"
-        assert history == [str(first), str(second)]
-    # Re-running the same promotion ends in the same complete state either way.
-    promote(lambda _: {"roc_auc": 0.8, "ece": 0.01}, version=str(second), actor="ops")
-    assert champion_version() == str(second)
-    assert [e["version"] for e in champion_history()] == [str(first), str(second)]
-    assert client.get_model_version(MODEL_NAME, str(second)).tags[
-        "promotion.decision"] == "promoted"
-
-
-# ---------------------------------------------------------------------------------------- 10
-
-
-KILLED_TRAIN = textwrap.dedent("""
-    import os, sys
-    from mlflow import MlflowClient
-    from churn_risk.training.config import SearchSpace, TrainConfig
-    from churn_risk.training.train import train
-    def dying(*args, **kwargs):
-        os._exit(9)  # killed while the model is logged: it stays PENDING, never registered
-    MlflowClient.finalize_logged_model = dying
-    train(sys.argv[1], TrainConfig(search=SearchSpace(max_depth=(2,), num_boost_round=20),
-                                   propensity=False), project_dir=sys.argv[2])
-""")
-
-
-def test_a_killed_training_run_is_closed_by_the_next_and_never_registered(demo_folder, tmp_path,
-                                                                          monkeypatch):
-    from mlflow.entities import LoggedModelStatus
-
-    for name in MLFLOW_EXPORTS:
-        monkeypatch.setenv(name, "unset")
-        monkeypatch.delenv(name)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    killed = subprocess.run([sys.executable, "-c", KILLED_TRAIN, str(demo_folder), str(tmp_path)],
-                            env=env, capture_output=True, text=True, timeout=300)
-    assert killed.returncode == 9, killed.stderr[-2000:]
-    result = train(demo_folder, TrainConfig(search=SearchSpace(max_depth=(2,),
-                                                               num_boost_round=20),
-                                            propensity=False), project_dir=tmp_path)
-    client = MlflowClient()
-    runs = client.search_runs([result.tracking.experiment_id])
-    dead = [r for r in runs if r.info.run_id != result.run_id]
-    assert len(dead) == 1 and dead[0].info.status == "FAILED"
-    models = client.search_logged_models([result.tracking.experiment_id])
-    of_dead = [m for m in models if m.source_run_id == dead[0].info.run_id]
-    assert of_dead and all(m.status == LoggedModelStatus.FAILED for m in of_dead)
-    versions = client.search_model_versions(f"name = '{MODEL_NAME}'")
-    assert [v.run_id for v in versions] == [result.run_id]  # the killed run never became one
-
-
-def test_two_first_commands_on_a_new_store_do_not_race(demo_folder, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    command = [sys.executable, "-m", "churn_risk.cli", "train", "--data", str(demo_folder)]
-    config = tmp_path / "fast.toml"
-    config.write_text("propensity = false\n[search]\nmax_depth = [2]\nnum_boost_round = 20\n")
-    both = [subprocess.Popen([*command, "--config", str(config)], cwd=tmp_path, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            for _ in range(2)]
-    outputs = [p.communicate(timeout=300)[0] for p in both]
-    assert [p.returncode for p in both] == [0, 0], outputs
-    assert all("CommandError" not in out for out in outputs)
