@@ -28,6 +28,7 @@ console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 DEFAULT_DATA = Path("demo-data")
+DEFAULT_STORE_FILE = "churn-store.db"
 
 
 class Engine(StrEnum):
@@ -49,6 +50,15 @@ MappingOpt = Annotated[
         "--mapping",
         help="Data-source file (TOML) mapping an export's files, columns, values, CSV dialect "
              "and date format to the data contract (see the README).",
+    ),
+]
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="The CRM store (a SQLAlchemy URL, filled by `churn store load`), instead of "
+             "--data; default when neither is given: sqlite:///churn-store.db if that file is "
+             "in the working folder, else the folder demo-data.",
     ),
 ]
 TargetOpt = Annotated[
@@ -136,20 +146,31 @@ def generate_data(
     )
 
 
-def _source(data: str | None, mapping: Path | None = None):
-    """The data source the options name (`--data` through `--mapping`)."""
-    from churn_risk.features.io import data_source
+def _source(data: str | None, mapping: Path | None = None, store: str | None = None):
+    """The data source the options name: `--store`, or `--data` through `--mapping`."""
+    from churn_risk.errors import UsageError
+    from churn_risk.features.io import DataSource, data_source
+    from churn_risk.features.store import DEFAULT_STORE, check_store_url
 
     if mapping is not None and str(mapping) in ("", "."):  # an MLproject's empty parameter
         mapping = None
-    return data_source(data or None, mapping, default=str(DEFAULT_DATA))
+    data, store = data or None, store or None
+    if store is not None:
+        if data is not None or mapping is not None:
+            raise UsageError("--store and --data/--mapping name two sources: give one (the "
+                             "store holds the tables already mapped to the contract)")
+        return DataSource(check_store_url(store))
+    if data is None and mapping is None and Path(DEFAULT_STORE_FILE).exists():
+        return DataSource(DEFAULT_STORE)
+    return data_source(data, mapping, default=str(DEFAULT_DATA))
 
 
 @app.command()
-def validate(data: DataOpt = None, mapping: MappingOpt = None) -> None:
+def validate(data: DataOpt = None, mapping: MappingOpt = None, store: StoreOpt = None
+             ) -> None:
     """Check every table in DATA against the data contract; exit 1 with a report if any fails.
     With --mapping, the tables are shown as the mapping makes them."""
-    source = _source(data, mapping)
+    source = _source(data, mapping, store)
     crm = _load(source)
     console.print(_tables_table(f"{source}: valid", crm.tables))
     if source.mapping is not None:
@@ -195,6 +216,7 @@ def features(
                                        "(YYYY-MM-DD).")],
     data: DataOpt = None,
     mapping: MappingOpt = None,
+    store: StoreOpt = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Write the rows to a .parquet or .csv file.")
     ] = None,
@@ -212,7 +234,7 @@ def features(
 
     cfg = FeatureConfig()
     as_of_ts = _parse_date(as_of, "--as-of")
-    source = _source(data, mapping)
+    source = _source(data, mapping, store)
     if engine is Engine.dask:  # read, validated and computed per partition on the workers
         from churn_risk.features.dask_engine import dask_client, prepare_dask
 
@@ -281,6 +303,7 @@ def snapshots(
     out: Annotated[Path, typer.Option("--out", help=".parquet or .csv file to write.")],
     data: DataOpt = None,
     mapping: MappingOpt = None,
+    store: StoreOpt = None,
     first: Annotated[str | None, typer.Option("--first", help="First as-of date.")] = None,
     last: Annotated[str | None, typer.Option("--last", help="Last as-of date.")] = None,
     target: TargetOpt = None,
@@ -298,7 +321,7 @@ def snapshots(
     cfg = FeatureConfig()
     first = None if first is None else f"{_parse_date(first, '--first'):%Y-%m-%d}"
     last = None if last is None else f"{_parse_date(last, '--last'):%Y-%m-%d}"
-    prep = prepare(_load(_source(data, mapping)))
+    prep = prepare(_load(_source(data, mapping, store)))
     chosen = resolve_target(prep, target, horizon_days, lapsed_after_days)
     as_ofs = training_as_ofs(prep, cfg, chosen, first, last)
     console.print(f"Target: {chosen.description}")
@@ -338,6 +361,7 @@ def _step_reporter(progress: Progress):
 def train(
     data: DataOpt = None,
     mapping: MappingOpt = None,
+    store: StoreOpt = None,
     config: ConfigOpt = None,
     target: TargetOpt = None,
     horizon_days: HorizonOpt = None,
@@ -357,7 +381,7 @@ def train(
     if overrides:
         cfg = cfg.model_copy(update={"target": cfg.target.model_validate(
             {**cfg.target.model_dump(), **overrides})})
-    source = _source(data, mapping)
+    source = _source(data, mapping, store)
     configure_tracking()  # an unreachable tracking store stops here, before any work
     # pandas: bad data stop here, with the report, before any run; dask reads on its workers
     prep = _prepare(source) if engine is Engine.pandas else None
@@ -430,6 +454,7 @@ def print_metrics(metrics: dict[str, float], title: str, prefix: str = "test_") 
 def promote(
     data: DataOpt = None,
     mapping: MappingOpt = None,
+    store: StoreOpt = None,
     force: Annotated[
         bool, typer.Option("--force", help="Promote even if worse or of another target: a "
                            "recorded human decision.")
@@ -443,7 +468,8 @@ def promote(
     from churn_risk.errors import PromotionRefused
     from churn_risk.jobs import promote as job
 
-    result = job.run(_source(data, mapping), job.PromoteSettings(version=version, force=force))
+    result = job.run(_source(data, mapping, store),
+                     job.PromoteSettings(version=version, force=force))
     if result.judged_on is not None:
         console.print(f"(judged on {result.judged_on})")
     if result.refused:
@@ -456,6 +482,7 @@ def promote(
 def evaluate(
     data: DataOpt = None,
     mapping: MappingOpt = None,
+    store: StoreOpt = None,
     model: Annotated[
         str, typer.Option("--model", help="Model URI to evaluate.")
     ] = "models:/churn-risk@champion",
@@ -464,7 +491,7 @@ def evaluate(
     when it was trained on a customer holdout)."""
     from churn_risk.jobs import evaluate as job
 
-    result = job.run(_source(data, mapping), job.EvaluateSettings(model=model))
+    result = job.run(_source(data, mapping, store), job.EvaluateSettings(model=model))
     print_metrics(result.metrics, f"{model} on {result.judged_on}", prefix="")
     console.print(f"MLflow run {result.run_id}: {result.ui_command}")
 
@@ -473,6 +500,7 @@ def evaluate(
 def serve(
     data: DataOpt = None,
     mapping: MappingOpt = None,
+    store: StoreOpt = None,
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 3000,
     host: Annotated[str, typer.Option("--host", help="Address to listen on (loopback by "
                                       "default).")] = "127.0.0.1",
@@ -505,7 +533,7 @@ def serve(
     if insecure_dev and not loopback(host):
         raise UsageError(f"--insecure-dev serves customer data without keys: only on a loopback "
                          f"address (e.g. --host 127.0.0.1), not {host}")
-    source = _source(data, mapping)
+    source = _source(data, mapping, store)
     try:
         auth.required_keys(insecure_dev=insecure_dev)
     except auth.NoKeysConfigured as exc:
@@ -543,6 +571,77 @@ def serve(
             signal.signal(sig, handler)
 
 
+store_app = typer.Typer(help="The CRM store: a SQL database (SQLite or PostgreSQL) every "
+                         "command can read with --store.", no_args_is_help=True)
+app.add_typer(store_app, name="store")
+
+
+StoreUrlOpt = Annotated[str, typer.Option(
+    "--store", help="SQLAlchemy URL of the store (created if absent), e.g. "
+                    "postgresql+psycopg://user@host/crm.")]
+
+
+@store_app.command("load")
+def store_load(
+    data: DataOpt = None,
+    mapping: MappingOpt = None,
+    store: StoreUrlOpt = f"sqlite:///{DEFAULT_STORE_FILE}",
+) -> None:
+    """Validate the tables of --data (through --mapping) as a whole data set and add them to
+    the store in one transaction; records it holds already are not stored twice."""
+    from churn_risk.features.store import check_store_url
+    from churn_risk.jobs import store_load as job
+
+    source = _source(data, mapping)
+    started = time.perf_counter()
+    with _progress() as progress:
+        task = progress.add_task("storing records", total=None)
+        result = job.run(source, check_store_url(store), progress=lambda done, total: (
+            progress.update(task, completed=done, total=total)))
+    _print_written(f"{source} → {store}", result, store, started)
+
+
+@app.command()
+def ingest(
+    data: Annotated[str, typer.Option("--data", help="A folder of new records (files named "
+                                      "after their tables), or one table's file.")],
+    mapping: MappingOpt = None,
+    table: Annotated[str | None, typer.Option(
+        "--table", help="The table of a single file (default: the file's name).")] = None,
+    store: StoreUrlOpt = f"sqlite:///{DEFAULT_STORE_FILE}",
+) -> None:
+    """Add new CRM records to the store: validated against the contract and against what the
+    store holds (a ticket may refer to a stored customer), all of the batch or nothing;
+    records stored before are not stored twice."""
+    from churn_risk.features.store import check_store_url
+    from churn_risk.jobs import ingest as job
+
+    source = _source(data, mapping)
+    started = time.perf_counter()
+    with _progress() as progress:
+        task = progress.add_task("storing records", total=None)
+        written = job.run(source, check_store_url(store), table, progress=lambda done, total: (
+            progress.update(task, completed=done, total=total)))
+    _print_written(f"{source} → {store}", written, store, started)
+
+
+def _print_written(title: str, written, store_url: str, started: float) -> None:
+    from churn_risk.features.store import Store
+
+    with Store(store_url) as store:
+        counts, newest = store.counts(), store.watermark()
+    table = Table(title=title)
+    for column in ("table", "received", "new", "already stored", "in the store"):
+        table.add_column(column, justify="left" if column == "table" else "right")
+    for name, received in written.received.items():
+        table.add_row(name, f"{received:,}", f"{written.stored[name]:,}",
+                      f"{written.duplicates[name]:,}", f"{counts[name]:,}")
+    console.print(table)
+    newest = "-" if newest is None else f"{newest:%Y-%m-%d %H:%M:%S} UTC"
+    console.print(f"Stored in {time.perf_counter() - started:.1f} s; newest record stored at "
+                  f"{newest}. Read it with --store {store_url}")
+
+
 campaigns_app = typer.Typer(help="Campaign management: measure what past campaigns did.",
                              no_args_is_help=True)
 app.add_typer(campaigns_app, name="campaigns")
@@ -552,6 +651,7 @@ app.add_typer(campaigns_app, name="campaigns")
 def campaigns_evaluate(
     data: DataOpt = None,
     mapping: MappingOpt = None,
+    store: StoreOpt = None,
     horizon_days: Annotated[int, typer.Option("--horizon-days", min=1, max=3660,
                                               help="Retention is measured over this many days "
                                                    "after the send date.")] = 90,
@@ -574,7 +674,7 @@ def campaigns_evaluate(
 
     settings = job.CampaignSettings(horizon_days=horizon_days, confidence=confidence,
                                     segments=tuple(segment or ("segment",)), uplift=uplift)
-    result = job.run(_source(data, mapping), settings)
+    result = job.run(_source(data, mapping, store), settings)
     if result.no_uplift:
         console.print(f"[yellow]No uplift model: {result.no_uplift}[/yellow]")
     for level in ("campaign", "offer"):
@@ -608,6 +708,7 @@ def worklist(
     budget: Annotated[float, typer.Option("--budget", min=0, help="Money to spend on actions.")],
     data: DataOpt = None,
     mapping: MappingOpt = None,
+    store: StoreOpt = None,
     channel: Annotated[
         str | None, typer.Option("--channel", help="Only this channel's actions: sales, "
                                  "contact_center, web, service or campaign.")
@@ -642,7 +743,7 @@ def worklist(
         contact_gap_days=contact_gap_days, out=out, ledger=ledger, actions=actions, model=model)
     with _progress() as progress:
         task = progress.add_task("scoring the portfolio", total=None)
-        result = job.run(_source(data, mapping), settings, progress=lambda done, total: (
+        result = job.run(_source(data, mapping, store), settings, progress=lambda done, total: (
             progress.update(task, completed=done, total=total)))
     worklist = result.worklist
     table = Table(title=f"Worklist {settings.as_of:%Y-%m-%d}"
@@ -672,6 +773,7 @@ def score(
     out: Annotated[Path, typer.Option("--out", help="Scores file to write: .parquet or .csv.")],
     data: DataOpt = None,
     mapping: MappingOpt = None,
+    store: StoreOpt = None,
     as_of: Annotated[
         str | None,
         typer.Option("--as-of", help="Date of the features; default: the day after the data end."),
@@ -697,7 +799,7 @@ def score(
         chunk_rows=chunk_rows)
     with _progress() as progress:
         task = progress.add_task("Scoring customers", total=None)
-        result = job.run(_source(data, mapping), settings, progress=lambda done, total: (
+        result = job.run(_source(data, mapping, store), settings, progress=lambda done, total: (
             progress.update(task, completed=done, total=total)))
     summary = result.summary
     table = Table(title=f"{summary['customers']:,} customers scored as of "
@@ -728,6 +830,7 @@ def explain_change(
     to_date: Annotated[str, typer.Option("--to", help="Later as-of date (YYYY-MM-DD).")],
     data: DataOpt = None,
     mapping: MappingOpt = None,
+    store: StoreOpt = None,
     model: Annotated[
         str, typer.Option("--model", help="Model URI to explain with.")
     ] = "models:/churn-risk@champion",
@@ -737,7 +840,7 @@ def explain_change(
     from churn_risk.serving.change import ChangeRequestError
 
     try:
-        change, description = job.run(_source(data, mapping), job.ExplainChangeSettings(
+        change, description = job.run(_source(data, mapping, store), job.ExplainChangeSettings(
             customer=customer, from_date=from_date, to_date=to_date, model=model))
     except ChangeRequestError as exc:
         option = {"customer_id": "--customer", "from_date": "--from", "to_date": "--to"}

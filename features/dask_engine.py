@@ -56,6 +56,7 @@ import pandas as pd
 from churn_risk.features.config import FeatureConfig
 from churn_risk.features.contract import TABLES
 from churn_risk.features.io import (
+    BOOKKEEPING,
     DataSource,
     DataSourceError,
     DataSourceLike,
@@ -417,7 +418,7 @@ def _read_sql(source: DataSource, rows_per_part: int) -> dict[str, object]:
             rows = conn.execute(sa.select(sa.func.count()).select_from(source_table)).scalar_one()
             if not rows:
                 continue
-            columns = list(source_table.c.keys())
+            columns = [c.name for c in source_table.c if c.name not in BOOKKEEPING]
             key = _key_column(mapping, name)
             bounds: list = [(None, None)]
             if name in PER_CUSTOMER and key in columns:
@@ -453,7 +454,7 @@ def _read_sql_range(spec: SqlTable, bounds: tuple) -> pd.DataFrame:
     try:
         with engine.connect() as conn:
             table = _sql_from(conn, spec)
-            select = sa.select(table)
+            select = sa.select(*(c for c in table.c if c.name not in BOOKKEEPING))
             low, high = bounds
             if spec.key is not None and (low is not None or high is not None):
                 column = table.c[spec.key]

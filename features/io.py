@@ -201,6 +201,10 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+#: Columns of the store's tables that are bookkeeping, not data (`store.py`): readers drop them.
+BOOKKEEPING = ("_store_key", "_store_ingested_at")
+
+
 @dataclass(frozen=True)
 class SqlTable:
     """Where one table of a SQL source is: a table (and schema) or a query."""
@@ -260,7 +264,7 @@ def _read_sql(source: DataSource) -> dict[str, pd.DataFrame]:
             else:
                 frame = pd.read_sql_table(spec.table, conn, schema=spec.schema)
             if len(frame):  # an empty table is an absent one (a store keeps every table)
-                tables[name] = frame
+                tables[name] = frame.drop(columns=[c for c in BOOKKEEPING if c in frame.columns])
     return tables
 
 

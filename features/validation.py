@@ -190,15 +190,20 @@ def mapped_tables(source: DataSourceLike) -> dict[str, pd.DataFrame]:
     return apply_mapping(read_tables(source), source.mapping)[0]
 
 
-def validate(raw: Mapping[str, pd.DataFrame], problems: Sequence[Problem] = ()) -> CrmData:
+def validate(raw: Mapping[str, pd.DataFrame], problems: Sequence[Problem] = (), *,
+             stored_keys: Mapping[str, pd.Series] | None = None) -> CrmData:
     """Type and check raw tables against the contract. `problems`: found before, while
-    mapping the tables (reported together with the contract's own).
+    mapping the tables (reported together with the contract's own). `stored_keys`: for a
+    batch of new records to add to a store, the keys the store holds already per table
+    (`customers`: its customer ids): the batch may then hold any tables, and its references
+    may point at stored records.
 
     Returns the validated data, or raises `DataContractError` listing every problem found.
     """
     problems: list[Problem] = list(problems)
     dropped: list[str] = []
-    _check_tables_present(raw, problems)
+    if stored_keys is None:
+        _check_tables_present(raw, problems)
     for name in raw:
         if name not in TABLES:
             logger.info("ignoring table %r: it is not in the data contract", name)
@@ -212,7 +217,7 @@ def validate(raw: Mapping[str, pd.DataFrame], problems: Sequence[Problem] = ()) 
     for t in prepared.values():
         _check_columns(t, problems)
         _check_key(t, problems)
-        _check_references(t, prepared, problems)
+        _check_references(t, prepared, problems, stored_keys or {})
         _check_order(t, problems)
 
     if problems:
@@ -765,15 +770,20 @@ def _distinct_small_ints(values: np.ndarray) -> bool:
 
 
 def _check_references(
-    t: _Prepared, prepared: Mapping[str, _Prepared], problems: list[Problem]
+    t: _Prepared, prepared: Mapping[str, _Prepared], problems: list[Problem],
+    stored_keys: Mapping[str, pd.Series],
 ) -> None:
     for col_name, target in t.spec.references:
         ref = prepared.get(target)
         key = TABLES[target].key[0]
-        if ref is None or col_name not in t.columns or key not in ref.columns:
+        known = [ref.columns[key]] if ref is not None and key in ref.columns else []
+        if target in stored_keys:
+            known.append(stored_keys[target])
+        if not known or col_name not in t.columns:
             continue  # no table to refer to (or already reported as missing)
         values = t.columns[col_name]
-        orphan = _orphans(values, ref.columns[key])
+        keys = known[0] if len(known) == 1 else pd.concat(known, ignore_index=True)
+        orphan = _orphans(values, keys)
         if orphan is not None:
             positions = np.flatnonzero(orphan)
             n_values = values[orphan].nunique()

@@ -75,6 +75,23 @@ def demo_folder(tmp_path_factory, raw_tables):
     return folder
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """A private PostgreSQL cluster for this test process (see tests/postgres.py)."""
+    from tests.postgres import cluster
+
+    with cluster() as running:
+        yield running
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path) -> str:
+    """The URL of a new, empty store: embedded SQLite, then a real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return request.getfixturevalue("postgres").new_database()
+
+
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     """A fresh project folder as the working directory, with the embedded MLflow store.
