@@ -159,9 +159,9 @@ def _source(data: str | None, mapping: Path | None = None, store: str | None = N
         if data is not None or mapping is not None:
             raise UsageError("--store and --data/--mapping name two sources: give one (the "
                              "store holds the tables already mapped to the contract)")
-        return DataSource(check_store_url(store))
+        return DataSource(check_store_url(store), store=True)
     if data is None and mapping is None and Path(DEFAULT_STORE_FILE).exists():
-        return DataSource(DEFAULT_STORE)
+        return DataSource(DEFAULT_STORE, store=True)
     return data_source(data, mapping, default=str(DEFAULT_DATA))
 
 

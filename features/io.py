@@ -35,6 +35,8 @@ class DataSource:
 
     location: str
     mapping: object | None = None  # mapping.DataMapping
+    #: The product's own store (`--store`, `store.py`): it may be written to, not only read.
+    store: bool = False
 
     def __str__(self) -> str:
         if self.mapping is None:

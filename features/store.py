@@ -8,7 +8,10 @@ columns every reader drops (`io.BOOKKEEPING`):
 - `_store_key`: what makes a record the same record. Tables with a key in the contract
   (customers, products, labels; transactions with a `transaction_id`) use it; the others use a
   digest of every value. Re-sending a record stores nothing twice (`ON CONFLICT DO NOTHING`).
-- `_store_ingested_at`: when the record was stored (the data's watermark is the newest one).
+- `_store_ingested_at`: when the record was stored.
+
+Each write also adds a row per table to `_store_writes` (when, records received, records new):
+the store's watermark is the newest write that stored something.
 
 A write is one transaction: all of a batch or none of it. Data are validated by the contract
 before they reach the store (`write` takes `CrmData`), so the store holds only valid records.
@@ -30,6 +33,8 @@ from churn_risk.features.io import BOOKKEEPING, DataSourceError, is_sql_url
 
 KEY, INGESTED_AT = BOOKKEEPING
 DEFAULT_STORE = "sqlite:///churn-store.db"
+#: The store's log of writes: when, which table, records received and new.
+WRITES = "_store_writes"
 
 #: Rows per INSERT statement (SQLite allows 32,766 bound values per statement).
 _BATCH_ROWS = 2_000
@@ -101,6 +106,7 @@ class Store:
                     rows = _with_bookkeeping(name, frame, now)
                     received[name] = len(rows)
                     stored[name] = self._insert_new(conn, table, rows, tick)
+                self._log_write(conn, now, received, stored)
         except sa.exc.SQLAlchemyError as exc:
             raise DataSourceError(f"cannot write to the store {self.url!r}: "
                                   f"{_first_line(exc)}") from None
@@ -128,6 +134,28 @@ class Store:
                     keys[name] = pd.read_sql_query(
                         sa.text(f'SELECT "{column}" FROM "{name}"'), conn)[column]
         return keys
+
+    def _log_write(self, conn, at: pd.Timestamp, received: dict, stored: dict) -> None:
+        """One row per table and write in `WRITES` (the watermark without scanning tables)."""
+        import sqlalchemy as sa
+
+        log = self._writes_table()
+        log.create(conn, checkfirst=True)
+        if received:
+            conn.execute(sa.insert(log), [
+                {"written_at": at.to_pydatetime(), "table_name": name, "received": n,
+                 "stored": stored[name]} for name, n in received.items()])
+
+    def _writes_table(self):
+        import sqlalchemy as sa
+
+        if WRITES not in self.metadata.tables:
+            sa.Table(WRITES, self.metadata,
+                     sa.Column("written_at", sa.DateTime, nullable=False, index=True),
+                     sa.Column("table_name", sa.String(64), nullable=False),
+                     sa.Column("received", sa.BigInteger, nullable=False),
+                     sa.Column("stored", sa.BigInteger, nullable=False))
+        return self.metadata.tables[WRITES]
 
     def _table(self, conn, name: str, frame: pd.DataFrame):
         """The SQL table for `name`, created with `frame`'s columns when absent; columns the
@@ -183,15 +211,16 @@ class Store:
                     for name in TABLES if name in present}
 
     def watermark(self) -> pd.Timestamp | None:
-        """When the newest record was stored (None for an empty store)."""
+        """When the newest record was stored (UTC; None for an empty store)."""
         import sqlalchemy as sa
 
         with self.engine.connect() as conn:
-            present = set(sa.inspect(conn).get_table_names())
-            newest = [conn.execute(sa.text(f'SELECT MAX("{INGESTED_AT}") FROM "{name}"'))
-                      .scalar_one() for name in TABLES if name in present]
-        newest = [pd.Timestamp(t) for t in newest if t is not None]
-        return max(newest) if newest else None
+            if not sa.inspect(conn).has_table(WRITES):
+                return None
+            log = self._writes_table()
+            newest = conn.execute(sa.select(sa.func.max(log.c.written_at))
+                                  .where(log.c.stored > 0)).scalar_one()
+        return None if newest is None else pd.Timestamp(newest)
 
 
 class _Progress:

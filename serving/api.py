@@ -27,6 +27,9 @@ from churn_risk.serving.deadline import DeadlineExceeded
 from churn_risk.serving.problems import Problem, ProblemDetails
 from churn_risk.serving.schemas import (
     MAX_BATCH,
+    MAX_EVENTS,
+    EventsRequest,
+    EventsResponse,
     ExplainChangeRequest,
     ExplainChangeResponse,
     ExplainRequest,
@@ -48,7 +51,11 @@ name, the key as password).
 `detail`, `instance` and `errors` (at most {problems.MAX_ERRORS} `{{field, message}}`). The
 types are {", ".join("`" + problems.URN + slug + "`" for slug in problems.PROBLEMS)}.
 
-**Limits**: at most {MAX_BATCH:,} customers or records per request; request bodies up to the
+**Roles**: a key may `read` (every route but `/events`), `ingest` (only `POST /events`) or
+both, or be `admin`; a key without the role a route needs gets a 403.
+
+**Limits**: at most {MAX_BATCH:,} customers or records per scoring request and {MAX_EVENTS:,}
+records per `/events` request; request bodies up to the
 server's `--max-body-mb` (413 above); JSON bodies only (415 otherwise); an answer within the
 server's deadline (504 otherwise, and the work stops).
 """
@@ -63,6 +70,8 @@ app = FastAPI(
     openapi_tags=[
         {"name": "scores", "description": "Scores, reasons and actions for CRM channels"},
         {"name": "pages", "description": "Pages account managers read"},
+        {"name": "events", "description": "CRM events into the store (a key with the role "
+                                          "ingest)"},
         {"name": "operations", "description": "Readiness and metrics"},
     ],
 )
@@ -70,11 +79,19 @@ app = FastAPI(
 
 #: The serving state of this worker process (set by the BentoML service when it starts).
 _serving: Any = None
+#: Its writer to the store (`ingest.Ingestion`): events need no model, only the store.
+_ingestion: Any = None
 
 
-def attach(serving: Any) -> None:
-    global _serving
-    _serving = serving
+def attach(serving: Any, ingestion: Any = None) -> None:
+    global _serving, _ingestion
+    _serving, _ingestion = serving, ingestion
+
+
+def ingestion() -> Any:
+    if _ingestion is None:
+        raise Problem("not-ready", "the service is starting")
+    return _ingestion
 
 
 def serving() -> Any:
@@ -216,6 +233,20 @@ def explain_change(request: ExplainChangeRequest, state: State) -> Response:
     (they sum to `margin_change`); 404 for an unknown customer, 422 when `to_date` is not after
     `from_date`, a date is after the data end, or the customer was not a customer then."""
     return json_response(state.explain_change(request))
+
+
+EVENT_ERRORS = problems.responses(400, 401, 403, 409, 413, 415, 422, 503, 504)
+
+
+@app.post("/events", response_model=EventsResponse, responses=EVENT_ERRORS, tags=["events"],
+          summary="Add new CRM records to the store")
+def events(request: EventsRequest, writer: Annotated[Any, Depends(ingestion)]) -> Response:
+    """Validated by the data contract against the store (a ticket may refer to a stored
+    customer; new customers come through `customers`): one bad record rejects the whole batch
+    (422 naming each record, column and rule) and nothing of it is stored. Records stored
+    before are not stored twice (`already_stored`). The records are committed before the
+    answer. Needs a key with the role `ingest` (or `admin`)."""
+    return json_response(writer.ingest(request))
 
 
 @app.api_route("/customers/{customer_id}", methods=["GET", "HEAD"], tags=["pages"],

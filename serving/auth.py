@@ -1,5 +1,14 @@
-"""API keys: from CHURN_API_KEYS (comma-separated) or the file named by CHURN_API_KEYS_FILE
-(one key per line), never from the repository.
+"""API keys and their roles: from CHURN_API_KEYS (comma-separated) or the file named by
+CHURN_API_KEYS_FILE (one key per line), never from the repository.
+
+Each key has roles, written before it: `ingest:KEY`, `read+ingest:KEY`, `admin:KEY`; a key
+without a prefix is `read`. The roles:
+
+| role | may |
+|---|---|
+| `read` | score, explain, read pages and metrics |
+| `ingest` | send CRM events (`POST /events`), nothing else: what a CRM's outbox is given |
+| `admin` | everything |
 
 Clients send `Authorization: Bearer <key>`. A browser opening the account-manager page can use
 HTTP Basic instead (any user name, the key as password): the page's 401 asks for it.
@@ -27,11 +36,19 @@ class NoKeysConfigured(RuntimeError):
     """No usable API key (none, or one too short)."""
 
 
-def load_keys(environ: Mapping[str, str] | None = None) -> frozenset[str]:
-    """The configured keys; `NoKeysConfigured` naming the problem when one is too short or the
-    file cannot be read."""
+ROLES = ("read", "ingest", "admin")
+#: A key with no role written before it.
+DEFAULT_ROLE = "read"
+
+#: Configured keys: each key and its roles.
+Keys = dict[str, frozenset[str]]
+
+
+def load_keys(environ: Mapping[str, str] | None = None) -> Keys:
+    """The configured keys with their roles; `NoKeysConfigured` naming the problem when one is
+    too short, has an unknown role, or the file cannot be read."""
     environ = os.environ if environ is None else environ
-    keys = [k.strip() for k in environ.get(KEYS_ENV, "").split(",") if k.strip()]
+    entries = [k.strip() for k in environ.get(KEYS_ENV, "").split(",") if k.strip()]
     path = environ.get(KEYS_FILE_ENV)
     if path:
         try:
@@ -39,17 +56,32 @@ def load_keys(environ: Mapping[str, str] | None = None) -> frozenset[str]:
         except OSError as exc:
             raise NoKeysConfigured(f"{KEYS_FILE_ENV}={path}: cannot read the key file "
                                    f"({exc.strerror})") from None
-        keys += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-    for n, key in enumerate(keys, 1):
+        entries += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    keys: Keys = {}
+    for n, entry in enumerate(entries, 1):
+        roles, key = _roles_and_key(entry, n)
         if len(key) < MIN_KEY_LENGTH:
             raise NoKeysConfigured(
                 f"API key #{n} has {len(key)} characters: keys need at least {MIN_KEY_LENGTH} "
                 f"(make one with: {MAKE_A_KEY})")
-    return frozenset(keys)
+        keys[key] = keys.get(key, frozenset()) | roles
+    return keys
+
+
+def _roles_and_key(entry: str, n: int) -> tuple[frozenset[str], str]:
+    prefix, sep, key = entry.partition(":")
+    if not sep:
+        return frozenset({DEFAULT_ROLE}), entry
+    roles = frozenset(r.strip() for r in prefix.split("+"))
+    unknown = sorted(roles - set(ROLES))
+    if unknown:
+        raise NoKeysConfigured(f"API key #{n}: unknown role {unknown[0]!r} (roles: "
+                               f"{', '.join(ROLES)}; e.g. ingest:KEY or read+ingest:KEY)")
+    return roles, key.strip()
 
 
 def required_keys(environ: Mapping[str, str] | None = None, insecure_dev: bool = False
-                  ) -> frozenset[str] | None:
+                  ) -> Keys | None:
     """The keys to check, or None in --insecure-dev mode. Refuses to run without either."""
     keys = load_keys(environ)
     if keys:
@@ -62,12 +94,14 @@ def required_keys(environ: Mapping[str, str] | None = None, insecure_dev: bool =
         "`churn serve --insecure-dev` for a local demo")
 
 
-def authorized(header: str | None, keys: frozenset[str] | None) -> bool:
-    """Whether an Authorization header carries one of `keys` (always true when keys is None)."""
-    if keys is None:
-        return True
+def allows(roles: frozenset[str], needed: str) -> bool:
+    return needed in roles or "admin" in roles
+
+
+def roles_of(header: str | None, keys: Keys) -> frozenset[str] | None:
+    """The roles of the key an Authorization header carries, or None for no valid key."""
     if not header:
-        return False
+        return None
     scheme, _, credentials = header.partition(" ")
     scheme = scheme.lower()
     if scheme == "bearer":
@@ -77,7 +111,11 @@ def authorized(header: str | None, keys: frozenset[str] | None) -> bool:
             given = base64.b64decode(credentials.strip(), validate=True).decode().partition(
                 ":")[2]
         except (ValueError, UnicodeDecodeError):
-            return False
+            return None
     else:
-        return False
-    return any(hmac.compare_digest(given.encode(), key.encode()) for key in keys)
+        return None
+    found = None
+    for key, roles in keys.items():  # every key compared: the time says nothing of which
+        if hmac.compare_digest(given.encode(), key.encode()):
+            found = roles
+    return found

@@ -32,6 +32,7 @@ from churn_risk.serving.settings import (
     MAPPING_ENV,
     POLL_ENV,
     PROJECT_ENV,
+    STORE_ENV,
     InstanceOptions,
     write_instance,
 )
@@ -87,6 +88,9 @@ def server_env(data, project_dir: str | Path | None = None, insecure: bool = Fal
         env.setdefault(key, value)
     location = source.location
     env[DATA_ENV] = str(Path(location).resolve()) if "://" not in location else location
+    env.pop(STORE_ENV, None)
+    if source.store:
+        env[STORE_ENV] = location
     env.pop(MAPPING_ENV, None)
     if source.mapping is not None:
         env[MAPPING_ENV] = str(Path(source.mapping.path).resolve())

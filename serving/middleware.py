@@ -33,9 +33,11 @@ BENTOML_DOCS_PREFIXES = ("/static_content/", "/assets/")
 #: Route templates for metrics and logs (a raw path may hold a customer id).
 TEMPLATES = ((re.compile(r"^/customers/[^/]+$"), "/customers/{customer_id}"),)
 #: Routes that take a JSON body (others answer 405 to a POST: the router's).
-BODY_ROUTES = frozenset({"/score", "/explain", "/explain_change"})
-KNOWN = frozenset({"/score", "/explain", "/explain_change", "/metrics", "/healthz", "/livez",
-                   "/readyz", "/docs", "/openapi.json", "/"})
+BODY_ROUTES = frozenset({"/score", "/explain", "/explain_change", "/events"})
+KNOWN = frozenset({"/score", "/explain", "/explain_change", "/events", "/metrics", "/healthz",
+                   "/livez", "/readyz", "/docs", "/openapi.json", "/"})
+#: The role a route needs (`auth.ROLES`); every other route needs `read`.
+ROUTE_ROLES = {"/events": "ingest"}
 JSON_TYPE = re.compile(r"^application/([a-z0-9.+-]+\+)?json\s*(;.*)?$", re.IGNORECASE)
 
 PAGE_HEADERS = [
@@ -149,7 +151,7 @@ class ServiceMiddleware:
         public = path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or (
             path == "/metrics" and settings is not None and settings.options.public_metrics)
         if not public:
-            problem = _unauthorized(scope, settings)
+            problem = _unauthorized(scope, settings, ROUTE_ROLES.get(path, "read"))
             if problem is not None:
                 extra = ([(b"www-authenticate", b'Basic realm="churn-risk"')]
                          if path.startswith("/customers/") else
@@ -168,8 +170,9 @@ class ServiceMiddleware:
         await _with_deadline(self.app, scope, receive, send, seconds)
 
 
-def _unauthorized(scope, settings) -> Problem | None:
-    """A 401 problem, or None when the request may pass."""
+def _unauthorized(scope, settings, role: str) -> Problem | None:
+    """A 401 problem (no valid key), a 403 (a key without `role`), or None when the request
+    may pass."""
     if settings is None:
         return Problem("not-ready", "the service is starting")
     keys = settings_keys(settings)
@@ -183,10 +186,14 @@ def _unauthorized(scope, settings) -> Problem | None:
         return None
     headers = dict(scope.get("headers") or [])
     header = headers.get(b"authorization", b"").decode("latin-1")
-    if auth.authorized(header, keys):
-        return None
-    return Problem("unauthorized", "missing or invalid API key: send 'Authorization: Bearer "
-                                   "<key>'")
+    roles = auth.roles_of(header, keys)
+    if roles is None:
+        return Problem("unauthorized", "missing or invalid API key: send 'Authorization: "
+                                       "Bearer <key>'")
+    if not auth.allows(roles, role):
+        return Problem("forbidden", f"this API key may {' and '.join(sorted(roles))}; "
+                                    f"{scope['path']} needs a key with the role {role!r}")
+    return None
 
 
 _keys_cache: dict = {}

@@ -29,6 +29,8 @@ URN = "urn:churn-risk:problem:"
 PROBLEMS: dict[str, tuple[int, str]] = {
     "invalid-json": (400, "The body is not valid JSON"),
     "unauthorized": (401, "A valid API key is needed"),
+    "forbidden": (403, "The API key lacks the role this route needs"),
+    "no-store": (409, "This server reads files, not a store"),
     "not-found": (404, "No such resource"),
     "unknown-customer": (404, "No such customer"),
     "method-not-allowed": (405, "Method not allowed on this resource"),
@@ -37,6 +39,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "invalid-request": (422, "The request does not follow the schema"),
     "invalid-record": (422, "A record cannot be scored"),
     "invalid-dates": (422, "The dates cannot be compared"),
+    "invalid-events": (422, "Records break the data contract"),
     "not-a-customer": (422, "Not a customer at that date"),
     "not-ready": (503, "The service is not ready"),
     "timeout": (504, "The request took too long"),

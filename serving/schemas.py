@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from churn_risk.features.contract import CHANNELS
+from churn_risk.features.contract import CHANNELS, TABLES
 from churn_risk.serving.problems import FieldError
 
 Channel = Literal[CHANNELS]  # type: ignore[valid-type]
@@ -273,3 +273,51 @@ class ExplainChangeResponse(BaseModel):
     features: list[FeatureChange] = Field(description="the largest feature-level changes")
     target: TargetInfo
     model: ModelInfo
+
+
+# ------------------------------------------------------------------------------------ events
+
+MAX_EVENTS = 10_000
+
+
+def _event_value(value):
+    if value is None or isinstance(value, bool) or isinstance(value, str) and len(value) <= 1000:
+        return value
+    if isinstance(value, int | float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("numbers must be finite")
+        return value
+    raise ValueError("a value is a number, a text (up to 1,000 characters), true/false or null")
+
+
+EventValue = Annotated[
+    Any, BeforeValidator(_event_value),
+    WithJsonSchema({"oneOf": [{"type": "number"}, {"type": "string", "maxLength": 1000},
+                              {"type": "boolean"}, {"type": "null"}]}),
+]
+
+
+class EventsRequest(BaseModel):
+    """New records of one CRM table, as the data contract describes them (`/docs` lists the
+    tables; dates ISO 8601). New customers arrive through `customers`; a batch is stored
+    entirely or not at all, and records stored before are not stored twice."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    table: Literal[tuple(TABLES)] = Field(  # type: ignore[valid-type]
+        description="the contract table the records belong to", examples=["tickets"])
+    records: list[dict[Annotated[str, StringConstraints(min_length=1, max_length=100)],
+                       EventValue]] = Field(
+        min_length=1, max_length=MAX_EVENTS,
+        description=f"1 to {MAX_EVENTS:,} records: column name → value",
+        examples=[[{"customer_id": 100001, "opened_at": "2026-12-02T09:30:00",
+                    "category": "billing"}]])
+
+
+class EventsResponse(BaseModel):
+    table: str
+    received: int = Field(description="records in the request")
+    stored: int = Field(description="records new to the store, stored before this answer")
+    already_stored: int = Field(description="records the store held already (a resend)")
+    customer_ids: list[CustomerId] = Field(description="the customers the records are about")
+    watermark: str = Field(description="when the newest record in the store was stored (UTC)")

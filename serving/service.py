@@ -285,7 +285,9 @@ class ChurnService:
         logging.getLogger("churn_risk").setLevel(logging.INFO)  # switches, 4xx (one line)
         SETTINGS = ServiceSettings.from_environment()
         SERVING = Serving(SETTINGS)
-        api.attach(SERVING)
+        from churn_risk.serving.ingest import Ingestion
+
+        api.attach(SERVING, Ingestion(SETTINGS.store))
 
 
 def _alive(pid: int) -> bool:

@@ -5,6 +5,7 @@ The environment names the data and the keys (what a deployment sets):
 | variable | meaning |
 |---|---|
 | `CHURN_DATA`, `CHURN_MAPPING` | the CRM data (folder or URL) and its mapping file |
+| `CHURN_STORE` | the store (URL) the data are read from and `POST /events` writes to |
 | `CHURN_PROJECT_DIR` | where the embedded MLflow store is (`MLFLOW_TRACKING_URI` wins) |
 | `CHURN_POLL_SECONDS` | how often the champion alias is checked (default 5) |
 | `CHURN_API_KEYS`, `CHURN_API_KEYS_FILE` | the API keys (`auth.py`) |
@@ -31,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 DATA_ENV = "CHURN_DATA"
 MAPPING_ENV = "CHURN_MAPPING"
+STORE_ENV = "CHURN_STORE"
 PROJECT_ENV = "CHURN_PROJECT_DIR"
 POLL_ENV = "CHURN_POLL_SECONDS"
 MAX_BODY_ENV = "CHURN_MAX_BODY_BYTES"
@@ -58,6 +60,8 @@ class ServiceSettings(BaseModel):
 
     data: str = "demo-data"
     mapping: str | None = None
+    #: The store (`churn serve --store`): the data's source and where events are written.
+    store: str | None = None
     project_dir: str | None = None
     poll_seconds: float = Field(5.0, gt=0)
     max_body_bytes: int = Field(DEFAULT_MAX_BODY, ge=1024)
@@ -77,7 +81,8 @@ class ServiceSettings(BaseModel):
             options = InstanceOptions.model_validate_json(
                 (Path(instance) / INSTANCE_FILE).read_text())
         return cls(
-            data=env.get(DATA_ENV, "demo-data"),
+            data=env.get(STORE_ENV) or env.get(DATA_ENV, "demo-data"),
+            store=env.get(STORE_ENV) or None,
             mapping=env.get(MAPPING_ENV) or None,
             project_dir=env.get(PROJECT_ENV) or None,
             poll_seconds=float(env.get(POLL_ENV, "5")),

@@ -1,0 +1,66 @@
+"""`POST /events`: new CRM records into the store, validated by the data contract against what
+the store holds, all of a batch or none of it, stored (committed) before the answer."""
+
+from __future__ import annotations
+
+import threading
+
+import pandas as pd
+
+from churn_risk.features.io import DataSourceError
+from churn_risk.features.validation import DataContractError
+from churn_risk.serving.problems import Problem
+
+#: Offending records listed per broken rule (the problem lists at most `MAX_ERRORS` in all).
+ROWS_PER_RULE = 5
+
+
+class Ingestion:
+    """The worker's writer to the store (one connection pool, opened on first use)."""
+
+    def __init__(self, store_url: str | None) -> None:
+        self.store_url = store_url
+        self._store = None
+        self._lock = threading.Lock()
+
+    def _opened(self):
+        from churn_risk.features.store import Store
+
+        if self.store_url is None:
+            raise Problem("no-store", "this server reads CRM files; events need a store: "
+                                      "start it with `churn serve --store URL`")
+        with self._lock:
+            if self._store is None:
+                self._store = Store(self.store_url)
+        return self._store
+
+    def ingest(self, request) -> dict:
+        store = self._opened()
+        frame = pd.DataFrame.from_records(request.records)
+        try:
+            written = store.ingest({request.table: frame})
+        except DataContractError as exc:
+            raise Problem("invalid-events", f"{len(exc.problems)} rule(s) broken: nothing of "
+                          "this batch is stored", record_errors(exc)) from None
+        except DataSourceError as exc:
+            raise Problem("not-ready", f"the store cannot take records now ({exc})") from None
+        ids = (frame["customer_id"].dropna().drop_duplicates().tolist()
+               if "customer_id" in frame.columns else [])
+        watermark = store.watermark()
+        return {"table": request.table, "received": written.received[request.table],
+                "stored": written.stored[request.table],
+                "already_stored": written.duplicates[request.table],
+                "customer_ids": ids,
+                "watermark": f"{watermark:%Y-%m-%dT%H:%M:%S.%f}Z"}
+
+
+def record_errors(exc: DataContractError) -> list[dict]:
+    """Each broken rule as `records[i].column` errors (the first few records breaking it)."""
+    errors = []
+    for problem in exc.problems:
+        column = problem.column or "table"
+        rows = problem.examples["row"].tolist() if "row" in problem.examples else []
+        for row in rows[:ROWS_PER_RULE] or [None]:
+            where = f"records[{row}].{column}" if row is not None else f"records.{column}"
+            errors.append({"field": where, "message": problem.message})
+    return errors

@@ -1,0 +1,148 @@
+"""`POST /events` on a real server started on a store, SQLite and PostgreSQL: records reach the
+store committed, a resend stores nothing, one bad record rejects its whole batch with the record,
+column and rule named, and keys have roles."""
+
+from __future__ import annotations
+
+import pytest
+
+from churn_risk.features.io import DataSource
+from churn_risk.features.store import Store
+from churn_risk.features.validation import load_crm
+from churn_risk.serving import launch
+from tests.serve import assert_problem, request
+
+pytestmark = pytest.mark.slow
+
+READ = "read-key-0123456789abcdef"
+INGEST = "ingest-key-0123456789abcd"
+ADMIN = "admin-key-0123456789abcde"
+KEYS = f"{READ},ingest:{INGEST},admin:{ADMIN}"
+
+
+def bearer(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def live(request, champion_project, demo_folder, tmp_path_factory):
+    """A server reading and writing a store filled with the session's demo data."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'store.db'}"
+    else:
+        url = request.getfixturevalue("postgres").new_database()
+    with Store(url) as store:
+        store.write(load_crm(demo_folder))
+    env = launch.server_env(DataSource(url, store=True), project_dir=champion_project,
+                            keys=KEYS)
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        env.pop(name, None)
+    process, base = launch.start(env)
+    try:
+        launch.wait_ready(base, process)
+        customers = load_crm(url).tables["customers"]["customer_id"].tolist()
+        yield {"base": base, "url": url, "customers": customers}
+    finally:
+        launch.stop(process)
+
+
+def counts(url: str) -> dict[str, int]:
+    with Store(url) as store:
+        return store.counts()
+
+
+def test_a_new_ticket_is_stored_before_the_answer_and_a_resend_stores_nothing(live):
+    customer = live["customers"][0]
+    body = {"table": "tickets", "records": [
+        {"customer_id": customer, "opened_at": "2026-12-02T09:30:00", "category": "billing"}]}
+    before = counts(live["url"])
+    status, _, answer = request(live["base"], "/events", body, headers=bearer(INGEST))
+    assert status == 200, answer
+    assert answer["stored"] == 1 and answer["already_stored"] == 0
+    assert answer["customer_ids"] == [customer] and answer["watermark"].endswith("Z")
+    assert counts(live["url"]) == {**before, "tickets": before["tickets"] + 1}
+    status, _, again = request(live["base"], "/events", body, headers=bearer(INGEST))
+    assert status == 200 and again["stored"] == 0 and again["already_stored"] == 1
+    assert counts(live["url"])["tickets"] == before["tickets"] + 1
+
+
+def test_a_new_customer_then_their_first_events(live):
+    base = live["base"]
+    status, _, answer = request(base, "/events", {"table": "customers", "records": [
+        {"customer_id": 8_000_001, "signup_date": "2026-12-01", "segment": "consumer"}]},
+        headers=bearer(INGEST))
+    assert status == 200 and answer["stored"] == 1, answer
+    status, _, answer = request(base, "/events", {"table": "interactions", "records": [
+        {"customer_id": 8_000_001, "timestamp": "2026-12-02T08:00:00", "channel": "web"},
+        {"customer_id": 8_000_001, "timestamp": "2026-12-02T08:05:00", "channel": "web"}]},
+        headers=bearer(ADMIN))
+    assert status == 200 and answer["stored"] == 2, answer
+    stored = load_crm(live["url"]).tables["interactions"]
+    assert (stored["customer_id"] == 8_000_001).sum() == 2
+
+
+def test_one_bad_record_rejects_the_batch_naming_record_column_and_rule(live):
+    customer = live["customers"][1]
+    before = counts(live["url"])
+    body = {"table": "tickets", "records": [
+        {"customer_id": customer, "opened_at": "2026-12-02T10:00:00"},
+        {"customer_id": 987_654_321, "opened_at": "2026-12-02T10:01:00"},
+        {"customer_id": customer, "opened_at": "02/12/2026"}]}
+    problem = assert_problem(request(live["base"], "/events", body, headers=bearer(INGEST)),
+                             422, "invalid-events")
+    fields = {e["field"]: e["message"] for e in problem["errors"]}
+    assert "orphan_id" in fields["records[1].customer_id"]
+    assert "987654321" in fields["records[1].customer_id"]
+    assert "does not parse as a date" in fields["records[2].opened_at"]
+    assert "nothing of this batch is stored" in problem["detail"]
+    assert counts(live["url"]) == before  # not even the valid first record
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"table": "orders", "records": [{"customer_id": 1}]}, "table"),
+    ({"table": "tickets", "records": []}, "records"),
+    ({"table": "tickets", "records": [{"customer_id": 1}] * 10_001}, "records"),
+    ({"table": "tickets", "records": [{"customer_id": 1}], "force": True}, "force"),
+    ({"table": "tickets", "records": [{"customer_id": [1]}]}, "records[0].customer_id"),
+])
+def test_requests_outside_the_schema_get_a_422_naming_the_field(live, body, field):
+    problem = assert_problem(request(live["base"], "/events", body, headers=bearer(INGEST)),
+                             422, "invalid-request")
+    assert any(e["field"] == field for e in problem["errors"]), problem["errors"]
+
+
+def test_keys_have_roles(live):
+    base, customer = live["base"], live["customers"][0]
+    event = {"table": "tickets", "records": [{"customer_id": customer,
+                                              "opened_at": "2026-12-02T11:00:00"}]}
+    score = {"customer_ids": [customer]}
+    problem = assert_problem(request(base, "/events", event, headers=bearer(READ)), 403,
+                             "forbidden")
+    assert "'ingest'" in problem["detail"] and READ not in problem["detail"]
+    assert_problem(request(base, "/score", score, headers=bearer(INGEST)), 403, "forbidden")
+    assert_problem(request(base, "/events", event, headers={}), 401, "unauthorized")
+    assert request(base, "/score", score, headers=bearer(READ))[0] == 200
+    assert request(base, "/score", score, headers=bearer(ADMIN))[0] == 200
+    assert request(base, "/events", event, headers=bearer(ADMIN))[0] == 200
+
+
+def test_a_server_on_files_says_events_need_a_store():
+    from churn_risk.serving.ingest import Ingestion
+    from churn_risk.serving.problems import Problem
+    from churn_risk.serving.schemas import EventsRequest
+
+    event = EventsRequest(table="tickets", records=[{"customer_id": 1}])
+    with pytest.raises(Problem) as raised:
+        Ingestion(None).ingest(event)
+    assert raised.value.status == 409 and "--store" in raised.value.detail
+
+
+def test_role_prefixes_are_checked_at_start_up():
+    from churn_risk.serving.auth import NoKeysConfigured, load_keys
+
+    keys = load_keys({"CHURN_API_KEYS": KEYS})
+    assert keys == {READ: {"read"}, INGEST: {"ingest"}, ADMIN: {"admin"}}
+    both = load_keys({"CHURN_API_KEYS": f"read+ingest:{INGEST}"})
+    assert both == {INGEST: {"read", "ingest"}}
+    with pytest.raises(NoKeysConfigured, match="unknown role 'write'"):
+        load_keys({"CHURN_API_KEYS": f"write:{INGEST}"})
