@@ -122,6 +122,33 @@ class Store:
         crm = validate(raw, problems, stored_keys=self.stored_keys())
         return self.write(crm, progress)
 
+    def customer_tables(self, customer_ids, chunk: int = 500) -> dict[str, pd.DataFrame]:
+        """Every stored record of these customers (each per-customer table, read through its
+        customer index), with the products table whole: what their features are made of.
+        Records come in the order they were stored, as a whole-table read returns them (so
+        events with equal times keep the same order either way)."""
+        import sqlalchemy as sa
+
+        ids = [_python(i) for i in pd.unique(pd.Series(list(customer_ids)))]
+        tables: dict[str, pd.DataFrame] = {}
+        with self.engine.connect() as conn:
+            present = set(sa.inspect(conn).get_table_names())
+            for name in TABLES:
+                if name not in present:
+                    continue
+                table = sa.Table(name, sa.MetaData(), autoload_with=conn)
+                columns = [c for c in table.c if c.name not in BOOKKEEPING]
+                if "customer_id" not in table.c:
+                    parts = [pd.read_sql_query(sa.select(*columns), conn)]
+                else:
+                    parts = [pd.read_sql_query(
+                        sa.select(*columns).where(table.c.customer_id.in_(ids[i:i + chunk])),
+                        conn) for i in range(0, len(ids), chunk)]
+                frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+                if len(frame):
+                    tables[name] = frame
+        return tables
+
     def stored_keys(self) -> dict[str, pd.Series]:
         """The keys other tables refer to that the store holds (customer and product ids)."""
         import sqlalchemy as sa
@@ -231,6 +258,11 @@ class _Progress:
         self.done += rows
         if self.report is not None:
             self.report(self.done, self.total)
+
+
+def _python(value):
+    """A numpy scalar as the Python value a database driver takes."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _sqlite_pragmas(connection, _record) -> None:
