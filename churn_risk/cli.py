@@ -128,16 +128,24 @@ def generate_data(
     seed: Annotated[int, typer.Option("--seed")] = 42,
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv")] = "parquet",
     start: Annotated[str, typer.Option("--start", help="First month of the data.")] = "2023-01-01",
+    end: Annotated[str | None, typer.Option(
+        "--end", help="Instead of --start: the data end on this day (ISO date), or 'now' (live "
+                      "data, as a CRM holds them at this moment).")] = None,
 ) -> None:
     """Write realistic demo CRM tables (and a separate ground_truth/ folder) to OUT."""
     from churn_risk.demo import write_demo
 
+    moment = None
+    if end is not None:
+        from churn_risk.features.live import live_now
+
+        moment = live_now() if end == "now" else _parse_date(end, "--end")
     started = time.perf_counter()
     with _progress() as progress:
         task = progress.add_task("Simulating months", total=months)
         demo = write_demo(
             out, customers=customers, months=months, seed=seed, fmt=fmt, start=start,
-            progress=lambda done, total: progress.update(task, completed=done + 1),
+            end=moment, progress=lambda done, total: progress.update(task, completed=done + 1),
         )
     console.print(_tables_table(f"Demo CRM data in {out} (seed {seed})", demo.tables))
     console.print(
@@ -920,6 +928,10 @@ class _DemoPrinter:
     def validated(self, source, crm) -> None:
         console.print(_tables_table(f"{source}: valid", crm.tables))
 
+    def stored(self, written, store_url: str) -> None:
+        console.print(f"Loaded into the store {store_url}: "
+                      f"{sum(written.stored.values()):,} records")
+
     def features(self, frame, specs, as_of, seconds: float) -> None:
         print_feature_summary(frame, specs, as_of, seconds, None)
 
@@ -939,18 +951,44 @@ class _DemoPrinter:
         from churn_risk.jobs.demo import ASKED
 
         answer = served.answer
-        console.print(f"Service ready at {served.base_url} (demo mode: --insecure-dev, no API "
-                      "key)")
-        console.print(f"The riskiest and the safest of the first {ASKED} customers:")
+        console.print(f"Service ready at {served.base_url}, live on the store (demo mode: "
+                      "--insecure-dev, no API key)")
+        former = len(answer["unknown_customer_ids"])
+        console.print(f"The riskiest and the safest of the first {ASKED} customers"
+                      + (f" ({former} of them are former customers)" if former else "") + ":")
         console.print_json(json.dumps({**answer, "results": served.two,
-                                       "unknown_customer_ids":
-                                       answer["unknown_customer_ids"][:5]}))
-        console.print(f"Account-manager page: {served.base_url}/customers/"
-                      f"{served.two[0]['customer_id']}")
+                                       "unknown_customer_ids": []}))
+        customer = served.before["customer_id"]
+        console.print(f"A new ticket for customer {customer}, sent to POST /events:")
+        console.print_json(json.dumps(served.event))
+        console.print(f"stored: {served.accepted['stored']} record(s); the first answer that "
+                      f"includes it came {served.seconds:.2f} s later:")
+        table = Table(title=f"Customer {customer}: {served.after['target']['description']}")
+        for column in ("", "before the ticket", "after the ticket"):
+            table.add_column(column)
+        before, after = served.before, served.after
+        table.add_row("features as of", before["features_as_of"], after["features_as_of"])
+        table.add_row("churn probability", f"{before['churn_probability']:.1%}",
+                      f"{after['churn_probability']:.1%}")
+        table.add_row("risk band", before["risk_band"], after["risk_band"])
+        for k in range(3):
+            table.add_row(f"reason {k + 1}", *(_reason_text(r["top_reasons"], k)
+                                                for r in (before, after)))
+        table.add_row("recommended action", *((r["recommended_action"] or {}).get("label", "none")
+                                               for r in (before, after)))
+        console.print(table)
+        console.print(f"Account-manager page: {served.base_url}/customers/{customer}")
         console.print(f"API documentation: {served.base_url}/docs")
         if sys.stdin.isatty():
             self.bars.stop()  # no live bars under the prompt
             console.input("[bold]Press Enter to stop the service.[/bold]")
+
+
+def _reason_text(reasons: list[dict], k: int) -> str:
+    if k >= len(reasons):
+        return "-"
+    r = reasons[k]
+    return f"{r['label']} = {r['value']} ({r['contribution']:+.2f})"
 
 
 def main(argv: list[str] | None = None) -> int:

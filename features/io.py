@@ -204,7 +204,7 @@ def _first_line(exc: Exception) -> str:
 
 
 #: Columns of the store's tables that are bookkeeping, not data (`store.py`): readers drop them.
-BOOKKEEPING = ("_store_key", "_store_ingested_at")
+BOOKKEEPING = ("_store_key", "_store_write")
 
 
 @dataclass(frozen=True)

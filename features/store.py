@@ -8,10 +8,10 @@ columns every reader drops (`io.BOOKKEEPING`):
 - `_store_key`: what makes a record the same record. Tables with a key in the contract
   (customers, products, labels; transactions with a `transaction_id`) use it; the others use a
   digest of every value. Re-sending a record stores nothing twice (`ON CONFLICT DO NOTHING`).
-- `_store_ingested_at`: when the record was stored.
-
-Each write also adds a row per table to `_store_writes` (when, records received, records new):
-the store's watermark is the newest write that stored something.
+- `_store_write`: the write that stored the record, a row of `_store_writes` (its id, when,
+  records received and new). The store's watermark is the newest write that stored something;
+  what changed since a write is one indexed read (`changed_customers`), which is how the
+  service learns which customers to re-score.
 
 A write is one transaction: all of a batch or none of it. Data are validated by the contract
 before they reach the store (`write` takes `CrmData`), so the store holds only valid records.
@@ -31,9 +31,9 @@ from churn_risk.errors import UsageError
 from churn_risk.features.contract import TABLES
 from churn_risk.features.io import BOOKKEEPING, DataSourceError, is_sql_url
 
-KEY, INGESTED_AT = BOOKKEEPING
+KEY, WRITE = BOOKKEEPING
 DEFAULT_STORE = "sqlite:///churn-store.db"
-#: The store's log of writes: when, which table, records received and new.
+#: The store's log of writes: id, when, records received and new.
 WRITES = "_store_writes"
 
 #: Rows per INSERT statement (SQLite allows 32,766 bound values per statement).
@@ -46,6 +46,8 @@ class WriteResult:
 
     received: dict[str, int]
     stored: dict[str, int]
+    #: The write's id in the store's log (`Store.writes_after`).
+    write_id: int | None = None
 
     @property
     def duplicates(self) -> dict[str, int]:
@@ -95,22 +97,27 @@ class Store:
         received, stored = {}, {}
         total = sum(len(f) for f in crm.tables.values())
         tick = _Progress(progress, total)
-        now = pd.Timestamp.now(tz="UTC").tz_localize(None)
         try:
             with self.engine.begin() as conn:
+                log = self._writes_table()
+                log.create(conn, checkfirst=True)
+                now = pd.Timestamp.now(tz="UTC").tz_localize(None).to_pydatetime()
+                write_id = conn.execute(sa.insert(log).values(
+                    written_at=now, received=0, stored=0)).inserted_primary_key[0]
                 for name in TABLES:
                     if name not in crm.tables:
                         continue
                     frame = crm.tables[name]
                     table = self._table(conn, name, frame)
-                    rows = _with_bookkeeping(name, frame, now)
+                    rows = _with_bookkeeping(name, frame, write_id)
                     received[name] = len(rows)
                     stored[name] = self._insert_new(conn, table, rows, tick)
-                self._log_write(conn, now, received, stored)
+                conn.execute(sa.update(log).where(log.c.id == write_id).values(
+                    received=sum(received.values()), stored=sum(stored.values())))
         except sa.exc.SQLAlchemyError as exc:
             raise DataSourceError(f"cannot write to the store {self.url!r}: "
                                   f"{_first_line(exc)}") from None
-        return WriteResult(received, stored)
+        return WriteResult(received, stored, write_id)
 
     def ingest(self, raw: Mapping[str, pd.DataFrame], problems=(),
                progress: Callable[[int, int], None] | None = None) -> WriteResult:
@@ -162,24 +169,14 @@ class Store:
                         sa.text(f'SELECT "{column}" FROM "{name}"'), conn)[column]
         return keys
 
-    def _log_write(self, conn, at: pd.Timestamp, received: dict, stored: dict) -> None:
-        """One row per table and write in `WRITES` (the watermark without scanning tables)."""
-        import sqlalchemy as sa
-
-        log = self._writes_table()
-        log.create(conn, checkfirst=True)
-        if received:
-            conn.execute(sa.insert(log), [
-                {"written_at": at.to_pydatetime(), "table_name": name, "received": n,
-                 "stored": stored[name]} for name, n in received.items()])
-
     def _writes_table(self):
         import sqlalchemy as sa
 
         if WRITES not in self.metadata.tables:
             sa.Table(WRITES, self.metadata,
-                     sa.Column("written_at", sa.DateTime, nullable=False, index=True),
-                     sa.Column("table_name", sa.String(64), nullable=False),
+                     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+                               primary_key=True, autoincrement=True),
+                     sa.Column("written_at", sa.DateTime, nullable=False),
                      sa.Column("received", sa.BigInteger, nullable=False),
                      sa.Column("stored", sa.BigInteger, nullable=False))
         return self.metadata.tables[WRITES]
@@ -194,10 +191,10 @@ class Store:
             columns = [sa.Column(c, _sql_type(frame[c])) for c in frame.columns]
             table = sa.Table(name, sa.MetaData(), *columns,
                              sa.Column(KEY, sa.String(64), nullable=False, unique=True),
-                             sa.Column(INGESTED_AT, sa.DateTime, nullable=False))
+                             sa.Column(WRITE, sa.BigInteger, nullable=False, index=True))
+            if "customer_id" in frame.columns and name != "customers":
+                sa.Index(f"ix_{name}_customer", table.c.customer_id)
             table.create(conn)
-            sa.Index(f"ix_{name}_customer", table.c.customer_id).create(conn) \
-                if "customer_id" in frame.columns and name != "customers" else None
             return table
         present = {c["name"] for c in inspector.get_columns(name)}
         prep = conn.dialect.identifier_preparer
@@ -218,13 +215,13 @@ class Store:
         sql = (f"INSERT INTO {prep.quote(table.name)} ({', '.join(prep.quote(n) for n in names)}) "
                f"VALUES ({', '.join([marker] * len(names))}) "
                f"ON CONFLICT ({prep.quote(KEY)}) DO NOTHING")
-        before = _count(conn, table.name)
+        new = 0
         values = _tuples(rows)
         for start in range(0, len(values), _BATCH_ROWS):
             chunk = values[start:start + _BATCH_ROWS]
-            conn.exec_driver_sql(sql, chunk)
+            new += conn.exec_driver_sql(sql, chunk).rowcount  # the rows inserted
             tick(len(chunk))
-        return _count(conn, table.name) - before
+        return new
 
     # ----------------------------------------------------------------------------------- read
 
@@ -248,6 +245,76 @@ class Store:
             newest = conn.execute(sa.select(sa.func.max(log.c.written_at))
                                   .where(log.c.stored > 0)).scalar_one()
         return None if newest is None else pd.Timestamp(newest)
+
+    def writes_after(self, write_id: int) -> list[tuple[int, bool]]:
+        """(id, whether it stored anything) of each committed write after `write_id`."""
+        import sqlalchemy as sa
+
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(WRITES):
+                return []
+            log = self._writes_table()
+            rows = conn.execute(sa.select(log.c.id, log.c.stored).where(log.c.id > write_id)
+                                .order_by(log.c.id)).all()
+        return [(int(i), stored > 0) for i, stored in rows]
+
+    def changed_customers(self, write_ids: list[int]) -> list:
+        """The customers the records of these writes are about (new customers included)."""
+        import sqlalchemy as sa
+
+        if not write_ids:
+            return []
+        found: set = set()
+        with self.engine.connect() as conn:
+            present = set(sa.inspect(conn).get_table_names())
+            for name, spec in TABLES.items():
+                if name not in present or "customer_id" not in spec.column_names:
+                    continue
+                table = sa.table(name, sa.column("customer_id"), sa.column(WRITE))
+                found.update(conn.execute(sa.select(table.c.customer_id).distinct()
+                                          .where(table.c[WRITE].in_(write_ids))).scalars())
+        return sorted(found, key=str)
+
+
+class ChangeFeed:
+    """Which customers the store's new writes are about, each committed write once.
+
+    Writes are numbered as they start; on PostgreSQL two writes may commit out of order, so a
+    write numbered below one already seen can still appear: the feed waits for such a gap for
+    `patience` seconds (a write rolled back never appears) before it stops looking below it."""
+
+    def __init__(self, store: Store, patience: float = 30.0) -> None:
+        self.store, self.patience = store, patience
+        done = store.writes_after(0)
+        #: Every write up to this id has been seen.
+        self.floor = done[-1][0] if done else 0
+        self._seen: set[int] = set()
+        self._gap_since: float | None = None
+
+    def poll(self) -> list:
+        """The customers of the writes committed since the last poll."""
+        import time
+
+        new = [(i, stored) for i, stored in self.store.writes_after(self.floor)
+               if i not in self._seen]
+        self._seen.update(i for i, _ in new)
+        self._advance()
+        if self._seen:  # a write below one seen has not committed (yet)
+            now = time.monotonic()
+            if self._gap_since is None:
+                self._gap_since = now
+            elif now - self._gap_since > self.patience:
+                self.floor = min(self._seen) - 1
+                self._advance()
+                self._gap_since = None
+        else:
+            self._gap_since = None
+        return self.store.changed_customers([i for i, stored in new if stored])
+
+    def _advance(self) -> None:
+        while self.floor + 1 in self._seen:
+            self.floor += 1
+            self._seen.discard(self.floor)
 
 
 class _Progress:
@@ -288,10 +355,10 @@ def _sql_type(series: pd.Series):
     return sa.Text()
 
 
-def _with_bookkeeping(name: str, frame: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
+def _with_bookkeeping(name: str, frame: pd.DataFrame, write_id: int) -> pd.DataFrame:
     rows = frame.copy()
     rows[KEY] = record_keys(name, frame)
-    rows[INGESTED_AT] = now
+    rows[WRITE] = np.int64(write_id)
     # A batch that repeats a keyed record (a customer twice) stores it once.
     return rows.drop_duplicates(KEY, keep="first")
 
@@ -343,11 +410,6 @@ def _tuples(rows: pd.DataFrame) -> list[tuple]:
             values = series.astype(object).tolist()
         columns.append([None if m else v for v, m in zip(values, missing, strict=True)])
     return list(zip(*columns, strict=True))
-
-
-def _count(conn, name: str) -> int:
-    prep = conn.dialect.identifier_preparer
-    return conn.exec_driver_sql(f"SELECT COUNT(*) FROM {prep.quote(name)}").scalar_one()
 
 
 def _first_line(exc: Exception) -> str:

@@ -309,6 +309,7 @@ class ChurnBundle:
     def explain(self, frame: pd.DataFrame, dm: xgb.DMatrix | None = None) -> Explanation:
         dm = self.dmatrix(frame) if dm is None else dm
         contribs = self.churn.predict(dm, pred_contribs=True, validate_features=False)
+        contribs = contribs.reshape(len(frame), len(self.feature_names) + 1)  # 0 rows: 1-d
         base = float(contribs[0, -1]) if len(contribs) else float(self.info.get("base_value", 0))
         contributions = pd.DataFrame(contribs[:, :-1], columns=self.feature_names,
                                      index=frame.index)

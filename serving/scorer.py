@@ -67,6 +67,13 @@ class ModelRef:
         return {"name": self.name, "version": self.version, "alias": self.alias}
 
 
+def as_of_text(as_of: pd.Timestamp) -> str:
+    """A date for a day's snapshot; the time too for a live one (features as of a moment)."""
+    if as_of == as_of.normalize():
+        return f"{as_of:%Y-%m-%d}"
+    return f"{as_of:%Y-%m-%dT%H:%M:%S}"
+
+
 def _key(customer_id) -> str:
     """Ids arrive as JSON numbers or strings; both find the same customer."""
     return str(customer_id)
@@ -132,14 +139,16 @@ class ScoringState:
     """One model version and one snapshot, with every score and explanation precomputed."""
 
     def __init__(self, bundle: ChurnBundle, model: ModelRef, prep: PreparedData,
-                 as_of: pd.Timestamp):
+                 as_of: pd.Timestamp, quiet: bool = False):
         self.bundle = bundle
         self.model = model
         self.model_dict = model.as_dict()
         #: What every probability here is a probability of (in every answer).
         self.target = bundle.target.as_dict()
         self.as_of = as_of
-        self.features_as_of = f"{as_of:%Y-%m-%d}"
+        self.features_as_of = as_of_text(as_of)
+        #: Customers re-scored since this state was built (`refreshed`): key -> their state.
+        self.overlay: dict[str, ScoringState] = {}
         started = time.perf_counter()
         frame = build_snapshot(prep, as_of, bundle.feature_config, bundle.target)
         self.frame = frame.reset_index(drop=True)
@@ -161,9 +170,33 @@ class ScoringState:
         self.history = History(prep, as_of)
         self.specs = bundle.specs
         self.seconds_to_build = time.perf_counter() - started
-        logger.info("model %s v%s: %d customers of %s scored and explained in %.1f s",
-                    model.name, model.version, len(self.frame), self.features_as_of,
-                    self.seconds_to_build)
+        (logger.debug if quiet else logger.info)(
+            "model %s v%s: %d customers of %s scored and explained in %.1f s", model.name,
+            model.version, len(self.frame), self.features_as_of, self.seconds_to_build)
+
+    # ------------------------------------------------------------------ live updates
+
+    def refreshed(self, customer_ids: list, prep: PreparedData, as_of: pd.Timestamp
+                  ) -> ScoringState:
+        """This state with `customer_ids` re-featured, re-scored and re-explained from `prep`
+        (their records only) as of `as_of`: a new state (requests in flight keep the old one)
+        sharing everything else. A customer `prep` no longer counts as one is then unknown."""
+        import copy
+
+        fresh = ScoringState(self.bundle, self.model, prep, as_of, quiet=True)
+        new = copy.copy(self)
+        new.overlay = {**self.overlay, **{_key(c): fresh for c in customer_ids}}
+        return new
+
+    def owner(self, customer_id) -> ScoringState:
+        """The state that holds the customer's newest scores: a refreshed one, or this one."""
+        return self.overlay.get(_key(customer_id), self) if self.overlay else self
+
+    @property
+    def customers(self) -> int:
+        """Customers scored (those re-scored counted once)."""
+        kept = sum(1 for k in self.row_of if k not in self.overlay)
+        return kept + sum(1 for k, state in self.overlay.items() if k in state.row_of)
 
     # ------------------------------------------------------------------ formatting
 
@@ -224,14 +257,15 @@ class ScoringState:
         for n, customer_id in enumerate(customer_ids):
             if n % 64 == 0:
                 deadline.check()  # a request out of time stops here (504), not after the work
-            i = self.row_of.get(_key(customer_id))
+            state = self.owner(customer_id)
+            i = state.row_of.get(_key(customer_id))
             if i is None:
                 unknown.append(customer_id)
                 continue
-            results.append(self._result(
-                self.ids[i], self.probability[i], self.band[i], self.contributions[i],
-                self.values[i], self.propensity[i], self.portfolio[i], top_k, channel,
-                self.features_as_of,
+            results.append(state._result(
+                state.ids[i], state.probability[i], state.band[i], state.contributions[i],
+                state.values[i], state.propensity[i], state.portfolio[i], top_k, channel,
+                state.features_as_of,
             ))
         return results, unknown
 
@@ -254,13 +288,14 @@ class ScoringState:
                                           "it out for a record without one)"})
                 customer_id = None
             elif customer_id is not None:
-                i = self.row_of.get(_key(customer_id))
+                state = self.owner(customer_id)
+                i = state.row_of.get(_key(customer_id))
                 if i is None:
                     errors.append({"field": f"{at}.customer_id",
                                    "message": f"no customer {quote(customer_id)} in the "
                                               "loaded snapshot", "unknown_customer": True})
                 else:
-                    base = dict(zip(names, self.values[i], strict=True))
+                    base = dict(zip(names, state.values[i], strict=True))
             for key in sorted(set(record) - known - {"customer_id"}):
                 errors.append({"field": f"{at}.{key}",
                                "message": "not a feature of this model (the features are "
@@ -355,12 +390,13 @@ class ScoringState:
         this state's arrays; `UnknownCustomer` when the id is not in the snapshot."""
         from churn_risk.serving.pagemodel import CustomerPage
 
-        return CustomerPage.build(self, customer_id)
+        return CustomerPage.build(self.owner(customer_id), customer_id)
 
     def explain_change(self, customer_id, from_date, to_date) -> dict:
         """Why the customer's risk changed between two dates (see `change.py`); raises
         `change.ChangeRequestError` subclasses for bad input."""
-        return {**change.explain_change(self.bundle, self.prep, customer_id, from_date, to_date),
+        prep = self.owner(customer_id).prep
+        return {**change.explain_change(self.bundle, prep, customer_id, from_date, to_date),
                 "target": self.target, "model": self.model_dict}
 
     def explain(self, customer_id=None, record: dict | None = None) -> dict:
@@ -373,6 +409,9 @@ class ScoringState:
             customer_id = record.get("customer_id")
             as_of = self.features_as_of if customer_id is not None else None
         else:
+            owner = self.owner(customer_id)
+            if owner is not self:
+                return owner.explain(customer_id)
             i = self.row_of.get(_key(customer_id))
             if i is None:
                 raise UnknownCustomer(customer_id)
@@ -497,20 +536,78 @@ class Scorer:
     def __init__(self, data: DataSourceLike, model_name: str = "churn-risk",
                  alias: str = "champion", as_of: str | None = None,
                  on_switch: Callable[[], None] | None = None,
-                 before_switch: Callable[[str, bool], bool] | None = None):
-        self.data = data
+                 before_switch: Callable[[str, bool], bool] | None = None,
+                 rescore_seconds: float = 86_400.0):
+        from churn_risk.features.io import as_source
+
+        self.data = as_source(data)
         self.on_switch = on_switch
         #: `before_switch(version, built)`: told whether the new state could be built; returns
         #: whether to switch now (the service's barrier lets all workers switch together).
         self.before_switch = before_switch
         self.model_name = model_name
         self.alias = alias
+        self.rescore_seconds = rescore_seconds
+        #: Live: the data are a store that follows the CRM; features are as of the wall clock,
+        #: the customers of each new write are re-scored (`follow`), everyone else on schedule.
+        self.live = self.data.store and as_of is None
+        self.feed = None
+        self._pending: set = set()
+        if self.live:
+            from churn_risk.features.store import ChangeFeed, Store
+
+            self.feed = ChangeFeed(Store(self.data.location))  # before the read: none missed
         self.prep = prepare(load_crm(self.data))
-        # Default: now, i.e. the day after the last recorded event.
-        self.as_of = pd.Timestamp(as_of) if as_of else scoring_as_of(self.prep)
+        # Default: the wall clock when live, else the day after the last recorded event.
+        self.as_of = (pd.Timestamp(as_of) if as_of else self._now() if self.live
+                      else scoring_as_of(self.prep))
         self._lock = threading.Lock()
         self.state = self._build(self._alias_version())
         self.problem: str | None = None
+
+    @staticmethod
+    def _now() -> pd.Timestamp:
+        from churn_risk.features.live import live_now
+
+        return live_now()
+
+    def follow(self) -> int:
+        """Live: re-feature, re-score and re-explain the customers of the store's writes since
+        the last call (as of now), and everyone when the snapshot is `rescore_seconds` old;
+        requests keep being answered meanwhile. How many customers were re-scored."""
+        if not self.live:
+            return 0
+        if (self._now() - self.state.as_of).total_seconds() >= self.rescore_seconds:
+            return self.rescore()
+        self._pending.update(self.feed.poll())  # kept until re-scored (a failure retries)
+        if not self._pending:
+            return 0
+        from churn_risk.features.live import customer_data
+
+        customers = sorted(self._pending, key=str)
+        with self._lock:
+            now = self._now()
+            prep = customer_data(self.feed.store, customers, like=self.prep.data)
+            if prep is not None:  # None: none of them is in the store (yet)
+                self.state = self.state.refreshed(customers, prep, now)
+        self._pending.clear()
+        logger.debug("re-scored %d customers as of %s", len(customers), now)
+        return len(customers)
+
+    def rescore(self) -> int:
+        """Live: the whole portfolio re-read from the store and re-scored as of now (time moves
+        features: days since the last purchase, windows)."""
+        with self._lock:
+            self._reread()
+            self.state = self._build(self.state.model.version)
+        logger.info("portfolio re-scored as of %s (%d customers)", self.state.features_as_of,
+                    len(self.state.ids))
+        return len(self.state.ids)
+
+    def _reread(self) -> None:
+        self.feed.poll()  # what is written from here on is re-scored after this
+        self.prep = prepare(load_crm(self.data))
+        self.as_of = self._now()
 
     def _alias_version(self) -> str:
         from churn_risk.models.pyfunc import resolve_model
@@ -535,6 +632,8 @@ class Scorer:
                 self.problem = None
                 return False
             try:
+                if self.live:  # the new version scores everyone as of now, from the store
+                    self._reread()
                 new = self._build(version)
             except Exception as exc:  # a broken version must never take the service down
                 self.problem = (f"champion v{version} cannot be loaded ({first_line(exc)}); "

@@ -117,7 +117,7 @@ class Serving:
                 return
 
     def _load(self) -> None:
-        from churn_risk.features.io import data_source
+        from churn_risk.features.io import DataSource, data_source
         from churn_risk.serving.scorer import Scorer
         from churn_risk.training.tracking import configure_tracking
 
@@ -128,8 +128,11 @@ class Serving:
         if folder is not None:
             barrier = SwitchBarrier(folder, self.settings.workers)
         started = time.perf_counter()
-        self.scorer = Scorer(data_source(self.settings.data, self.settings.mapping),
-                             on_switch=_freeze_heap, before_switch=barrier)
+        source = data_source(self.settings.data, self.settings.mapping)
+        if self.settings.store is not None:
+            source = DataSource(self.settings.store, store=True)
+        self.scorer = Scorer(source, on_switch=_freeze_heap, before_switch=barrier,
+                             rescore_seconds=self.settings.rescore_seconds)
         self.problem = None
         ready = self.settings.instance_path("ready")
         if ready is not None:
@@ -137,10 +140,24 @@ class Serving:
             (ready / str(os.getpid())).touch()
         self._model_metric()
         _freeze_heap()
+        if self.scorer.live:
+            threading.Thread(target=self._follow_store, name="store-follower",
+                             daemon=True).start()
         state = self.scorer.state
         logger.info("ready: serving %s version %s (%s) on %d customers as of %s after %.1f s",
                     state.model.name, state.model.version, state.bundle.target,
                     len(state.ids), state.features_as_of, time.perf_counter() - started)
+
+    def _follow_store(self) -> None:
+        """Live: apply the store's new writes as they commit (every `follow_seconds`)."""
+        from churn_risk.serving.scorer import first_line
+
+        while not self._stop.wait(self.settings.follow_seconds):
+            try:
+                self.scorer.follow()
+            except Exception as exc:  # the store may be briefly unreachable: say so, go on
+                logger.error("cannot follow the store's new records (%s)", first_line(exc))
+                self._stop.wait(5.0)
 
     def _failed(self, exc: Exception) -> None:
         from churn_risk.features.validation import DataContractError

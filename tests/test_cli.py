@@ -90,6 +90,10 @@ def test_demo_end_to_end(project, capsys, data_reads):
     assert "Test metrics" in printed and "mlflow ui --backend-store-uri" in printed
     assert "promoted" in printed
     assert "riskiest and the safest" in printed and "/customers/" in printed  # served, asked
+    # Live: a ticket sent through POST /events reached the customer's score.
+    assert "A new ticket for customer" in printed and "stored: 1 record(s)" in printed
+    assert "after the ticket" in printed and "Open tickets" in printed
+    assert (out / "churn-store.db").exists()
     assert (out / "customers.parquet").exists() and (out / "ground_truth").is_dir()
     assert (project / "mlflow.db").exists()
     assert main(["evaluate", "--data", str(out)]) == 0

@@ -525,3 +525,30 @@ def test_readme_template_has_no_numbers_of_its_own():
     text = re.sub(r"\b[A-Za-z_]\w*\d\w*\b", " ", text).replace("AR(1)", " ")  # log1p, *_90d
     numbers = set(re.findall(r"\d+(?:\.\d+)?", text))
     assert numbers <= {"0", "1", "90"}
+
+
+def test_demo_data_can_end_now_as_a_crm_holds_them():
+    """`end`: the months up to the one holding the moment, cut there: nothing dated at or
+    after it, no later state (a ticket closed, a subscription ended) after it, and valid."""
+    import pandas as pd
+
+    from churn_risk.demo import generate
+    from churn_risk.features.contract import TABLES
+    from churn_risk.features.validation import validate
+
+    moment = pd.Timestamp("2026-12-02 17:10:00")
+    data = generate(customers=150, months=8, seed=5, end=moment)
+    validate(data.tables)
+    latest = []
+    for name, frame in data.tables.items():
+        for column in TABLES[name].columns:
+            if column.kind == "datetime" and column.name in frame:
+                assert (frame[column.name].dropna() < moment).all(), (name, column.name)
+                latest.append(frame[column.name].max())
+    assert max(latest) >= moment - pd.Timedelta(days=3)  # the data reach (nearly) the moment
+    assert data.tables["transactions"]["timestamp"].min() >= pd.Timestamp("2026-05-01")
+    for frame in data.truth.values():
+        dated = next(c for c in frame.columns if pd.api.types.is_datetime64_any_dtype(frame[c]))
+        assert (frame[dated] < moment).all()
+    open_now = data.tables["tickets"]["closed_at"].isna().sum()
+    assert open_now > 0  # tickets closed after the moment are still open in the data

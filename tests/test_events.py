@@ -146,3 +146,96 @@ def test_role_prefixes_are_checked_at_start_up():
     assert both == {INGEST: {"read", "ingest"}}
     with pytest.raises(NoKeysConfigured, match="unknown role 'write'"):
         load_keys({"CHURN_API_KEYS": f"write:{INGEST}"})
+
+
+def test_a_ticket_reaches_the_score_within_a_second_as_a_full_rebuild_would_score_it(
+        live, champion_store):
+    import time
+
+    import pandas as pd
+
+    from churn_risk.features.lifecycle import prepare
+    from churn_risk.features.live import customer_features
+    from churn_risk.features.snapshots import build_snapshot
+
+    base = live["base"]
+    status, _, answer = request(base, "/score", {"customer_ids": live["customers"][:300]},
+                                headers=bearer(READ))
+    customer = answer["results"][5]["customer_id"]
+    before = answer["results"][5]
+    opened = (pd.Timestamp.now(tz="UTC").tz_localize(None) - pd.Timedelta(minutes=1))
+    event = {"table": "tickets", "records": [{"customer_id": customer,
+                                              "opened_at": f"{opened:%Y-%m-%dT%H:%M:%S}",
+                                              "category": "delivery"}]}
+    sent = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
+    assert request(base, "/events", event, headers=bearer(INGEST))[0] == 200
+    posted = time.monotonic()
+    while True:  # either worker may answer: until one answers as of after the event was sent
+        _, _, answer = request(base, "/score", {"customer_ids": [customer], "top_k": 70},
+                               headers=bearer(READ))
+        after = answer["results"][0]
+        if pd.Timestamp(after["features_as_of"]) >= sent or time.monotonic() - posted > 10:
+            break
+        time.sleep(0.05)
+    waited = time.monotonic() - posted
+    assert pd.Timestamp(after["features_as_of"]) >= sent, "the ticket never arrived"
+    assert before["features_as_of"] < after["features_as_of"]
+    assert waited < 3.0, f"{waited:.2f} s from the accepted event to its fresh score"
+    tickets = {r["feature"]: r["value"] for r in after["top_reasons"]}["tickets_90d"]
+    assert tickets >= 1
+
+    # Exactly what a full rebuild of the whole store as of the same moment gives.
+    bundle = champion_store.train.bundle
+    as_of = pd.Timestamp(after["features_as_of"])
+    like = load_crm(live["url"])
+    with Store(live["url"]) as store:
+        fresh = customer_features(store, [customer], as_of, bundle.feature_config,
+                                  bundle.target, like)
+    full = build_snapshot(prepare(like), as_of, bundle.feature_config, bundle.target)
+    full = full[full["customer_id"] == customer].reset_index(drop=True)
+    pd.testing.assert_frame_equal(fresh, full, check_exact=True)
+    expected = float(bundle.predict(full)["churn_probability"].iloc[0])
+    assert after["churn_probability"] == pytest.approx(expected, rel=1e-12, abs=0)
+    # ... and the page and /explain say the same.
+    status, _, explained = request(base, "/explain", {"customer_id": customer},
+                                   headers=bearer(READ))
+    assert explained["features_as_of"] == after["features_as_of"]
+    # (the margin summed from float32 contributions: equal to about 1e-7)
+    assert explained["churn_probability"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_time_passing_rescores_the_whole_portfolio_without_a_restart(champion_project,
+                                                                     demo_folder, store_url,
+                                                                     monkeypatch):
+    """In process (the clock moved forward instead of waiting a day): when the snapshot is
+    `rescore_seconds` old, `follow` re-reads the store and scores everyone as of the new now,
+    records stored meanwhile included."""
+    import pandas as pd
+
+    from churn_risk.serving.scorer import Scorer
+    from churn_risk.training.tracking import configure_tracking
+    from tests.conftest import MLFLOW_EXPORTS
+
+    for name in MLFLOW_EXPORTS:
+        monkeypatch.setenv(name, "unset")
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(champion_project)
+    configure_tracking(champion_project)
+    with Store(store_url) as store:
+        store.write(load_crm(demo_folder))
+    scorer = Scorer(DataSource(store_url, store=True), rescore_seconds=3600)
+    first = scorer.state
+    assert scorer.live and first.as_of > pd.Timestamp("2026-01-01")
+    customer = first.ids[3]
+    later = first.as_of + pd.Timedelta(hours=2)
+    with Store(store_url) as store:
+        store.ingest({"tickets": pd.DataFrame({"customer_id": [customer], "opened_at": [
+            first.as_of + pd.Timedelta(minutes=30)]})})
+    monkeypatch.setattr(Scorer, "_now", staticmethod(lambda: later))
+    assert scorer.follow() == len(scorer.state.ids)  # everyone, as of the new now
+    state = scorer.state
+    assert state.as_of == later and not state.overlay
+    i = state.row_of[str(customer)]
+    assert state.frame.loc[i, "tickets_90d"] == first.frame.loc[first.row_of[str(customer)],
+                                                                "tickets_90d"] + 1
+    assert scorer.follow() == 0  # nothing new since

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from churn_risk.demo.readme import truth_readme
-from churn_risk.demo.simulation import DemoData, Progress, generate
+from churn_risk.demo.simulation import DemoData, Progress, first_month, generate
 from churn_risk.features.io import atomic_write, write_frame, write_tables
 
 
@@ -17,11 +19,14 @@ def write_demo(
     fmt: str = "parquet",
     start: str = "2023-01-01",
     *,
+    end: str | pd.Timestamp | None = None,
     progress: Progress | None = None,
 ) -> DemoData:
     """Generate the demo data and write it: the nine tables to `out/<table>.<fmt>` and the ground
-    truth to `out/ground_truth/` (Parquet, plus a README explaining the mechanism)."""
-    data = generate(customers, months, seed, start, progress=progress)
+    truth to `out/ground_truth/` (Parquet, plus a README explaining the mechanism). `end`: the
+    data end at that moment (see `generate`)."""
+    data = generate(customers, months, seed, start, end=end, progress=progress)
+    start = first_month(months, start, end)
     out = Path(out)
     write_tables(data.tables, out, fmt)
     truth_dir = out / "ground_truth"

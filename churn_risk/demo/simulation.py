@@ -96,17 +96,21 @@ def generate(
     seed: int = 42,
     start: str = "2023-01-01",
     *,
+    end: str | pd.Timestamp | None = None,
     progress: Progress | None = None,
     hazard: HazardCoefficients | None = None,
     adoption: AdoptionCoefficients | None = None,
 ) -> DemoData:
-    """Simulate `customers` customers over `months` months from `start` (see `churn_risk.demo`).
+    """Simulate `customers` customers over `months` months from `start` (see `churn_risk.demo`),
+    or, with `end`, over the `months` months up to the one holding `end`, the data cut at `end`
+    as a CRM would hold them then (`known_at`): "now" for live data.
 
     `progress(month_index, months)` is called once per simulated month. `hazard` and `adoption`
     override the mechanism's coefficients (defaults: the documented ones).
     """
     if customers < 1 or months < 1:
         raise ValueError("customers and months must be at least 1")
+    start = first_month(months, start, end)
     rng = np.random.default_rng(seed)
     sim = _setup(rng, customers, months, start, hazard or HazardCoefficients(),
                  adoption or AdoptionCoefficients())
@@ -120,7 +124,39 @@ def generate(
         "adoption": adoption_truth(sim.cal, sim.adoption_rows),
         "campaign_effects": campaign_effects(sim.cal, sim.campaigns, sim.state, months),
     }
+    data = DemoData(tables=tables, truth=truth)
+    return data if end is None else known_at(data, pd.Timestamp(end))
+
+
+def known_at(data: DemoData, moment: pd.Timestamp) -> DemoData:
+    """The data as a CRM knows them at `moment`: records dated at or after it are not there
+    yet, and a later state of an earlier record (a ticket closed, a subscription ended, a
+    delivery made after `moment`) is still open. The truth keeps the months begun before it."""
+    from churn_risk.features.contract import TABLES
+
+    tables = {}
+    for name, frame in data.tables.items():
+        spec = TABLES[name]
+        if spec.event_time is not None:
+            frame = frame[frame[spec.event_time] < moment]
+        later = [c.name for c in spec.columns
+                 if c.kind == "datetime" and c.name != spec.event_time and c.name in frame]
+        frame = frame.assign(**{c: frame[c].where(frame[c] < moment) for c in later})
+        tables[name] = frame.reset_index(drop=True)
+    truth = {}
+    for name, frame in data.truth.items():
+        dated = next(c for c in frame.columns if pd.api.types.is_datetime64_any_dtype(frame[c]))
+        truth[name] = frame[frame[dated] < moment].reset_index(drop=True)
     return DemoData(tables=tables, truth=truth)
+
+
+def first_month(months: int, start: str, end: str | pd.Timestamp | None) -> str:
+    """The first simulated day: `start`, or with `end` the first day of the month `months - 1`
+    months before the one holding `end`."""
+    if end is None:
+        return start
+    month = pd.Timestamp(end).to_period("M").start_time - pd.DateOffset(months=months - 1)
+    return f"{month:%Y-%m-%d}"
 
 
 def _setup(

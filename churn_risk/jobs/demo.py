@@ -1,6 +1,7 @@
-"""`churn demo`: the main job end to end on demo data. Generate → validate → point-in-time
-features → train (tracked in MLflow) → promote the champion → serve it and ask about two
-customers.
+"""`churn demo`: the main job end to end on demo data. Generate (data ending now) → validate and
+load the store → point-in-time features → train (tracked in MLflow) → promote the champion →
+serve it live from the store, ask about two customers, send one of them a new ticket through
+`POST /events` and ask again.
 
 The data are read and validated once; every later stage works on that one prepared copy (the
 service, a separate process, reads its own). What each stage produced goes to a `DemoReport`
@@ -21,11 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 STAGES = (
     "Generate demo CRM data",
-    "Validate against the data contract",
+    "Validate against the data contract and load the store",
     "Point-in-time lifecycle features for the latest month",
     "Train churn and next-product models (tracked in MLflow)",
     "Promote the new version to @champion if it is at least as good",
-    "Serve the champion and ask it about two customers",
+    "Serve the champion live from the store; a new ticket reaches the score",
 )
 
 #: The service is asked about this many customers; the demo shows the riskiest and the safest.
@@ -48,6 +49,14 @@ class ServedAnswer:
     answer: dict
     #: The riskiest and the safest of them.
     two: list[dict]
+    #: The events sent (`POST /events` body) and the service's answer.
+    event: dict
+    accepted: dict
+    #: The customer's answer before the event and the first one after it that reflects it.
+    before: dict
+    after: dict
+    #: Seconds from the accepted event to the first answer reflecting it.
+    seconds: float
 
 
 class DemoReport(Protocol):
@@ -57,6 +66,7 @@ class DemoReport(Protocol):
     def progress(self, what: str, done: int, total: int) -> None: ...
     def generated(self, demo, seconds: float) -> None: ...
     def validated(self, source, crm) -> None: ...
+    def stored(self, written, store_url: str) -> None: ...
     def features(self, frame: pd.DataFrame, specs, as_of: pd.Timestamp,
                  seconds: float) -> None: ...
     def trained(self, result, source) -> None: ...
@@ -75,10 +85,12 @@ class DemoResult:
 def run(settings: DemoSettings, report: DemoReport) -> DemoResult:
     from churn_risk.demo import write_demo
     from churn_risk.features.config import FeatureConfig
-    from churn_risk.features.io import data_source
+    from churn_risk.features.io import DataSource, data_source
     from churn_risk.features.labels import resolve_target
     from churn_risk.features.lifecycle import feature_specs, prepare
+    from churn_risk.features.live import live_now
     from churn_risk.features.snapshots import build_snapshot, monthly_as_ofs
+    from churn_risk.features.store import Store
     from churn_risk.features.validation import load_crm
     from churn_risk.jobs import promote as promote_job
     from churn_risk.jobs import train as train_job
@@ -89,14 +101,18 @@ def run(settings: DemoSettings, report: DemoReport) -> DemoResult:
     report.stage(1, STAGES[0])
     started = time.perf_counter()
     demo = write_demo(settings.out, customers=settings.customers, months=settings.months,
-                      seed=settings.seed, progress=lambda done, total: report.progress(
-                          "simulating months", done + 1, total))
+                      seed=settings.seed, end=live_now(), progress=lambda done, total: (
+                          report.progress("simulating months", done + 1, total)))
     report.generated(demo, time.perf_counter() - started)
 
     report.stage(2, STAGES[1])
     source = data_source(str(settings.out))
     crm = load_crm(source)  # the one read of the data
     report.validated(source, crm)
+    store_url = _new_store(settings.out)
+    with Store(store_url) as store:
+        report.stored(store.write(crm, progress=lambda done, total: report.progress(
+            "storing records", done, total)), store_url)
 
     report.stage(3, STAGES[2])
     prep = prepare(crm)
@@ -116,11 +132,21 @@ def run(settings: DemoSettings, report: DemoReport) -> DemoResult:
     report.promoted(promoted)
 
     report.stage(6, STAGES[5])
-    served = _serve_and_ask(source, prep.customers["customer_id"].tolist()[:ASKED], report)
+    served = _serve_and_ask(DataSource(store_url, store=True),
+                            prep.customers["customer_id"].tolist()[:ASKED], report)
     return DemoResult(trained, promoted, served)
 
 
+def _new_store(out: Path) -> str:
+    """The demo's own store, in its data folder, made afresh with the data (a store keeps
+    every record it is given: yesterday's demo data are not today's)."""
+    for old in out.glob("churn-store.db*"):
+        old.unlink()
+    return f"sqlite:///{out / 'churn-store.db'}"
+
+
 def _serve_and_ask(source, customer_ids: list, report: DemoReport) -> ServedAnswer:
+    from churn_risk.features.live import live_now
     from churn_risk.serving import launch
 
     process, base = launch.start(launch.server_env(source, insecure=True))
@@ -128,7 +154,23 @@ def _serve_and_ask(source, customer_ids: list, report: DemoReport) -> ServedAnsw
         launch.wait_ready(base, process)
         answer = _post(f"{base}/score", {"customer_ids": customer_ids, "top_k": 3})
         ranked = sorted(answer["results"], key=lambda r: r["churn_probability"])
-        served = ServedAnswer(base, answer, [ranked[-1], ranked[0]])
+        before = ranked[len(ranked) // 2]  # a customer of middling risk gets a new ticket
+        customer = before["customer_id"]
+        sent = live_now()
+        opened = sent - pd.Timedelta(minutes=1)
+        event = {"table": "tickets", "records": [{
+            "customer_id": customer, "opened_at": f"{opened:%Y-%m-%dT%H:%M:%S}",
+            "category": "delivery"}]}
+        accepted = _post(f"{base}/events", event)
+        posted = time.perf_counter()
+        after = before
+        while time.perf_counter() - posted < 10:
+            after = _post(f"{base}/score", {"customer_ids": [customer], "top_k": 3})["results"][0]
+            if pd.Timestamp(after["features_as_of"]) >= sent:
+                break
+            time.sleep(0.02)
+        served = ServedAnswer(base, answer, [ranked[-1], ranked[0]], event, accepted, before,
+                              after, time.perf_counter() - posted)
         report.served(served)
         return served
     finally:
@@ -140,4 +182,3 @@ def _post(url: str, body: dict) -> dict:
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
-
