@@ -92,7 +92,7 @@ def test_demo_end_to_end(project, capsys, data_reads):
     assert "riskiest and the safest" in printed and "/customers/" in printed  # served, asked
     # Live: a ticket sent through POST /events reached the customer's score.
     assert "A new ticket for customer" in printed and "stored: 1 record(s)" in printed
-    assert "after the ticket" in printed and "Open tickets" in printed
+    assert "after the ticket" in printed and "churn probability" in printed
     assert (out / "churn-store.db").exists()
     assert (out / "customers.parquet").exists() and (out / "ground_truth").is_dir()
     assert (project / "mlflow.db").exists()
