@@ -68,3 +68,10 @@ def _hint(text: str) -> str:
     if len(readings) == 2 and readings[0][:10] != readings[1][:10]:
         return "; it is ambiguous: write " + " or ".join(readings)
     return f"; write {readings[0][:10]}" if readings else ""
+
+
+def as_of_text(as_of: pd.Timestamp) -> str:
+    """A date for a day's snapshot; the time too for a live one (features as of a moment)."""
+    if as_of == as_of.normalize():
+        return f"{as_of:%Y-%m-%d}"
+    return f"{as_of:%Y-%m-%dT%H:%M:%S}"

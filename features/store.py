@@ -35,6 +35,12 @@ KEY, WRITE = BOOKKEEPING
 DEFAULT_STORE = "sqlite:///churn-store.db"
 #: The store's log of writes: id, when, records received and new.
 WRITES = "_store_writes"
+#: Every score given out (live and batch), with its provenance, reasons and action.
+PREDICTIONS = "prediction_log"
+PREDICTION_COLUMNS = ("logged_at", "source", "channel", "customer_id", "model_name",
+                      "model_version", "target", "horizon_days", "features_as_of", "scored_at",
+                      "data_watermark", "churn_probability", "risk_band", "reason_1",
+                      "reason_2", "reason_3", "recommended_action")
 
 #: Rows per INSERT statement (SQLite allows 32,766 bound values per statement).
 _BATCH_ROWS = 2_000
@@ -168,6 +174,53 @@ class Store:
                     keys[name] = pd.read_sql_query(
                         sa.text(f'SELECT "{column}" FROM "{name}"'), conn)[column]
         return keys
+
+    def log_predictions(self, rows: list[dict]) -> None:
+        """Append scores given out to `prediction_log` (one transaction; keys of
+        `PREDICTION_COLUMNS`, `logged_at` filled in)."""
+        import sqlalchemy as sa
+
+        if not rows:
+            return
+        now = pd.Timestamp.now(tz="UTC").tz_localize(None).to_pydatetime()
+        log = self._predictions_table()
+        try:
+            with self.engine.begin() as conn:
+                log.create(conn, checkfirst=True)
+                conn.execute(sa.insert(log), [{**row, "logged_at": now} for row in rows])
+        except sa.exc.SQLAlchemyError as exc:
+            raise DataSourceError(f"cannot write to the store {self.url!r}: "
+                                  f"{_first_line(exc)}") from None
+
+    def predictions(self, customer_id=None) -> pd.DataFrame:
+        """The prediction log (of one customer), oldest first."""
+        import sqlalchemy as sa
+
+        log = self._predictions_table()
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(PREDICTIONS):
+                return pd.DataFrame(columns=["id", *PREDICTION_COLUMNS])
+            query = sa.select(log).order_by(log.c.id)
+            if customer_id is not None:
+                query = query.where(log.c.customer_id == str(customer_id))
+            return pd.read_sql_query(query, conn)
+
+    def _predictions_table(self):
+        import sqlalchemy as sa
+
+        if PREDICTIONS not in self.metadata.tables:
+            text = {"source", "channel", "customer_id", "model_name", "model_version", "target",
+                    "features_as_of", "scored_at", "data_watermark", "risk_band", "reason_1",
+                    "reason_2", "reason_3", "recommended_action"}
+            sa.Table(PREDICTIONS, self.metadata,
+                     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+                               primary_key=True, autoincrement=True),
+                     sa.Column("logged_at", sa.DateTime, nullable=False),
+                     *(sa.Column(c, sa.Text, index=c == "customer_id")
+                       for c in PREDICTION_COLUMNS if c in text),
+                     sa.Column("horizon_days", sa.Integer),
+                     sa.Column("churn_probability", sa.Float(precision=53)))
+        return self.metadata.tables[PREDICTIONS]
 
     def _writes_table(self):
         import sqlalchemy as sa

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from churn_risk.features.dates import parse_day
-from churn_risk.features.io import DataSourceLike, write_frame
+from churn_risk.features.dates import as_of_text, parse_day
+from churn_risk.features.io import DataSourceLike, as_source, write_frame
 from churn_risk.features.labels import check_scoring_date, scoring_as_of
 from churn_risk.models.bundle import ChurnBundle
 
@@ -65,15 +65,22 @@ def score_portfolio(
     scheduler: str | None = None,
     prep=None,
 ) -> pd.DataFrame:
-    """Every output field for every customer of the population at `as_of` (None: the day
-    after the data end), one row per customer sorted by customer_id. `prep`: the data already
-    loaded and prepared from `source` (pandas engine), so a caller that needs them too reads
-    them once."""
+    """Every output field for every customer of the population at `as_of` (None: now for a
+    store, else the day after the data end), one row per customer sorted by customer_id.
+    `prep`: the data already loaded and prepared from `source` (pandas engine), so a caller
+    that needs them too reads them once."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
     cfg = bundle.feature_config
+    if as_of is None and as_source(source).store:  # a store follows the CRM: as of now
+        from churn_risk.features.live import live_now
+
+        as_of = live_now()
+        live = True
+    else:
+        live = False
     if engine == "pandas":
         from churn_risk.features.lifecycle import prepare
         from churn_risk.features.snapshots import build_snapshot
@@ -82,7 +89,7 @@ def score_portfolio(
         prep = prepare(load_crm(source)) if prep is None else prep
         if as_of is None:
             as_of = scoring_as_of(prep)
-        else:
+        elif not live:
             as_of = parse_day(as_of, "--as-of")
             check_scoring_date(prep, as_of)
         frame = build_snapshot(prep, as_of, cfg, bundle.target)
@@ -98,7 +105,7 @@ def score_portfolio(
         data = prepare_dask(source, client)
         if as_of is None:  # the same definition, from facts added up on the workers
             as_of = scoring_as_of(data.facts)
-        else:
+        elif not live:
             as_of = parse_day(as_of, "--as-of")
             check_scoring_date(data.facts, as_of)
         frames = data.frames([as_of], cfg, bundle.target)
@@ -206,7 +213,7 @@ def _score_rows(rows: pd.DataFrame, bundle: ChurnBundle, model_name: str, model_
     for name in CARRIED:
         if name in rows.columns and name not in scores.columns:
             keys[name] = rows[name].to_numpy()
-    keys["features_as_of"] = np.full(len(rows), f"{pd.Timestamp(as_of):%Y-%m-%d}", dtype=object)
+    keys["features_as_of"] = np.full(len(rows), as_of_text(pd.Timestamp(as_of)), dtype=object)
     keys["model_name"] = np.full(len(rows), model_name, dtype=object)
     keys["model_version"] = np.full(len(rows), str(model_version), dtype=object)
     # What churn_probability is a probability of, on every row (a CRM imports rows, not files).

@@ -180,7 +180,12 @@ class CustomerScore(BaseModel):
     top_reasons: list[Reason]
     next_products: list[NextProduct]
     model: ModelInfo
-    features_as_of: str | None = Field(description="as-of date of the features used")
+    features_as_of: str | None = Field(description="the moment the features describe: a date "
+                                                   "(a day's snapshot) or a UTC time (live)")
+    scored_at: str | None = Field(default=None, description="when this score was computed (UTC)")
+    data_watermark: str | None = Field(
+        default=None, description="the newest write of the store the features include (UTC; "
+                                  "null for data read from files)")
     horizon_margin: float | None = Field(
         default=None, description="margin over the horizon if retained (null: no value model)")
     lifetime_value: float | None = Field(
@@ -222,6 +227,8 @@ class ExplainResponse(BaseModel):
     target: TargetInfo
     model: ModelInfo
     features_as_of: str | None
+    scored_at: str | None = None
+    data_watermark: str | None = None
 
 
 ISODate = Annotated[StrictStr, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$"),

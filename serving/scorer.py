@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from churn_risk.features.dates import as_of_text
 from churn_risk.features.io import DataSourceLike
 from churn_risk.features.labels import scoring_as_of
 from churn_risk.features.lifecycle import PreparedData, prepare
@@ -67,11 +68,8 @@ class ModelRef:
         return {"name": self.name, "version": self.version, "alias": self.alias}
 
 
-def as_of_text(as_of: pd.Timestamp) -> str:
-    """A date for a day's snapshot; the time too for a live one (features as of a moment)."""
-    if as_of == as_of.normalize():
-        return f"{as_of:%Y-%m-%d}"
-    return f"{as_of:%Y-%m-%dT%H:%M:%S}"
+def utc_now_text() -> str:
+    return f"{pd.Timestamp.now(tz='UTC'):%Y-%m-%dT%H:%M:%S}Z"
 
 
 def _key(customer_id) -> str:
@@ -139,7 +137,8 @@ class ScoringState:
     """One model version and one snapshot, with every score and explanation precomputed."""
 
     def __init__(self, bundle: ChurnBundle, model: ModelRef, prep: PreparedData,
-                 as_of: pd.Timestamp, quiet: bool = False):
+                 as_of: pd.Timestamp, quiet: bool = False,
+                 watermark: pd.Timestamp | None = None):
         self.bundle = bundle
         self.model = model
         self.model_dict = model.as_dict()
@@ -147,6 +146,10 @@ class ScoringState:
         self.target = bundle.target.as_dict()
         self.as_of = as_of
         self.features_as_of = as_of_text(as_of)
+        #: Provenance of every score here: when computed, the newest store write included.
+        self.scored_at = utc_now_text()
+        self.data_watermark = (None if watermark is None
+                               else f"{watermark:%Y-%m-%dT%H:%M:%S.%f}Z")
         #: Customers re-scored since this state was built (`refreshed`): key -> their state.
         self.overlay: dict[str, ScoringState] = {}
         started = time.perf_counter()
@@ -176,14 +179,15 @@ class ScoringState:
 
     # ------------------------------------------------------------------ live updates
 
-    def refreshed(self, customer_ids: list, prep: PreparedData, as_of: pd.Timestamp
-                  ) -> ScoringState:
+    def refreshed(self, customer_ids: list, prep: PreparedData, as_of: pd.Timestamp,
+                  watermark: pd.Timestamp | None = None) -> ScoringState:
         """This state with `customer_ids` re-featured, re-scored and re-explained from `prep`
         (their records only) as of `as_of`: a new state (requests in flight keep the old one)
         sharing everything else. A customer `prep` no longer counts as one is then unknown."""
         import copy
 
-        fresh = ScoringState(self.bundle, self.model, prep, as_of, quiet=True)
+        fresh = ScoringState(self.bundle, self.model, prep, as_of, quiet=True,
+                             watermark=watermark)
         new = copy.copy(self)
         new.overlay = {**self.overlay, **{_key(c): fresh for c in customer_ids}}
         return new
@@ -237,6 +241,8 @@ class ScoringState:
             "next_products": self._products(propensity),
             "model": self.model_dict,
             "features_as_of": features_as_of,
+            "scored_at": self.scored_at,
+            "data_watermark": self.data_watermark,
             "horizon_margin": horizon_margin,
             "lifetime_value": lifetime_value,
             "value_at_risk": value_at_risk,
@@ -342,8 +348,10 @@ class ScoringState:
                          self.features_as_of if record.get("customer_id") is not None else None)
             for i, record in enumerate(records)
         ]
+        now = utc_now_text()  # computed for this request, not with the snapshot
         for result, flagged in zip(results, warnings, strict=True):
             result["warnings"] = flagged
+            result["scored_at"] = now
         return results
 
     def examples(self) -> dict:
@@ -436,6 +444,8 @@ class ScoringState:
             "target": self.target,
             "model": self.model_dict,
             "features_as_of": as_of,
+            "scored_at": self.scored_at if record is None else utc_now_text(),
+            "data_watermark": self.data_watermark if as_of is not None else None,
         }
 
 
@@ -557,6 +567,8 @@ class Scorer:
             from churn_risk.features.store import ChangeFeed, Store
 
             self.feed = ChangeFeed(Store(self.data.location))  # before the read: none missed
+        #: The newest store write the loaded data include (None: files).
+        self.watermark = self.feed.store.watermark() if self.live else None
         self.prep = prepare(load_crm(self.data))
         # Default: the wall clock when live, else the day after the last recorded event.
         self.as_of = (pd.Timestamp(as_of) if as_of else self._now() if self.live
@@ -587,9 +599,10 @@ class Scorer:
         customers = sorted(self._pending, key=str)
         with self._lock:
             now = self._now()
+            watermark = self.feed.store.watermark()  # read first: the data include at least it
             prep = customer_data(self.feed.store, customers, like=self.prep.data)
             if prep is not None:  # None: none of them is in the store (yet)
-                self.state = self.state.refreshed(customers, prep, now)
+                self.state = self.state.refreshed(customers, prep, now, watermark)
         self._pending.clear()
         logger.debug("re-scored %d customers as of %s", len(customers), now)
         return len(customers)
@@ -606,6 +619,7 @@ class Scorer:
 
     def _reread(self) -> None:
         self.feed.poll()  # what is written from here on is re-scored after this
+        self.watermark = self.feed.store.watermark()
         self.prep = prepare(load_crm(self.data))
         self.as_of = self._now()
 
@@ -619,7 +633,7 @@ class Scorer:
 
         bundle = load_bundle(f"models:/{self.model_name}/{version}")
         return ScoringState(bundle, ModelRef(self.model_name, version, self.alias), self.prep,
-                            self.as_of)
+                            self.as_of, watermark=self.watermark)
 
     def refresh(self) -> bool:
         """Switch to the version the alias points at now, if it moved and can be loaded. True

@@ -92,6 +92,8 @@ class Serving:
     def __init__(self, settings: ServiceSettings):
         self.settings = settings
         self.scorer = None
+        #: Live: every score given out goes to the store's prediction log.
+        self.predictions = None
         self.problem: str | None = "loading the data and the champion"
         self.reported = False
         self._stop = threading.Event()
@@ -141,6 +143,9 @@ class Serving:
         self._model_metric()
         _freeze_heap()
         if self.scorer.live:
+            from churn_risk.serving.predlog import PredictionLog
+
+            self.predictions = PredictionLog(self.scorer.feed.store)
             threading.Thread(target=self._follow_store, name="store-follower",
                              daemon=True).start()
         state = self.scorer.state
@@ -230,6 +235,8 @@ class Serving:
                 raise record_problem(exc) from None
         metrics.observe_scores(state.model.version, request.channel,
                                [r["churn_probability"] for r in results])
+        if self.predictions is not None:
+            self.predictions.record(results, request.channel)
         return {"results": results, "unknown_customer_ids": unknown, "target": state.target,
                 "model": state.model_dict}
 

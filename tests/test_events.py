@@ -239,3 +239,53 @@ def test_time_passing_rescores_the_whole_portfolio_without_a_restart(champion_pr
     assert state.frame.loc[i, "tickets_90d"] == first.frame.loc[first.row_of[str(customer)],
                                                                 "tickets_90d"] + 1
     assert scorer.follow() == 0  # nothing new since
+
+
+def test_every_score_given_out_carries_its_provenance_and_is_logged(live):
+    import time
+
+    base, customers = live["base"], live["customers"][:50]
+    _, _, answer = request(base, "/score", {"customer_ids": customers, "channel": "web"},
+                           headers=bearer(READ))
+    results = answer["results"]
+    assert results
+    for r in results:
+        assert r["scored_at"].endswith("Z") and r["data_watermark"].endswith("Z")
+        assert r["target"]["horizon_days"] == 90 and r["model"]["version"] == "1"
+    deadline = time.monotonic() + 10
+    logged = None
+    while time.monotonic() < deadline:  # the log is written behind the answers
+        with Store(live["url"]) as store:
+            logged = store.predictions(results[0]["customer_id"])
+        if len(logged) and (logged["channel"] == "web").any():
+            break
+        time.sleep(0.1)
+    row = logged[logged["channel"] == "web"].iloc[-1]
+    assert row["source"] == "api" and row["model_version"] == "1"
+    assert row["churn_probability"] == results[0]["churn_probability"]
+    assert row["features_as_of"] == results[0]["features_as_of"]
+    assert row["reason_1"] == results[0]["top_reasons"][0]["feature"]
+
+
+def test_batch_scores_from_a_store_are_as_of_now_with_provenance_and_logged(
+        champion_project, demo_folder, store_url, tmp_path, monkeypatch):
+    import pandas as pd
+
+    from churn_risk.cli import main
+    from tests.conftest import MLFLOW_EXPORTS
+
+    for name in MLFLOW_EXPORTS:
+        monkeypatch.setenv(name, "unset")
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(champion_project)
+    with Store(store_url) as store:
+        store.write(load_crm(demo_folder))
+    out = tmp_path / "scores.parquet"
+    assert main(["score", "--store", store_url, "--out", str(out)]) == 0
+    scores = pd.read_parquet(out)
+    assert "T" in scores["features_as_of"].iloc[0]  # a moment, not a day
+    assert scores["data_watermark"].notna().all() and scores["scored_at"].notna().all()
+    with Store(store_url) as store:
+        logged = store.predictions()
+    assert len(logged) == len(scores) and (logged["source"] == "batch").all()
+    assert logged["churn_probability"].tolist() == scores["churn_probability"].tolist()

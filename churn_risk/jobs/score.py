@@ -20,7 +20,7 @@ class ScoreSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     out: Path
-    as_of: pd.Timestamp | None = None  # None: the day after the data end
+    as_of: pd.Timestamp | None = None  # None: now for a store, else the day after the data end
     model: str = CHAMPION_URI
     engine: str = "pandas"
     scheduler: str | None = None
@@ -73,6 +73,7 @@ def run(source: DataSourceLike, settings: ScoreSettings, prep: PreparedData | No
         day = "the default date" if settings.as_of is None else f"{settings.as_of:%Y-%m-%d}"
         raise DataError(f"no customer to score at {day} ({bundle.target}: nobody is a "
                         "customer then)")
+    scores = _with_provenance(scores, source)
     write_scores(scores, settings.out)
     features_as_of = scores["features_as_of"].iloc[0]
     page = portfolio_report(
@@ -87,3 +88,44 @@ def run(source: DataSourceLike, settings: ScoreSettings, prep: PreparedData | No
                                   version, features_as_of, settings.engine, name)
     return ScoreResult(scores, summary, page, run_id, name, version,
                        bundle.target.description, seconds, tracking.ui_command)
+
+
+def _with_provenance(scores: pd.DataFrame, source: DataSourceLike) -> pd.DataFrame:
+    """`scored_at` and `data_watermark` (the store's newest write; none for files) after
+    `features_as_of`; scores from a store also go to its prediction log."""
+    from churn_risk.features.io import as_source
+    from churn_risk.features.store import Store
+    from churn_risk.serving.scorer import utc_now_text
+
+    source = as_source(source)
+    watermark = None
+    store = Store(source.location) if source.store else None
+    if store is not None:
+        newest = store.watermark()
+        watermark = None if newest is None else f"{newest:%Y-%m-%dT%H:%M:%S.%f}Z"
+    at = list(scores.columns).index("features_as_of") + 1
+    scores = scores.copy()
+    scores.insert(at, "scored_at", utc_now_text())
+    scores.insert(at + 1, "data_watermark", watermark)
+    if store is not None:
+        with store:
+            store.log_predictions(batch_prediction_rows(scores))
+    return scores
+
+
+def batch_prediction_rows(scores: pd.DataFrame) -> list[dict]:
+    """`prediction_log` rows of batch scores."""
+    def column(name):
+        return scores[name].tolist() if name in scores else [None] * len(scores)
+
+    keys = {"customer_id": [str(c) for c in scores["customer_id"]],
+            "model_name": column("model_name"), "model_version": column("model_version"),
+            "target": column("target"), "horizon_days": [int(h) for h in column("horizon_days")],
+            "features_as_of": column("features_as_of"), "scored_at": column("scored_at"),
+            "data_watermark": column("data_watermark"),
+            "churn_probability": [float(p) for p in scores["churn_probability"]],
+            "risk_band": column("risk_band"), "reason_1": column("reason_1_feature"),
+            "reason_2": column("reason_2_feature"), "reason_3": column("reason_3_feature"),
+            "recommended_action": column("recommended_action")}
+    return [{"source": "batch", "channel": None, **dict(zip(keys, values, strict=True))}
+            for values in zip(*keys.values(), strict=True)]
