@@ -196,12 +196,6 @@ class ScoringState:
         """The state that holds the customer's newest scores: a refreshed one, or this one."""
         return self.overlay.get(_key(customer_id), self) if self.overlay else self
 
-    @property
-    def customers(self) -> int:
-        """Customers scored (those re-scored counted once)."""
-        kept = sum(1 for k in self.row_of if k not in self.overlay)
-        return kept + sum(1 for k, state in self.overlay.items() if k in state.row_of)
-
     # ------------------------------------------------------------------ formatting
 
     def _reasons(self, contributions: np.ndarray, values: np.ndarray, top_k: int) -> list[dict]:
@@ -345,7 +339,8 @@ class ScoringState:
         results = [
             self._result(record.get("customer_id"), probability[i], band[i], contributions[i],
                          values[i], propensity[i], portfolio[i], top_k, channel,
-                         self.features_as_of if record.get("customer_id") is not None else None)
+                         self.owner(record["customer_id"]).features_as_of
+                         if record.get("customer_id") is not None else None)
             for i, record in enumerate(records)
         ]
         now = utc_now_text()  # computed for this request, not with the snapshot
