@@ -148,15 +148,14 @@ def main() -> None:
         delays = []
         for n in range(args.fresh):
             customer = rng.choice(served)
-            at = live_now()
-            contact = at - pd.Timedelta(seconds=n + 1)
-            post(base, "/events", {"table": "interactions", "records": [{
+            contact = live_now() - pd.Timedelta(seconds=n + 1)
+            accepted = post(base, "/events", {"table": "interactions", "records": [{
                 "customer_id": customer, "timestamp": f"{contact:%Y-%m-%dT%H:%M:%S}",
                 "channel": "contact_center", "kind": "complaint"}]})
             t = time.perf_counter()
-            while True:
+            while True:  # until an answer's data include the event
                 answer = post(base, "/score", {"customer_ids": [customer], "top_k": 0})
-                if pd.Timestamp(answer["results"][0]["features_as_of"]) >= at:
+                if answer["results"][0]["data_watermark"] >= accepted["watermark"]:
                     break
                 if time.perf_counter() - t > 10:
                     break

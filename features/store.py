@@ -132,7 +132,7 @@ class Store:
         (a `DataContractError` names each record, column and rule broken)."""
         from churn_risk.features.validation import validate
 
-        crm = validate(raw, problems, stored_keys=self.stored_keys())
+        crm = validate(raw, problems, stored_keys=self.stored_keys(raw))
         return self.write(crm, progress)
 
     def customer_tables(self, customer_ids, chunk: int = 500) -> dict[str, pd.DataFrame]:
@@ -162,17 +162,29 @@ class Store:
                     tables[name] = frame
         return tables
 
-    def stored_keys(self) -> dict[str, pd.Series]:
-        """The keys other tables refer to that the store holds (customer and product ids)."""
+    def stored_keys(self, raw: Mapping[str, pd.DataFrame]) -> dict[str, pd.Series]:
+        """Of the customer and product ids a batch `raw` refers to, those the store holds (one
+        indexed lookup per 500 ids: the cost follows the batch, not the store)."""
         import sqlalchemy as sa
 
         keys = {}
         with self.engine.connect() as conn:
             present = set(sa.inspect(conn).get_table_names())
             for name, column in (("customers", "customer_id"), ("products", "product_id")):
-                if name in present:
-                    keys[name] = pd.read_sql_query(
-                        sa.text(f'SELECT "{column}" FROM "{name}"'), conn)[column]
+                if name not in present:
+                    continue
+                wanted = [frame[column] for frame in raw.values() if column in frame.columns]
+                if not wanted:
+                    continue
+                table = sa.Table(name, sa.MetaData(), autoload_with=conn)
+                values = _as_column_values(
+                    pd.concat(wanted, ignore_index=True).dropna().unique(), table.c[column].type)
+                found = []
+                for i in range(0, len(values), 500):
+                    found += conn.execute(sa.select(table.c[column]).where(
+                        table.c[column].in_(values[i:i + 500]))).scalars().all()
+                keys[name] = pd.Series(found, dtype="int64" if values and isinstance(
+                    values[0], int) else object)
         return keys
 
     def log_predictions(self, rows: list[dict]) -> None:
@@ -378,6 +390,24 @@ class _Progress:
         self.done += rows
         if self.report is not None:
             self.report(self.done, self.total)
+
+
+def _as_column_values(values, sql_type) -> list:
+    """Raw ids (text from a file, numbers from JSON) as the store's id column holds them;
+    those that cannot be such an id are left out (the store cannot hold them)."""
+    import sqlalchemy as sa
+
+    if not isinstance(sql_type, sa.Integer):
+        return [str(_python(v)) for v in values]
+    out = []
+    for v in values:
+        try:
+            number = float(v)
+        except (TypeError, ValueError):
+            continue
+        if number.is_integer():
+            out.append(int(number))
+    return out
 
 
 def _python(value):

@@ -164,9 +164,9 @@ def _serve_and_ask(source, customer_ids: list, report: DemoReport) -> ServedAnsw
         accepted = _post(f"{base}/events", event)
         posted = time.perf_counter()
         after = before
-        while time.perf_counter() - posted < 10:
+        while time.perf_counter() - posted < 10:  # until an answer's data include the event
             after = _post(f"{base}/score", {"customer_ids": [customer], "top_k": 3})["results"][0]
-            if pd.Timestamp(after["features_as_of"]) >= sent:
+            if after["data_watermark"] >= accepted["watermark"]:
                 break
             time.sleep(0.02)
         served = ServedAnswer(base, answer, [ranked[-1], ranked[0]], event, accepted, before,
