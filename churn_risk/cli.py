@@ -988,7 +988,10 @@ def _reason_text(reasons: list[dict], k: int) -> str:
     if k >= len(reasons):
         return "-"
     r = reasons[k]
-    return f"{r['label']} = {r['value']} ({r['contribution']:+.2f})"
+    value = r["value"]
+    if isinstance(value, float):
+        value = f"{value:,.0f}" if value.is_integer() else f"{value:,.2f}"
+    return f"{r['label']} = {value} ({r['contribution']:+.2f})"
 
 
 def main(argv: list[str] | None = None) -> int:
