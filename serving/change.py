@@ -69,7 +69,7 @@ class NotACustomer(ChangeRequestError):
 
 
 def explain_change(bundle: ChurnBundle, prep: PreparedData, customer_id,
-                   from_date, to_date) -> dict:
+                   from_date, to_date, limit: pd.Timestamp | None = None) -> dict:
     """The change of one customer's churn risk from `from_date` to `to_date`, by driver group.
 
     Returns a JSON-ready dict: `customer_id`, `from_date`, `to_date`, `base_value`,
@@ -77,10 +77,11 @@ def explain_change(bundle: ChurnBundle, prep: PreparedData, customer_id,
     `churn_probability_to`, `probability_change`, `risk_band_from`, `risk_band_to`, `groups`
     (per driver group: `contribution_from`, `contribution_to`, `change`; sorted by |change|)
     and `features` (the `TOP_FEATURES` largest feature-level changes with the feature's value
-    at both dates)."""
+    at both dates). `limit`: the latest date that may be asked (default: the day after the
+    last record of `prep`; a live service passes its own, as `prep` may hold one customer)."""
     t_from = _parse_date(from_date, "from_date")
     t_to = _parse_date(to_date, "to_date")
-    limit = scoring_as_of(prep)
+    limit = scoring_as_of(prep) if limit is None else limit
     for field, t in (("from_date", t_from), ("to_date", t_to)):
         if t > limit:
             raise InvalidDates(

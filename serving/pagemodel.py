@@ -321,7 +321,7 @@ def _risk_change(state: ScoringState, customer_id) -> RiskChange:
     dates = pd.Timestamp(earlier).date(), state.as_of.date()
     try:
         answer = change.explain_change(state.bundle, state.prep, customer_id, earlier,
-                                       state.as_of)
+                                       state.as_of, limit=state.date_limit)
     except change.ChangeRequestError as exc:
         return RiskChange(*dates, unavailable=exc.problem)
     specs = {s.name: s for s in state.specs}

@@ -31,7 +31,7 @@ from churn_risk.features.io import DataSourceLike
 from churn_risk.features.labels import scoring_as_of
 from churn_risk.features.lifecycle import PreparedData, prepare
 from churn_risk.features.snapshots import build_snapshot
-from churn_risk.features.validation import load_crm
+from churn_risk.features.validation import CrmData, load_crm
 from churn_risk.models.bundle import ChurnBundle, Explanation
 from churn_risk.models.portfolio import NO_ACTION, PortfolioPolicy
 from churn_risk.serving import change, deadline, views
@@ -168,7 +168,13 @@ class ScoringState:
         self.base_value = explanation.base_value
         self.contributions = explanation.contributions.to_numpy()
         self.portfolio = portfolio_fields(bundle, scores, explanation)
-        self.prep = prep
+        self.prep: PreparedData | None = prep
+        #: The latest date `explain_change` may be asked about: the day after the last record,
+        #: or for a live snapshot (as of a moment) the day after that moment.
+        self.date_limit = max(scoring_as_of(prep), as_of.normalize() + pd.Timedelta(days=1)
+                              if as_of != as_of.normalize() else as_of)
+        #: Live: loads one customer's records (pages, explain-change) once `prep` is released.
+        self.loader: Callable[[object], ScoringState | None] | None = None
         self.values = self.frame[bundle.feature_names].to_numpy(dtype=object)
         self.history = History(prep, as_of)
         self.specs = bundle.specs
@@ -195,6 +201,23 @@ class ScoringState:
     def owner(self, customer_id) -> ScoringState:
         """The state that holds the customer's newest scores: a refreshed one, or this one."""
         return self.overlay.get(_key(customer_id), self) if self.overlay else self
+
+    def detailed(self, customer_id) -> ScoringState:
+        """`owner`, with the customer's records for pages and explain-change: once this
+        state released its raw history (`release_history`), one customer's state loaded from
+        the store as of the same moment (the same features, bit for bit)."""
+        owner = self.owner(customer_id)
+        if owner.prep is not None or owner.loader is None:
+            return owner
+        one = owner.loader(customer_id)  # None: the store does not know them
+        return owner if one is None else one
+
+    def release_history(self, loader: Callable[[object], ScoringState | None]) -> None:
+        """Drop the raw history (the prepared tables and the page's windows); what the channel
+        views read per customer stays. `loader(customer_id)` brings one customer's back."""
+        self.prep = None
+        self.history.frames, self.history.rows = {}, {}
+        self.loader = loader
 
     # ------------------------------------------------------------------ formatting
 
@@ -355,7 +378,8 @@ class ScoringState:
         earlier = self.as_of - pd.DateOffset(months=change.PAGE_MONTHS_BACK)
         customer = self.ids[0] if self.ids else None
         try:
-            one = change.customer_data(self.prep, customer, self.bundle.target)
+            one = change.customer_data(self.detailed(customer).prep, customer,
+                                       self.bundle.target)
             from churn_risk.features.labels import population
             from churn_risk.features.lifecycle import to_timestamp
 
@@ -393,13 +417,17 @@ class ScoringState:
         this state's arrays; `UnknownCustomer` when the id is not in the snapshot."""
         from churn_risk.serving.pagemodel import CustomerPage
 
-        return CustomerPage.build(self.owner(customer_id), customer_id)
+        return CustomerPage.build(self.detailed(customer_id), customer_id)
 
     def explain_change(self, customer_id, from_date, to_date) -> dict:
         """Why the customer's risk changed between two dates (see `change.py`); raises
         `change.ChangeRequestError` subclasses for bad input."""
-        prep = self.owner(customer_id).prep
-        return {**change.explain_change(self.bundle, prep, customer_id, from_date, to_date),
+        state = self.detailed(customer_id)
+        if state.prep is None:  # the store does not know them
+            raise change.CustomerNotFound("customer_id", "no such customer in the snapshot",
+                                          plain(self.ids[0]) if self.ids else None)
+        return {**change.explain_change(self.bundle, state.prep, customer_id, from_date,
+                                        to_date, limit=self.date_limit),
                 "target": self.target, "model": self.model_dict}
 
     def explain(self, customer_id=None, record: dict | None = None) -> dict:
@@ -533,6 +561,28 @@ def first_line(exc: BaseException) -> str:
     return (text.splitlines()[0][:300] if text else type(exc).__name__)
 
 
+class _StoreLoader:
+    """One customer's state as of a released snapshot's moment, from the store (the last few
+    kept: a page and its explain-change ask twice)."""
+
+    def __init__(self, store, like: CrmData, state: ScoringState, watermark) -> None:
+        self.store, self.like, self.watermark = store, like, watermark
+        self.bundle, self.model, self.as_of = state.bundle, state.model, state.as_of
+        self._cache: dict[str, ScoringState | None] = {}
+
+    def __call__(self, customer_id) -> ScoringState | None:
+        from churn_risk.features.live import customer_data
+
+        key = _key(customer_id)
+        if key not in self._cache:
+            prep = customer_data(self.store, [customer_id], like=self.like)
+            if len(self._cache) >= 64:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = None if prep is None else ScoringState(
+                self.bundle, self.model, prep, self.as_of, quiet=True, watermark=self.watermark)
+        return self._cache[key]
+
+
 class Scorer:
     """The service's model and data: loads `models:/<name>@<alias>` and the latest snapshot of
     `data`, and follows the alias. A champion that cannot be loaded leaves the current one in
@@ -595,7 +645,7 @@ class Scorer:
         with self._lock:
             now = self._now()
             watermark = self.feed.store.watermark()  # read first: the data include at least it
-            prep = customer_data(self.feed.store, customers, like=self.prep.data)
+            prep = customer_data(self.feed.store, customers, like=self.like)
             if prep is not None:  # None: none of them is in the store (yet)
                 self.state = self.state.refreshed(customers, prep, now, watermark)
         self._pending.clear()
@@ -627,8 +677,16 @@ class Scorer:
         from churn_risk.models.pyfunc import load_bundle
 
         bundle = load_bundle(f"models:/{self.model_name}/{version}")
-        return ScoringState(bundle, ModelRef(self.model_name, version, self.alias), self.prep,
-                            self.as_of, watermark=self.watermark)
+        state = ScoringState(bundle, ModelRef(self.model_name, version, self.alias), self.prep,
+                             self.as_of, watermark=self.watermark)
+        if self.live:  # the raw history stays in the store: a page loads its customer's
+            data = self.prep.data
+            self.like = CrmData({n: f.iloc[:0] for n, f in data.tables.items()},
+                                data.attributes, data.survey_drivers)
+            state.release_history(_StoreLoader(self.feed.store, self.like, state,
+                                               self.watermark))
+            self.prep = None
+        return state
 
     def refresh(self) -> bool:
         """Switch to the version the alias points at now, if it moved and can be loaded. True

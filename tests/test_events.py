@@ -289,3 +289,44 @@ def test_batch_scores_from_a_store_are_as_of_now_with_provenance_and_logged(
         logged = store.predictions()
     assert len(logged) == len(scores) and (logged["source"] == "batch").all()
     assert logged["churn_probability"].tolist() == scores["churn_probability"].tolist()
+
+
+def test_live_workers_keep_no_raw_history_and_pages_read_the_store(champion_project,
+                                                                   demo_folder, store_url,
+                                                                   monkeypatch):
+    """A live snapshot drops the prepared tables after scoring; a page or an explain-change
+    loads its customer's records from the store as of the same moment: the same answers as a
+    snapshot that kept everything."""
+    import pandas as pd
+
+    from churn_risk.features.lifecycle import prepare
+    from churn_risk.serving.scorer import Scorer, ScoringState
+    from churn_risk.training.tracking import configure_tracking
+    from tests.conftest import MLFLOW_EXPORTS
+
+    for name in MLFLOW_EXPORTS:
+        monkeypatch.setenv(name, "unset")
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(champion_project)
+    configure_tracking(champion_project)
+    with Store(store_url) as store:
+        store.write(load_crm(demo_folder))
+    scorer = Scorer(DataSource(store_url, store=True))
+    state = scorer.state
+    assert state.prep is None and scorer.prep is None and not state.history.frames
+    kept = ScoringState(state.bundle, state.model, prepare(load_crm(store_url)), state.as_of)
+    for customer in state.ids[:3]:
+        assert state.page_model(customer) == kept.page_model(customer)
+        earlier = f"{state.as_of - pd.DateOffset(months=2):%Y-%m-%d}"
+        today = f"{state.as_of:%Y-%m-%d}"
+        assert state.explain_change(customer, earlier, today) == \
+            kept.explain_change(customer, earlier, today)
+    # Events still reach the customer, and their page.
+    customer = state.ids[1]
+    with Store(store_url) as store:
+        store.ingest({"tickets": pd.DataFrame({"customer_id": [customer], "opened_at": [
+            state.as_of - pd.Timedelta(minutes=5)]})})
+    assert scorer.follow() == 1
+    page = scorer.state.page_model(customer)
+    assert any(t.opened == (state.as_of - pd.Timedelta(minutes=5)).date()
+               for t in page.history.tickets)
