@@ -204,15 +204,10 @@ def test_a_ticket_reaches_the_score_within_a_second_as_a_full_rebuild_would_scor
     assert explained["churn_probability"] == pytest.approx(expected, rel=1e-6)
 
 
-def test_time_passing_rescores_the_whole_portfolio_without_a_restart(champion_project,
-                                                                     demo_folder, store_url,
-                                                                     monkeypatch):
-    """In process (the clock moved forward instead of waiting a day): when the snapshot is
-    `rescore_seconds` old, `follow` re-reads the store and scores everyone as of the new now,
-    records stored meanwhile included."""
-    import pandas as pd
-
-    from churn_risk.serving.scorer import Scorer
+@pytest.fixture
+def loaded_store(champion_project, demo_folder, store_url, monkeypatch) -> str:
+    """A store with the session's demo data, and this process tracking to the champion's
+    project (for a `Scorer` in process)."""
     from churn_risk.training.tracking import configure_tracking
     from tests.conftest import MLFLOW_EXPORTS
 
@@ -223,6 +218,19 @@ def test_time_passing_rescores_the_whole_portfolio_without_a_restart(champion_pr
     configure_tracking(champion_project)
     with Store(store_url) as store:
         store.write(load_crm(demo_folder))
+    return store_url
+
+
+def test_time_passing_rescores_the_whole_portfolio_without_a_restart(loaded_store,
+                                                                     monkeypatch):
+    """In process (the clock moved forward instead of waiting a day): when the snapshot is
+    `rescore_seconds` old, `follow` re-reads the store and scores everyone as of the new now,
+    records stored meanwhile included."""
+    import pandas as pd
+
+    from churn_risk.serving.scorer import Scorer
+
+    store_url = loaded_store
     scorer = Scorer(DataSource(store_url, store=True), rescore_seconds=3600)
     first = scorer.state
     assert scorer.live and first.as_of > pd.Timestamp("2026-01-01")
@@ -291,9 +299,7 @@ def test_batch_scores_from_a_store_are_as_of_now_with_provenance_and_logged(
     assert logged["churn_probability"].tolist() == scores["churn_probability"].tolist()
 
 
-def test_live_workers_keep_no_raw_history_and_pages_read_the_store(champion_project,
-                                                                   demo_folder, store_url,
-                                                                   monkeypatch):
+def test_live_workers_keep_no_raw_history_and_pages_read_the_store(loaded_store):
     """A live snapshot drops the prepared tables after scoring; a page or an explain-change
     loads its customer's records from the store as of the same moment: the same answers as a
     snapshot that kept everything."""
@@ -301,16 +307,8 @@ def test_live_workers_keep_no_raw_history_and_pages_read_the_store(champion_proj
 
     from churn_risk.features.lifecycle import prepare
     from churn_risk.serving.scorer import Scorer, ScoringState
-    from churn_risk.training.tracking import configure_tracking
-    from tests.conftest import MLFLOW_EXPORTS
 
-    for name in MLFLOW_EXPORTS:
-        monkeypatch.setenv(name, "unset")
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(champion_project)
-    configure_tracking(champion_project)
-    with Store(store_url) as store:
-        store.write(load_crm(demo_folder))
+    store_url = loaded_store
     scorer = Scorer(DataSource(store_url, store=True))
     state = scorer.state
     assert state.prep is None and scorer.prep is None and not state.history.frames
