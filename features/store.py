@@ -29,7 +29,7 @@ import pandas as pd
 
 from churn_risk.errors import UsageError
 from churn_risk.features.contract import TABLES
-from churn_risk.features.io import BOOKKEEPING, DataSourceError, is_sql_url
+from churn_risk.features.io import BOOKKEEPING, DataSourceError, _first_line, is_sql_url
 
 KEY, WRITE = BOOKKEEPING
 DEFAULT_STORE = "sqlite:///churn-store.db"
@@ -497,12 +497,3 @@ def _tuples(rows: pd.DataFrame) -> list[tuple]:
             values = series.astype(object).tolist()
         columns.append([None if m else v for v, m in zip(values, missing, strict=True)])
     return list(zip(*columns, strict=True))
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def counts_table(counts: Mapping[str, int]) -> str:
-    return ", ".join(f"{name} {n:,}" for name, n in counts.items())
