@@ -609,6 +609,29 @@ def store_load(
     _print_written(f"{source} → {store}", result, store, started)
 
 
+@store_app.command("score")
+def store_score(
+    store: StoreUrlOpt = f"sqlite:///{DEFAULT_STORE_FILE}",
+    model: Annotated[str, typer.Option(
+        "--model", help="The registered model the service follows.")
+    ] = "models:/churn-risk@champion",
+) -> None:
+    """Score the whole portfolio as of now into the store (scores, reasons, actions), where
+    `churn serve --store` reads them by customer id: a server started on a scored portfolio is
+    ready in seconds. The service re-scores on its own schedule (CHURN_RESCORE_SECONDS)."""
+    from churn_risk.features.store import check_store_url
+    from churn_risk.jobs import store_score as job
+
+    started = time.perf_counter()
+    with _progress() as progress:
+        task = progress.add_task("scoring customers", total=None)
+        run = job.run(check_store_url(store), model, progress=lambda done, total: (
+            progress.update(task, completed=done, total=total)))
+    console.print(f"{run['customers']:,} customers scored as of {run['as_of']:%Y-%m-%d %H:%M:%S} "
+                  f"UTC by {run['model_name']} version {run['model_version']} into {store} in "
+                  f"{time.perf_counter() - started:.1f} s")
+
+
 @app.command()
 def ingest(
     data: Annotated[str, typer.Option("--data", help="A folder of new records (files named "

@@ -42,6 +42,13 @@ PREDICTION_COLUMNS = ("logged_at", "source", "channel", "customer_id", "model_na
                       "data_watermark", "churn_probability", "risk_band", "reason_1",
                       "reason_2", "reason_3", "recommended_action")
 
+#: The scored portfolio the service reads by customer id: per (model, version, customer) the
+#: newest score, reasons, action and what the channel views show (a JSON payload).
+SCORES = "served_scores"
+#: One row per scoring of a whole portfolio (`Store.record_run`): when, as of, how many, and
+#: the shape of the data the model read (so a worker can re-feature a few customers alike).
+SCORE_RUNS = "_score_runs"
+
 #: Rows per INSERT statement (SQLite allows 32,766 bound values per statement).
 _BATCH_ROWS = 2_000
 
@@ -220,6 +227,133 @@ class Store:
             if customer_id is not None:
                 query = query.where(log.c.customer_id == str(customer_id))
             return pd.read_sql_query(query, conn)
+
+    # --------------------------------------------------------------------- served scores
+
+    def save_scores(self, model_name: str, version: str, rows: list[tuple],
+                    gone: list[str] = ()) -> None:
+        """Upsert scored customers, rows of (customer key, features_as_of, payload text), in one
+        transaction; a stored row is replaced only by one featured as of the same moment or
+        later (a portfolio run that started before a fresh event never undoes it). `gone`: keys
+        no longer customers (their rows are deleted)."""
+        import sqlalchemy as sa
+
+        table = self._scores_table()
+        try:
+            with self.engine.begin() as conn:
+                table.create(conn, checkfirst=True)
+                prep = conn.dialect.identifier_preparer
+                marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+                name = prep.quote(SCORES)
+                sql = (f"INSERT INTO {name} (model_name, model_version, customer_key, "
+                       f"features_as_of, payload) VALUES ({', '.join([marker] * 5)}) "
+                       "ON CONFLICT (model_name, model_version, customer_key) DO UPDATE SET "
+                       "features_as_of = excluded.features_as_of, payload = excluded.payload "
+                       f"WHERE {name}.features_as_of <= excluded.features_as_of")
+                moment = table.c.features_as_of.type.dialect_impl(conn.dialect)
+                bind = moment.bind_processor(conn.dialect)  # SQLite: its text form
+                values = [(model_name, version, key, as_of if bind is None else bind(as_of),
+                           payload) for key, as_of, payload in rows]
+                for start in range(0, len(values), _BATCH_ROWS):
+                    conn.exec_driver_sql(sql, values[start:start + _BATCH_ROWS])
+                for start in range(0, len(gone), 500):
+                    conn.execute(sa.delete(table).where(
+                        table.c.model_name == model_name, table.c.model_version == version,
+                        table.c.customer_key.in_(list(gone)[start:start + 500])))
+        except sa.exc.SQLAlchemyError as exc:
+            raise DataSourceError(f"cannot write to the store {self.url!r}: "
+                                  f"{_first_line(exc)}") from None
+
+    def read_scores(self, model_name: str, version: str, keys: list[str]) -> dict[str, str]:
+        """Customer key -> stored payload, of those of `keys` scored by this model version (a
+        primary-key read per 500)."""
+        import sqlalchemy as sa
+
+        table = self._scores_table()
+        found: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(keys), 500):
+                found.update((key, payload) for key, payload in conn.execute(
+                    sa.select(table.c.customer_key, table.c.payload).where(
+                        table.c.model_name == model_name, table.c.model_version == version,
+                        table.c.customer_key.in_(keys[start:start + 500]))))
+        return found
+
+    def any_score(self, model_name: str, version: str) -> str | None:
+        """One stored payload of this model version (an example customer), or None."""
+        import sqlalchemy as sa
+
+        table = self._scores_table()
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(SCORES):
+                return None
+            return conn.execute(sa.select(table.c.payload).where(
+                table.c.model_name == model_name, table.c.model_version == version)
+                .limit(1)).scalar_one_or_none()
+
+    def record_run(self, model_name: str, version: str, as_of: pd.Timestamp, customers: int,
+                   data_shape: str) -> None:
+        """Note a finished scoring of the whole portfolio as of `as_of`, drop the rows it did
+        not rewrite (customers no longer customers) and every other version's rows but the
+        one scored before it (still in service until the switch)."""
+        import sqlalchemy as sa
+
+        runs, scores = self._runs_table(), self._scores_table()
+        now = pd.Timestamp.now(tz="UTC").tz_localize(None).to_pydatetime()
+        with self.engine.begin() as conn:
+            runs.create(conn, checkfirst=True)
+            scores.create(conn, checkfirst=True)
+            conn.execute(sa.delete(scores).where(
+                scores.c.model_name == model_name, scores.c.model_version == version,
+                scores.c.features_as_of < as_of.to_pydatetime()))
+            conn.execute(sa.insert(runs).values(
+                model_name=model_name, model_version=version, as_of=as_of.to_pydatetime(),
+                finished_at=now, customers=customers, data_shape=data_shape))
+            recent = conn.execute(sa.select(runs.c.model_version).where(
+                runs.c.model_name == model_name).order_by(runs.c.id.desc())).scalars().all()
+            keep = list(dict.fromkeys(recent))[:2]
+            conn.execute(sa.delete(scores).where(scores.c.model_name == model_name,
+                                                 scores.c.model_version.not_in(keep)))
+
+    def latest_run(self, model_name: str, version: str) -> dict | None:
+        """The newest `record_run` of this model version (None: never scored)."""
+        import sqlalchemy as sa
+
+        runs = self._runs_table()
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(SCORE_RUNS):
+                return None
+            row = conn.execute(sa.select(runs).where(
+                runs.c.model_name == model_name, runs.c.model_version == version)
+                .order_by(runs.c.id.desc()).limit(1)).mappings().first()
+        return None if row is None else {**row, "as_of": pd.Timestamp(row["as_of"])}
+
+    def _scores_table(self):
+        import sqlalchemy as sa
+
+        if SCORES not in self.metadata.tables:
+            sa.Table(SCORES, self.metadata,
+                     sa.Column("model_name", sa.String(200), primary_key=True),
+                     sa.Column("model_version", sa.String(50), primary_key=True),
+                     sa.Column("customer_key", sa.String(200), primary_key=True),
+                     sa.Column("features_as_of", sa.DateTime, nullable=False),
+                     sa.Column("payload", sa.Text, nullable=False))
+        return self.metadata.tables[SCORES]
+
+    def _runs_table(self):
+        import sqlalchemy as sa
+
+        if SCORE_RUNS not in self.metadata.tables:
+            sa.Table(SCORE_RUNS, self.metadata,
+                     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+                               primary_key=True, autoincrement=True),
+                     sa.Column("model_name", sa.String(200), nullable=False),
+                     sa.Column("model_version", sa.String(50), nullable=False),
+                     sa.Column("as_of", sa.DateTime, nullable=False),
+                     sa.Column("finished_at", sa.DateTime, nullable=False),
+                     sa.Column("customers", sa.BigInteger, nullable=False),
+                     sa.Column("data_shape", sa.Text, nullable=False))
+        return self.metadata.tables[SCORE_RUNS]
 
     def _predictions_table(self):
         import sqlalchemy as sa

@@ -16,6 +16,8 @@ old one, then replaced in one assignment. Every answer names the model version t
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import threading
 import time
@@ -31,7 +33,7 @@ from churn_risk.features.io import DataSourceLike
 from churn_risk.features.labels import scoring_as_of
 from churn_risk.features.lifecycle import PreparedData, prepare
 from churn_risk.features.snapshots import build_snapshot
-from churn_risk.features.validation import CrmData, load_crm
+from churn_risk.features.validation import load_crm
 from churn_risk.models.bundle import ChurnBundle, Explanation
 from churn_risk.models.portfolio import NO_ACTION, PortfolioPolicy
 from churn_risk.serving import change, deadline, views
@@ -84,7 +86,7 @@ class History:
     last month) is computed here once for the whole snapshot, vectorised, so a view is a
     lookup: a 1,000-customer request with any channel costs the same as without one."""
 
-    def __init__(self, prep: PreparedData, as_of: pd.Timestamp):
+    def __init__(self, prep: PreparedData, as_of: pd.Timestamp, keep_frames: bool = True):
         self.as_of = as_of
         start = as_of - pd.Timedelta(days=HISTORY_DAYS)
         self.frames: dict[str, pd.DataFrame] = {}
@@ -110,6 +112,16 @@ class History:
         recent = (campaigns.loc[campaigns["timestamp"] >= as_of - pd.Timedelta(
             days=views.CAMPAIGN_REST_DAYS), "customer_id"] if campaigns is not None else [])
         self.recently_campaigned = {_key(c) for c in recent}
+        if not keep_frames:  # what the channel views read per customer is kept
+            self.frames, self.rows = {}, {}
+
+    @classmethod
+    def empty(cls, as_of: pd.Timestamp) -> History:
+        history = cls.__new__(cls)
+        history.as_of, history.frames, history.rows = as_of, {}, {}
+        history.open_tickets, history.delivery_issues = {}, {}
+        history.recently_campaigned = set()
+        return history
 
     def of(self, table: str, customer_id) -> pd.DataFrame:
         if table not in self.frames:
@@ -136,9 +148,12 @@ def _by_customer(rows: tuple[pd.Series, list[dict]] | None, last: int | None = N
 class ScoringState:
     """One model version and one snapshot, with every score and explanation precomputed."""
 
-    def __init__(self, bundle: ChurnBundle, model: ModelRef, prep: PreparedData,
+    def __init__(self, bundle: ChurnBundle, model: ModelRef, prep: PreparedData | None,
                  as_of: pd.Timestamp, quiet: bool = False,
-                 watermark: pd.Timestamp | None = None):
+                 watermark: pd.Timestamp | None = None, frame: pd.DataFrame | None = None,
+                 history: History | None = None):
+        """`prep` featured as of `as_of`; or, given, the customers' feature rows `frame` and
+        their `history` (without `prep`: for the store, `stored_rows`)."""
         self.bundle = bundle
         self.model = model
         self.model_dict = model.as_dict()
@@ -150,13 +165,14 @@ class ScoringState:
         self.scored_at = utc_now_text()
         self.data_watermark = (None if watermark is None
                                else f"{watermark:%Y-%m-%dT%H:%M:%S.%f}Z")
-        #: Customers re-scored since this state was built (`refreshed`): key -> their state.
-        self.overlay: dict[str, ScoringState] = {}
         started = time.perf_counter()
-        frame = build_snapshot(prep, as_of, bundle.feature_config, bundle.target)
+        if frame is None:
+            frame = build_snapshot(prep, as_of, bundle.feature_config, bundle.target)
         self.frame = frame.reset_index(drop=True)
         self.row_of = {_key(c): i for i, c in enumerate(self.frame["customer_id"].tolist())}
         self.ids = self.frame["customer_id"].tolist()
+        #: How many customers the snapshot scored.
+        self.customers = len(self.ids)
         scores, explanation = bundle.predict_and_explain(self.frame)
         self.probability = scores["churn_probability"].to_numpy()
         self.band = scores["risk_band"].to_numpy()
@@ -171,53 +187,97 @@ class ScoringState:
         self.prep: PreparedData | None = prep
         #: The latest date `explain_change` may be asked about: the day after the last record,
         #: or for a live snapshot (as of a moment) the day after that moment.
-        self.date_limit = max(scoring_as_of(prep), as_of.normalize() + pd.Timedelta(days=1)
-                              if as_of != as_of.normalize() else as_of)
-        #: Live: loads one customer's records (pages, explain-change) once `prep` is released.
-        self.loader: Callable[[object], ScoringState | None] | None = None
+        self.date_limit = _date_limit(prep, as_of)
+        #: Live: loads one customer's records (pages, explain-change) as of a moment, when
+        #: this state has none (`serving.stored.StoreLoader`).
+        self.loader: Callable[[object, pd.Timestamp, str | None], ScoringState | None] | None \
+            = None
         self.values = self.frame[bundle.feature_names].to_numpy(dtype=object)
-        self.history = History(prep, as_of)
+        self.history = History(prep, as_of) if history is None else history
         self.specs = bundle.specs
         self.seconds_to_build = time.perf_counter() - started
         (logger.debug if quiet else logger.info)(
             "model %s v%s: %d customers of %s scored and explained in %.1f s", model.name,
             model.version, len(self.frame), self.features_as_of, self.seconds_to_build)
 
-    # ------------------------------------------------------------------ live updates
+    # ------------------------------------------------------------------ the store
 
-    def refreshed(self, customer_ids: list, prep: PreparedData, as_of: pd.Timestamp,
-                  watermark: pd.Timestamp | None = None) -> ScoringState:
-        """This state with `customer_ids` re-featured, re-scored and re-explained from `prep`
-        (their records only) as of `as_of`: a new state (requests in flight keep the old one)
-        sharing everything else. A customer `prep` no longer counts as one is then unknown."""
-        import copy
+    def stored_rows(self) -> list[tuple]:
+        """This state's customers as rows of the store's served scores (`Store.save_scores`):
+        (customer key, features_as_of, payload), the payload holding everything a lookup
+        answers from (`restored` turns it back into the same answers, bit for bit)."""
+        h = self.history
+        common = {"as_of": f"{self.as_of:%Y-%m-%dT%H:%M:%S.%f}", "scored_at": self.scored_at,
+                  "data_watermark": self.data_watermark, "base_value": float(self.base_value),
+                  "dtype": str(self.contributions.dtype)}
+        as_of = self.as_of.to_pydatetime()
+        contributions = np.ascontiguousarray(self.contributions)
+        rows = []
+        for i, customer_id in enumerate(self.ids):
+            key = _key(customer_id)
+            payload = {**common, "id": plain(customer_id),
+                       "probability": float(self.probability[i]), "band": str(self.band[i]),
+                       "values": [_json_value(v) for v in self.values[i]],
+                       "contributions": base64.b64encode(contributions[i].tobytes()).decode(),
+                       "propensity": [float(p) for p in self.propensity[i]],
+                       "portfolio": list(self.portfolio[i]),
+                       "open_tickets": h.open_tickets.get(key, []),
+                       "delivery_issues": h.delivery_issues.get(key, []),
+                       "recently_campaigned": key in h.recently_campaigned}
+            rows.append((key, as_of, json.dumps(payload)))
+        return rows
 
-        fresh = ScoringState(self.bundle, self.model, prep, as_of, quiet=True,
-                             watermark=watermark)
-        new = copy.copy(self)
-        new.overlay = {**self.overlay, **{_key(c): fresh for c in customer_ids}}
-        return new
+    @classmethod
+    def restored(cls, bundle: ChurnBundle, model: ModelRef, payload: str,
+                 loader: Callable | None = None) -> ScoringState:
+        """One customer's state from their stored row (`stored_rows`)."""
+        p = json.loads(payload)
+        self = cls.__new__(cls)
+        self.bundle, self.model, self.model_dict = bundle, model, model.as_dict()
+        self.target = bundle.target.as_dict()
+        self.as_of = pd.Timestamp(p["as_of"])
+        self.features_as_of = as_of_text(self.as_of)
+        self.scored_at, self.data_watermark = p["scored_at"], p["data_watermark"]
+        key = _key(p["id"])
+        self.frame = None
+        self.ids, self.row_of, self.customers = [p["id"]], {key: 0}, 1
+        self.probability = np.array([p["probability"]])
+        self.band = np.array([p["band"]], dtype=object)
+        self.families, self.specs = bundle.families, bundle.specs
+        self.propensity = np.array(p["propensity"], dtype=float).reshape(1, len(self.families))
+        self.base_value = p["base_value"]
+        self.contributions = np.frombuffer(base64.b64decode(p["contributions"]),
+                                           dtype=p["dtype"]).reshape(1, -1)
+        self.portfolio = [tuple(p["portfolio"])]
+        self.values = np.empty((1, len(p["values"])), dtype=object)
+        self.values[0, :] = p["values"]
+        self.prep, self.loader = None, loader
+        self.date_limit = _date_limit(None, self.as_of)
+        self.history = History.empty(self.as_of)
+        self.history.open_tickets = {key: p["open_tickets"]}
+        self.history.delivery_issues = {key: p["delivery_issues"]}
+        self.history.recently_campaigned = {key} if p["recently_campaigned"] else set()
+        self.seconds_to_build = 0.0
+        return self
+
+    def owners(self, customer_ids: Iterable) -> dict[str, ScoringState]:
+        """Customer key -> the state holding their newest scores (`owner`), for many at once."""
+        return {_key(c): self.owner(c) for c in customer_ids}
 
     def owner(self, customer_id) -> ScoringState:
-        """The state that holds the customer's newest scores: a refreshed one, or this one."""
-        return self.overlay.get(_key(customer_id), self) if self.overlay else self
+        """The state that holds the customer's newest scores: this one (a `StoredState` reads
+        the customer's row)."""
+        return self
 
     def detailed(self, customer_id) -> ScoringState:
-        """`owner`, with the customer's records for pages and explain-change: once this
-        state released its raw history (`release_history`), one customer's state loaded from
-        the store as of the same moment (the same features, bit for bit)."""
+        """`owner`, with the customer's records for pages and explain-change: for a state
+        without them (read from the store), one customer's state loaded from the store as of
+        the same moment (the same features, bit for bit)."""
         owner = self.owner(customer_id)
         if owner.prep is not None or owner.loader is None:
             return owner
-        one = owner.loader(customer_id)  # None: the store does not know them
-        return owner if one is None else one
-
-    def release_history(self, loader: Callable[[object], ScoringState | None]) -> None:
-        """Drop the raw history (the prepared tables and the page's windows); what the channel
-        views read per customer stays. `loader(customer_id)` brings one customer's back."""
-        self.prep = None
-        self.history.frames, self.history.rows = {}, {}
-        self.loader = loader
+        one = owner.loader(customer_id, owner.as_of, owner.data_watermark)
+        return owner if one is None else one  # None: the store does not know them
 
     # ------------------------------------------------------------------ formatting
 
@@ -277,10 +337,11 @@ class ScoringState:
     def score_ids(self, customer_ids: Iterable, top_k: int = 5, channel: str | None = None
                   ) -> tuple[list[dict], list]:
         results, unknown = [], []
+        owners = self.owners(customer_ids)
         for n, customer_id in enumerate(customer_ids):
             if n % 64 == 0:
                 deadline.check()  # a request out of time stops here (504), not after the work
-            state = self.owner(customer_id)
+            state = owners.get(_key(customer_id), self)
             i = state.row_of.get(_key(customer_id))
             if i is None:
                 unknown.append(customer_id)
@@ -427,7 +488,7 @@ class ScoringState:
             raise change.CustomerNotFound("customer_id", "no such customer in the snapshot",
                                           plain(self.ids[0]) if self.ids else None)
         return {**change.explain_change(self.bundle, state.prep, customer_id, from_date,
-                                        to_date, limit=self.date_limit),
+                                        to_date, limit=max(self.date_limit, state.date_limit)),
                 "target": self.target, "model": self.model_dict}
 
     def explain(self, customer_id=None, record: dict | None = None) -> dict:
@@ -555,44 +616,41 @@ def _floats(column: pd.Series) -> list[float | None]:
     return [None if v != v else float(v) for v in column.to_numpy(dtype=float).tolist()]
 
 
+def _date_limit(prep: PreparedData | None, as_of: pd.Timestamp) -> pd.Timestamp:
+    """The latest date `explain_change` may be asked about: the day after the last record, or
+    for a live snapshot (as of a moment) the day after that moment."""
+    moment = as_of.normalize() + pd.Timedelta(days=1) if as_of != as_of.normalize() else as_of
+    return moment if prep is None else max(scoring_as_of(prep), moment)
+
+
+def _json_value(value):
+    """A feature value as JSON keeps it (NaN stays NaN: `json` writes and reads it)."""
+    if value is None or value is pd.NA:
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def first_line(exc: BaseException) -> str:
     """An exception as one short line for a log or an answer (no traceback, no payload)."""
     text = str(exc).strip()
     return (text.splitlines()[0][:300] if text else type(exc).__name__)
 
 
-class _StoreLoader:
-    """One customer's state as of a released snapshot's moment, from the store (the last few
-    kept: a page and its explain-change ask twice)."""
-
-    def __init__(self, store, like: CrmData, state: ScoringState, watermark) -> None:
-        self.store, self.like, self.watermark = store, like, watermark
-        self.bundle, self.model, self.as_of = state.bundle, state.model, state.as_of
-        self._cache: dict[str, ScoringState | None] = {}
-
-    def __call__(self, customer_id) -> ScoringState | None:
-        from churn_risk.features.live import customer_data
-
-        key = _key(customer_id)
-        if key not in self._cache:
-            prep = customer_data(self.store, [customer_id], like=self.like)
-            if len(self._cache) >= 64:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[key] = None if prep is None else ScoringState(
-                self.bundle, self.model, prep, self.as_of, quiet=True, watermark=self.watermark)
-        return self._cache[key]
-
-
 class Scorer:
     """The service's model and data: loads `models:/<name>@<alias>` and the latest snapshot of
     `data`, and follows the alias. A champion that cannot be loaded leaves the current one in
-    service; `problem` says why until the alias is servable again."""
+    service; `problem` says why until the alias is servable again.
+
+    Live (the data are a store, features as of the wall clock): the portfolio is scored into
+    the store (`serving.stored`) and read by id; the `refresher` (one process of a server)
+    scores it when missing or `rescore_seconds` old, and re-scores the customers of each new
+    write (`follow`); the other processes only read."""
 
     def __init__(self, data: DataSourceLike, model_name: str = "churn-risk",
                  alias: str = "champion", as_of: str | None = None,
                  on_switch: Callable[[], None] | None = None,
                  before_switch: Callable[[str, bool], bool] | None = None,
-                 rescore_seconds: float = 86_400.0):
+                 rescore_seconds: float = 86_400.0, refresher: bool = True):
         from churn_risk.features.io import as_source
 
         self.data = as_source(data)
@@ -603,21 +661,19 @@ class Scorer:
         self.model_name = model_name
         self.alias = alias
         self.rescore_seconds = rescore_seconds
-        #: Live: the data are a store that follows the CRM; features are as of the wall clock,
-        #: the customers of each new write are re-scored (`follow`), everyone else on schedule.
+        self.refresher = refresher
         self.live = self.data.store and as_of is None
         self.feed = None
         self._pending: set = set()
+        self.prep = None
         if self.live:
             from churn_risk.features.store import ChangeFeed, Store
 
-            self.feed = ChangeFeed(Store(self.data.location))  # before the read: none missed
-        #: The newest store write the loaded data include (None: files).
-        self.watermark = self.feed.store.watermark() if self.live else None
-        self.prep = prepare(load_crm(self.data))
-        # Default: the wall clock when live, else the day after the last recorded event.
-        self.as_of = (pd.Timestamp(as_of) if as_of else self._now() if self.live
-                      else scoring_as_of(self.prep))
+            self.feed = ChangeFeed(Store(self.data.location))  # before any read: none missed
+        else:
+            self.prep = prepare(load_crm(self.data))
+            # Default: the day after the last recorded event.
+            self.as_of = pd.Timestamp(as_of) if as_of else scoring_as_of(self.prep)
         self._lock = threading.Lock()
         self.state = self._build(self._alias_version())
         self.problem: str | None = None
@@ -630,10 +686,13 @@ class Scorer:
 
     def follow(self) -> int:
         """Live: re-feature, re-score and re-explain the customers of the store's writes since
-        the last call (as of now), and everyone when the snapshot is `rescore_seconds` old;
-        requests keep being answered meanwhile. How many customers were re-scored."""
+        the last call (as of now) into the store, and everyone when the portfolio is
+        `rescore_seconds` old; requests keep being answered meanwhile. How many customers were
+        re-scored. A process that is not the refresher picks up the refresher's new runs."""
         if not self.live:
             return 0
+        if not self.refresher:
+            return self._pick_up_run()
         if (self._now() - self.state.as_of).total_seconds() >= self.rescore_seconds:
             return self.rescore()
         self._pending.update(self.feed.poll())  # kept until re-scored (a failure retries)
@@ -643,11 +702,16 @@ class Scorer:
 
         customers = sorted(self._pending, key=str)
         with self._lock:
+            state, store = self.state, self.feed.store
             now = self._now()
-            watermark = self.feed.store.watermark()  # read first: the data include at least it
-            prep = customer_data(self.feed.store, customers, like=self.like)
-            if prep is not None:  # None: none of them is in the store (yet)
-                self.state = self.state.refreshed(customers, prep, now, watermark)
+            watermark = store.watermark()  # read first: the data include at least it
+            prep = customer_data(store, customers, like=state.like)
+            rows = [] if prep is None else ScoringState(  # None: none of them is stored (yet)
+                state.bundle, state.model, prep, now, quiet=True, watermark=watermark
+            ).stored_rows()
+            scored = {key for key, _, _ in rows}
+            store.save_scores(state.model.name, state.model.version, rows,
+                              gone=[_key(c) for c in customers if _key(c) not in scored])
         self._pending.clear()
         logger.debug("re-scored %d customers as of %s", len(customers), now)
         return len(customers)
@@ -656,17 +720,19 @@ class Scorer:
         """Live: the whole portfolio re-read from the store and re-scored as of now (time moves
         features: days since the last purchase, windows)."""
         with self._lock:
-            self._reread()
-            self.state = self._build(self.state.model.version)
+            self.state = self._stored(self.state.bundle, self.state.model, rescore=True)
         logger.info("portfolio re-scored as of %s (%d customers)", self.state.features_as_of,
-                    len(self.state.ids))
-        return len(self.state.ids)
+                    self.state.customers)
+        return self.state.customers
 
-    def _reread(self) -> None:
-        self.feed.poll()  # what is written from here on is re-scored after this
-        self.watermark = self.feed.store.watermark()
-        self.prep = prepare(load_crm(self.data))
-        self.as_of = self._now()
+    def _pick_up_run(self) -> int:
+        state = self.state
+        run = self.feed.store.latest_run(state.model.name, state.model.version)
+        if run is not None and run["id"] != state.run["id"]:
+            from churn_risk.serving.stored import StoredState
+
+            self.state = StoredState(state.bundle, state.model, self.feed.store, run)
+        return 0
 
     def _alias_version(self) -> str:
         from churn_risk.models.pyfunc import resolve_model
@@ -677,16 +743,34 @@ class Scorer:
         from churn_risk.models.pyfunc import load_bundle
 
         bundle = load_bundle(f"models:/{self.model_name}/{version}")
-        state = ScoringState(bundle, ModelRef(self.model_name, version, self.alias), self.prep,
-                             self.as_of, watermark=self.watermark)
-        if self.live:  # the raw history stays in the store: a page loads its customer's
-            data = self.prep.data
-            self.like = CrmData({n: f.iloc[:0] for n, f in data.tables.items()},
-                                data.attributes, data.survey_drivers)
-            state.release_history(_StoreLoader(self.feed.store, self.like, state,
-                                               self.watermark))
-            self.prep = None
-        return state
+        model = ModelRef(self.model_name, version, self.alias)
+        if self.live:
+            return self._stored(bundle, model)
+        return ScoringState(bundle, model, self.prep, self.as_of)
+
+    def _stored(self, bundle: ChurnBundle, model: ModelRef, rescore: bool = False,
+                wait_seconds: float = 3600.0) -> ScoringState:
+        """Live: the portfolio of this model version in the store, scored as of now first
+        when it is missing or old (`rescore`: in any case) by the refresher; another process
+        waits for the refresher's run."""
+        from churn_risk.serving.stored import StoredState, materialise
+
+        store = self.feed.store
+        run = store.latest_run(model.name, model.version)
+        old = run is None or rescore or \
+            (self._now() - run["as_of"]).total_seconds() >= self.rescore_seconds
+        if old and self.refresher:
+            self.feed.poll()  # what is written from here on is re-scored after the run
+            run = materialise(store, bundle, model, self._now())
+        deadline = time.monotonic() + wait_seconds
+        while run is None:  # only the refresher scores a portfolio
+            if time.monotonic() > deadline or getattr(self.before_switch, "failed",
+                                                      lambda _: False)(model.version):
+                raise RuntimeError(f"no portfolio scored by v{model.version} in the store "
+                                   "(the refresher process did not score it)")
+            time.sleep(0.5)
+            run = store.latest_run(model.name, model.version)
+        return StoredState(bundle, model, store, run)
 
     def refresh(self) -> bool:
         """Switch to the version the alias points at now, if it moved and can be loaded. True
@@ -699,9 +783,7 @@ class Scorer:
                 self.problem = None
                 return False
             try:
-                if self.live:  # the new version scores everyone as of now, from the store
-                    self._reread()
-                new = self._build(version)
+                new = self._build(version)  # live: scored into the store, as of now
             except Exception as exc:  # a broken version must never take the service down
                 self.problem = (f"champion v{version} cannot be loaded ({first_line(exc)}); "
                                 f"still serving v{current}")

@@ -223,30 +223,40 @@ def loaded_store(champion_project, demo_folder, store_url, monkeypatch) -> str:
 
 def test_time_passing_rescores_the_whole_portfolio_without_a_restart(loaded_store,
                                                                      monkeypatch):
-    """In process (the clock moved forward instead of waiting a day): when the snapshot is
-    `rescore_seconds` old, `follow` re-reads the store and scores everyone as of the new now,
-    records stored meanwhile included."""
+    """In process (the clock moved forward instead of waiting a day): when the portfolio is
+    `rescore_seconds` old, `follow` re-reads the store and scores everyone as of the new now
+    into it, records stored meanwhile included; a reading process picks the new run up."""
     import pandas as pd
 
     from churn_risk.serving.scorer import Scorer
 
     store_url = loaded_store
     scorer = Scorer(DataSource(store_url, store=True), rescore_seconds=3600)
+    reader = Scorer(DataSource(store_url, store=True), rescore_seconds=3600, refresher=False)
     first = scorer.state
     assert scorer.live and first.as_of > pd.Timestamp("2026-01-01")
-    customer = first.ids[3]
+    assert reader.state.run == first.run  # the reader scored nothing: it read the run
+    customer = first.ids[0]
+    tickets = _value(first, customer, "tickets_90d")
     later = first.as_of + pd.Timedelta(hours=2)
     with Store(store_url) as store:
         store.ingest({"tickets": pd.DataFrame({"customer_id": [customer], "opened_at": [
             first.as_of + pd.Timedelta(minutes=30)]})})
     monkeypatch.setattr(Scorer, "_now", staticmethod(lambda: later))
-    assert scorer.follow() == len(scorer.state.ids)  # everyone, as of the new now
+    assert scorer.follow() == first.customers  # everyone, as of the new now
     state = scorer.state
-    assert state.as_of == later and not state.overlay
-    i = state.row_of[str(customer)]
-    assert state.frame.loc[i, "tickets_90d"] == first.frame.loc[first.row_of[str(customer)],
-                                                                "tickets_90d"] + 1
+    assert state.as_of == later and state.run["id"] != first.run["id"]
+    assert _value(state, customer, "tickets_90d") == tickets + 1
     assert scorer.follow() == 0  # nothing new since
+    reader.follow()
+    assert reader.state.run == state.run and _value(reader.state, customer, "tickets_90d") == \
+        tickets + 1
+
+
+def _value(state, customer, feature: str):
+    """A feature's value in the customer's stored scores."""
+    owner = state.owner(customer)
+    return owner.values[0][state.bundle.feature_names.index(feature)]
 
 
 def test_every_score_given_out_carries_its_provenance_and_is_logged(live):
@@ -299,10 +309,10 @@ def test_batch_scores_from_a_store_are_as_of_now_with_provenance_and_logged(
     assert logged["churn_probability"].tolist() == scores["churn_probability"].tolist()
 
 
-def test_live_workers_keep_no_raw_history_and_pages_read_the_store(loaded_store):
-    """A live snapshot drops the prepared tables after scoring; a page or an explain-change
-    loads its customer's records from the store as of the same moment: the same answers as a
-    snapshot that kept everything."""
+def test_live_workers_hold_no_customers_and_answer_as_a_snapshot_in_memory(loaded_store):
+    """Live, the portfolio is scored into the store and every lookup reads its customers' rows:
+    the process keeps no customer data, yet scores, explanations, channel views, what-ifs, pages
+    and explain-change are those of a snapshot kept in memory as of the same moment."""
     import pandas as pd
 
     from churn_risk.features.lifecycle import prepare
@@ -311,20 +321,36 @@ def test_live_workers_keep_no_raw_history_and_pages_read_the_store(loaded_store)
     store_url = loaded_store
     scorer = Scorer(DataSource(store_url, store=True))
     state = scorer.state
-    assert state.prep is None and scorer.prep is None and not state.history.frames
+    assert scorer.prep is None and state.prep is None and not state.row_of
     kept = ScoringState(state.bundle, state.model, prepare(load_crm(store_url)), state.as_of)
-    for customer in state.ids[:3]:
+    assert state.customers == kept.customers
+    ids = kept.ids[:40]
+    for channel in (None, "contact_center", "campaign", "service"):
+        stored, unknown = state.score_ids(ids, top_k=70, channel=channel)
+        in_memory, _ = kept.score_ids(ids, top_k=70, channel=channel)
+        assert not unknown
+        for a, b in zip(stored, in_memory, strict=True):
+            assert {**a, "scored_at": None, "data_watermark": None} == \
+                {**b, "scored_at": None, "data_watermark": None}
+    for customer in ids[:3]:
+        assert state.explain(customer) | {"scored_at": None, "data_watermark": None} == \
+            kept.explain(customer) | {"scored_at": None, "data_watermark": None}
+        what_if = [{"customer_id": customer, "tickets_90d": 4}]
+        assert [r["churn_probability"] for r in state.score_records(what_if)] == \
+            [r["churn_probability"] for r in kept.score_records(what_if)]
         assert state.page_model(customer) == kept.page_model(customer)
         earlier = f"{state.as_of - pd.DateOffset(months=2):%Y-%m-%d}"
         today = f"{state.as_of:%Y-%m-%d}"
         assert state.explain_change(customer, earlier, today) == \
             kept.explain_change(customer, earlier, today)
-    # Events still reach the customer, and their page.
-    customer = state.ids[1]
+    assert state.score_ids(["no-such-customer"])[1] == ["no-such-customer"]
+    # Events reach the customer's stored scores, and their page.
+    customer = ids[1]
     with Store(store_url) as store:
         store.ingest({"tickets": pd.DataFrame({"customer_id": [customer], "opened_at": [
             state.as_of - pd.Timedelta(minutes=5)]})})
     assert scorer.follow() == 1
+    assert scorer.state.owner(customer).as_of > state.as_of
     page = scorer.state.page_model(customer)
     assert any(t.opened == (state.as_of - pd.Timedelta(minutes=5)).date()
                for t in page.history.tickets)
