@@ -89,6 +89,7 @@ class Store:
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self.metadata = sa.MetaData()
+        self._tables: dict = {}  # reflected contract tables (`_reflected`)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -155,12 +156,12 @@ class Store:
             present = set(sa.inspect(conn).get_table_names())
             ids: list = []
             if "customers" in present:  # ids as the store types them (a page asks with text)
-                customers = sa.Table("customers", sa.MetaData(), autoload_with=conn)
+                customers = self._reflected(conn, "customers")
                 ids = _as_column_values(wanted, customers.c.customer_id.type)
             for name in TABLES:
                 if name not in present:
                     continue
-                table = sa.Table(name, sa.MetaData(), autoload_with=conn)
+                table = self._reflected(conn, name)
                 columns = [c for c in table.c if c.name not in BOOKKEEPING]
                 if "customer_id" not in table.c:
                     parts = [pd.read_sql_query(sa.select(*columns), conn)]
@@ -187,7 +188,7 @@ class Store:
                 wanted = [frame[column] for frame in raw.values() if column in frame.columns]
                 if not wanted:
                     continue
-                table = sa.Table(name, sa.MetaData(), autoload_with=conn)
+                table = self._reflected(conn, name)
                 values = _as_column_values(
                     pd.concat(wanted, ignore_index=True).dropna().unique(), table.c[column].type)
                 found = []
@@ -355,6 +356,16 @@ class Store:
                      sa.Column("data_shape", sa.Text, nullable=False))
         return self.metadata.tables[SCORE_RUNS]
 
+    def _reflected(self, conn, name: str):
+        """A contract table as the database has it, reflected once per store object (a
+        customer's read, the hot path of fresh scores, would otherwise reflect nine tables);
+        a write that adds columns forgets it (`_table`)."""
+        import sqlalchemy as sa
+
+        if name not in self._tables:
+            self._tables[name] = sa.Table(name, sa.MetaData(), autoload_with=conn)
+        return self._tables[name]
+
     def _predictions_table(self):
         import sqlalchemy as sa
 
@@ -403,6 +414,7 @@ class Store:
         prep = conn.dialect.identifier_preparer
         for column in frame.columns:
             if column not in present:
+                self._tables.pop(name, None)
                 ddl = sa.schema.CreateColumn(sa.Column(column, _sql_type(frame[column])))
                 conn.execute(sa.text(f"ALTER TABLE {prep.quote(name)} ADD COLUMN "
                                      f"{ddl.compile(dialect=conn.dialect)}"))
@@ -419,11 +431,13 @@ class Store:
                f"VALUES ({', '.join([marker] * len(names))}) "
                f"ON CONFLICT ({prep.quote(KEY)}) DO NOTHING")
         new = 0
-        values = _tuples(rows)
-        for start in range(0, len(values), _BATCH_ROWS):
-            chunk = values[start:start + _BATCH_ROWS]
-            new += conn.exec_driver_sql(sql, chunk).rowcount  # the rows inserted
-            tick(len(chunk))
+        step = _BATCH_ROWS * 50  # rows turned into Python tuples at a time (bounds memory)
+        for part in range(0, len(rows), step):
+            values = _tuples(rows.iloc[part:part + step])
+            for start in range(0, len(values), _BATCH_ROWS):
+                chunk = values[start:start + _BATCH_ROWS]
+                new += conn.exec_driver_sql(sql, chunk).rowcount  # the rows inserted
+                tick(len(chunk))
         return new
 
     # ----------------------------------------------------------------------------------- read

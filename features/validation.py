@@ -49,6 +49,7 @@ span tables. On typed Parquet input (100k customers x 36 months, 8-14 M rows) va
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import warnings
@@ -612,10 +613,17 @@ def _checks(col: Column) -> list[pa.Check]:
     return checks
 
 
+@functools.cache
+def _contract_schema(name: str) -> pa.DataFrameSchema:
+    """`table_schema` of a contract table, built once (a few customers' records are validated
+    on every fresh score)."""
+    return table_schema(TABLES[name])
+
+
 def _check_columns(t: _Prepared, problems: list[Problem]) -> None:
     """not_null and the value checks of the table's pandera schema, on the typed columns."""
     name = t.spec.name
-    for col_name, column in table_schema(t.spec).columns.items():
+    for col_name, column in _contract_schema(name).columns.items():
         if col_name not in t.columns:
             continue
         values = t.columns[col_name]
