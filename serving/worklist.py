@@ -102,6 +102,9 @@ def build_worklist(
                "value_at_risk", "quadrant"]
     # What the probability is of travels with every row of the list (see `batch._score_rows`).
     carried += [c for c in ("target", "horizon_days", "target_description") if c in scored]
+    # ... and where it comes from (`jobs.score.with_provenance`).
+    carried += [c for c in ("features_as_of", "scored_at", "data_watermark", "model_name",
+                            "model_version") if c in scored]
     table = pd.concat([scored[carried], actions], axis=1)
     table = table.loc[(table["recommended_action"] != NO_ACTION)
                       & (table["expected_profit"] > 0)]

@@ -308,6 +308,23 @@ def test_batch_scores_from_a_store_are_as_of_now_with_provenance_and_logged(
     assert len(logged) == len(scores) and (logged["source"] == "batch").all()
     assert logged["churn_probability"].tolist() == scores["churn_probability"].tolist()
 
+    # A worklist from the store: its rows carry the same provenance and are logged as given.
+    from churn_risk.features.labels import scoring_as_of
+    from churn_risk.features.lifecycle import prepare
+
+    day = f"{scoring_as_of(prepare(load_crm(demo_folder))):%Y-%m-%d}"
+    listed = tmp_path / "worklist.csv"
+    assert main(["worklist", "--store", store_url, "--as-of", day, "--budget", "3000",
+                 "--out", str(listed), "--ledger", str(tmp_path / "ledger.csv")]) == 0
+    rows = pd.read_csv(listed)
+    assert len(rows) and rows["data_watermark"].notna().all()
+    assert {"features_as_of", "scored_at", "model_version", "target"} <= set(rows.columns)
+    with Store(store_url) as store:
+        given = store.predictions()
+    given = given[given["source"] == "worklist"]
+    assert given["customer_id"].tolist() == [str(c) for c in rows["customer_id"]]
+    assert given["recommended_action"].tolist() == rows["recommended_action"].tolist()
+
 
 def test_live_workers_hold_no_customers_and_answer_as_a_snapshot_in_memory(loaded_store):
     """Live, the portfolio is scored into the store and every lookup reads its customers' rows:

@@ -73,7 +73,8 @@ def run(source: DataSourceLike, settings: ScoreSettings, prep: PreparedData | No
         day = "the default date" if settings.as_of is None else f"{settings.as_of:%Y-%m-%d}"
         raise DataError(f"no customer to score at {day} ({bundle.target}: nobody is a "
                         "customer then)")
-    scores = _with_provenance(scores, source)
+    scores = with_provenance(scores, source)
+    log_given_out(scores, source, "batch")
     write_scores(scores, settings.out)
     features_as_of = scores["features_as_of"].iloc[0]
     page = portfolio_report(
@@ -90,31 +91,40 @@ def run(source: DataSourceLike, settings: ScoreSettings, prep: PreparedData | No
                        bundle.target.description, seconds, tracking.ui_command)
 
 
-def _with_provenance(scores: pd.DataFrame, source: DataSourceLike) -> pd.DataFrame:
+def with_provenance(scores: pd.DataFrame, source: DataSourceLike) -> pd.DataFrame:
     """`scored_at` and `data_watermark` (the store's newest write; none for files) after
-    `features_as_of`; scores from a store also go to its prediction log."""
+    `features_as_of`."""
     from churn_risk.features.io import as_source
     from churn_risk.features.store import Store
     from churn_risk.serving.scorer import utc_now_text
 
     source = as_source(source)
     watermark = None
-    store = Store(source.location) if source.store else None
-    if store is not None:
-        newest = store.watermark()
+    if source.store:
+        with Store(source.location) as store:
+            newest = store.watermark()
         watermark = None if newest is None else f"{newest:%Y-%m-%dT%H:%M:%S.%f}Z"
     at = list(scores.columns).index("features_as_of") + 1
     scores = scores.copy()
     scores.insert(at, "scored_at", utc_now_text())
     scores.insert(at + 1, "data_watermark", watermark)
-    if store is not None:
-        with store:
-            store.log_predictions(batch_prediction_rows(scores))
     return scores
 
 
-def batch_prediction_rows(scores: pd.DataFrame) -> list[dict]:
-    """`prediction_log` rows of batch scores."""
+def log_given_out(scores: pd.DataFrame, source: DataSourceLike, kind: str) -> None:
+    """Scores from a store given out by a batch job go to its prediction log (`kind`: batch,
+    worklist)."""
+    from churn_risk.features.io import as_source
+    from churn_risk.features.store import Store
+
+    source = as_source(source)
+    if source.store:
+        with Store(source.location) as store:
+            store.log_predictions(batch_prediction_rows(scores, kind))
+
+
+def batch_prediction_rows(scores: pd.DataFrame, kind: str = "batch") -> list[dict]:
+    """`prediction_log` rows of batch scores (`source` = `kind`)."""
     def column(name):
         return scores[name].tolist() if name in scores else [None] * len(scores)
 
@@ -127,5 +137,5 @@ def batch_prediction_rows(scores: pd.DataFrame) -> list[dict]:
             "risk_band": column("risk_band"), "reason_1": column("reason_1_feature"),
             "reason_2": column("reason_2_feature"), "reason_3": column("reason_3_feature"),
             "recommended_action": column("recommended_action")}
-    return [{"source": "batch", "channel": None, **dict(zip(keys, values, strict=True))}
+    return [{"source": kind, "channel": None, **dict(zip(keys, values, strict=True))}
             for values in zip(*keys.values(), strict=True)]

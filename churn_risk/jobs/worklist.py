@@ -46,6 +46,7 @@ def run(source: DataSourceLike, settings: WorklistSettings, prep: PreparedData |
         progress=None) -> WorklistResult:
     from churn_risk.errors import UsageError
     from churn_risk.features.contract import CHANNELS
+    from churn_risk.jobs.score import log_given_out, with_provenance
     from churn_risk.models.portfolio import load_catalogue, with_measured_success
     from churn_risk.serving.batch import check_output_path, score_portfolio, write_scores
     from churn_risk.serving.worklist import (
@@ -69,13 +70,16 @@ def run(source: DataSourceLike, settings: WorklistSettings, prep: PreparedData |
         bundle.policy = replace(bundle.policy, actions=with_measured_success(
             catalogue, bundle.info.get("measured_success", {})))
     prep = prepared(source, prep)
-    scored = score_portfolio(source, settings.as_of, bundle, name, version, prep=prep,
-                             progress=progress)
+    scored = with_provenance(score_portfolio(source, settings.as_of, bundle, name, version,
+                                             prep=prep, progress=progress), source)
     contacted = recently_contacted(prep, read_ledger(settings.ledger), settings.as_of,
                                    settings.contact_gap_days)
     rules = WorklistRules(budget=settings.budget, channel=settings.channel,
                           capacity=settings.capacity, contact_gap_days=settings.contact_gap_days)
     result = build_worklist(bundle, scored.reset_index(drop=True), rules, contacted)
     write_scores(result.rows, out)
+    given = scored.set_index("customer_id").loc[result.rows["customer_id"]].reset_index()
+    given["recommended_action"] = result.rows["recommended_action"].to_numpy()
+    log_given_out(given, source, "worklist")
     append_to_ledger(settings.ledger, result, settings.as_of)
     return WorklistResult(result, out, settings.ledger, bundle.target.description)
