@@ -15,8 +15,11 @@ table, and reports its own peak memory:
   model of the bundle (churn margin, value, each propensity) and the churn model's
   `pred_contribs` (TreeSHAP), all on every core;
 - ours, local: `serving.batch.score_frame` (`ChurnBundle.score` over chunks, every core);
-- ours, Dask: `serving.batch.score_frame_dask` on a 2-worker LocalCluster (one thread each),
-  chunks scored on the workers (cluster start-up not timed; peak = client + workers);
+- ours, Dask: `serving.batch.score_partitions` on a 2-worker LocalCluster (one thread each),
+  as `churn score --engine dask` scores: the feature partitions are on the workers (each
+  worker reads its own part files, as it would have built them), are scored where they are,
+  and only the scores come to the client (cluster start-up not timed; peak = client +
+  workers);
 - GPU (XGBoost on CUDA, GPU TreeSHAP) when XGBoost is built with CUDA and a device answers;
   otherwise the run is skipped and the reason printed.
 
@@ -99,7 +102,18 @@ def set_up_features(console: Console, source_customers: int, customers: int,
     tiled = pd.concat([snapshot] * copies, ignore_index=True).iloc[:customers].copy()
     tiled["customer_id"] = np.arange(1, len(tiled) + 1, dtype=np.int64)
     write_frame(tiled, target)
+    for i, part in enumerate(np.array_split(np.arange(len(tiled)), PARTS)):
+        write_frame(tiled.iloc[part], part_path(target, i))
     return target
+
+
+#: Customer partitions of the Dask run (files the workers read: the features of a partition
+#: are built on its worker and never leave it).
+PARTS = 8
+
+
+def part_path(features: Path, i: int) -> Path:
+    return features.with_name(f"{features.stem}-part{i}.parquet")
 
 
 def set_up(train_customers: int, source_customers: int, customers: int) -> tuple[str, str]:
@@ -155,18 +169,30 @@ def measure_local(features: str, model: str, chunk_rows: int) -> dict:
 
 
 def measure_dask(features: str, model: str, chunk_rows: int) -> dict:
-    from churn_risk.features.dask_engine import dask_client
-    from churn_risk.serving.batch import score_frame_dask
+    from dask.distributed import wait
 
-    frame, bundle = _load(Path(features), Path(model))
+    from churn_risk.features.dask_engine import dask_client
+    from churn_risk.models.bundle import ChurnBundle
+    from churn_risk.serving.batch import score_partitions
+
+    bundle = ChurnBundle.load(Path(model))
     with dask_client(n_workers=2) as client:
         client.run(_warm_up)
+        frames = [client.submit(_read_part, str(part_path(Path(features), i)), pure=False)
+                  for i in range(PARTS)]
+        wait(frames)
         started = time.perf_counter()
-        out = score_frame_dask(frame, bundle, "bench", "1", "2025-01-01", client, chunk_rows)
+        out = score_partitions(frames, bundle, "bench", "1", "2025-01-01", client, chunk_rows)
         wall = time.perf_counter() - started
         workers = sum(client.run(peak_mib).values())
     return {"wall": wall, "peak": peak_mib() + workers, "client_peak": peak_mib(),
             "rows": len(out)}
+
+
+def _read_part(path: str):
+    import pandas as pd
+
+    return pd.read_parquet(path)
 
 
 def _warm_up() -> None:

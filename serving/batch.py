@@ -178,34 +178,6 @@ def _score_partition(frame: pd.DataFrame, bundle: ChurnBundle, model_name: str,
     return score_frame(frame, bundle, model_name, model_version, as_of, chunk_rows)
 
 
-def score_frame_dask(
-    frame: pd.DataFrame,
-    bundle: ChurnBundle,
-    model_name: str,
-    model_version: str,
-    as_of: str | pd.Timestamp,
-    client,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    progress: Progress | None = None,
-) -> pd.DataFrame:
-    """Score a feature frame of the driver on the Dask workers of `client`: the bundle is sent
-    to every worker once, the frame in chunks of `chunk_rows`; results come back in order.
-    (`score_portfolio` scores frames built on the workers with `score_partitions` instead.)"""
-
-    if len(frame) == 0:
-        return score_frame(frame, bundle, model_name, model_version, as_of)
-    on_workers = client.scatter(bundle, broadcast=True)
-    starts = list(range(0, len(frame), chunk_rows))
-    futures = [
-        client.submit(_score_rows, client.scatter(frame.iloc[s:s + chunk_rows]), on_workers,
-                      model_name, model_version, as_of, pure=False)
-        for s in starts
-    ]
-    parts = _gather(client, futures, progress)
-    client.cancel([*futures, on_workers])
-    return _concat(parts)
-
-
 def _score_rows(rows: pd.DataFrame, bundle: ChurnBundle, model_name: str, model_version: str,
                 as_of) -> pd.DataFrame:
     scores = bundle.score(rows).reset_index(drop=True)
