@@ -28,7 +28,7 @@ from churn_risk.features.dates import as_of_text
 from churn_risk.features.store import Store
 from churn_risk.features.validation import CrmData
 from churn_risk.models.bundle import ChurnBundle
-from churn_risk.serving.scorer import History, ModelRef, ScoringState, _key
+from churn_risk.serving.scorer import History, ModelRef, ScoringState, _date_limit, _key
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class StoredState(ScoringState):
         self.like = shape_data(run["data_shape"])
         self.loader = StoreLoader(store, self.like, bundle, model)
         self.prep = None
-        self.date_limit = self.as_of.normalize() + pd.Timedelta(days=1)
+        self.date_limit = _date_limit(None, self.as_of)
         self.history = History.empty(self.as_of)
         example = store.any_score(model.name, model.version)
         self.row_of, self.ids = {}, [] if example is None else [json.loads(example)["id"]]
