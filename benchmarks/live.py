@@ -14,8 +14,14 @@ quick model is trained and promoted in a temporary project, and a real server (`
   of all server processes (after start, and at the end);
 - by id: `/score` of one customer, p50/p99, against a primary-key read of the store's served
   scores and the bundle's predict + explain of one row in this process;
-- ingestion: `POST /events` of 100 tickets per request, sustained events per second;
-- fresh: from an accepted ticket to the first `/score` answer whose features include it.
+- ingestion: `POST /events` of 100 tickets (for customers drawn from the whole store) per
+  request over `--senders` connections, sustained events per second; then how long until
+  every customer they touched has been re-scored (the refresher's throughput);
+- fresh: on a caught-up server, from an accepted event to the first `/score` answer whose
+  data include it.
+
+`--work DIR` keeps the store, the model and the scored portfolio for the next run (only the
+server is measured again).
 
 The issue's targets (at 1,000,000 customers) are printed next to the figures.
 """
@@ -32,6 +38,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rich.console import Console
@@ -71,6 +78,8 @@ def main() -> None:
     parser.add_argument("--lookups", type=int, default=1000)
     parser.add_argument("--event-batches", type=int, default=50)
     parser.add_argument("--fresh", type=int, default=40)
+    parser.add_argument("--senders", type=int, default=4,
+                        help="concurrent connections posting events")
     parser.add_argument("--work", default=None,
                         help="a folder to work in; a store it holds already is reused")
     parser.add_argument("--train-customers", type=int, default=20_000,
@@ -114,26 +123,30 @@ def main() -> None:
         rows.append(("load into the store", f"{records:,} records in {seconds:.1f} s",
                      f"{records / seconds:,.0f} records/s", "-"))
 
-    console.print(f"Training a quick model on {args.train_customers:,} customers of the same "
-                  "generator and promoting it")
-    write_demo(work / "train-data", customers=min(args.customers, args.train_customers),
-               months=max(args.months, 24), seed=2, end=live_now())  # a year of history + horizon
-    quick = TrainConfig(search=SearchSpace(max_depth=(3,), num_boost_round=150),
-                        figures=False, propensity=False)
-    train.run(work / "train-data", quick, project_dir=work)
-    promote.run(work / "train-data")
+    scored = _scored_before(work, url) if args.work else None
+    if scored is not None:  # trained and scored by an earlier run: not measured
+        console.print(f"Reusing the model and the portfolio scored in {work}")
+        run = scored
+    else:
+        console.print(f"Training a quick model on {args.train_customers:,} customers of the "
+                      "same generator and promoting it")
+        write_demo(work / "train-data", customers=min(args.customers, args.train_customers),
+                   months=max(args.months, 24), seed=2, end=live_now())  # a year + horizon
+        quick = TrainConfig(search=SearchSpace(max_depth=(3,), num_boost_round=150),
+                            figures=False, propensity=False)
+        train.run(work / "train-data", quick, project_dir=work)
+        promote.run(work / "train-data")
 
-    console.print("Scoring the portfolio into the store (churn store score)")
-    started = time.perf_counter()
-    subprocess.run([str(Path(sys.executable).with_name("churn")), "store", "score", "--store",
-                    url], check=True)  # as a user runs it: a process of its own
-    seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    with Store(url) as store:
-        run = store.latest_run("churn-risk", "1")
-    rows.append(("portfolio scored into the store", f"{run['customers']:,} customers in "
-                 f"{seconds:.1f} s", f"{run['customers'] / seconds:,.0f} customers/s, peak "
-                 f"{peak:,.0f} MiB", "-"))
+        console.print("Scoring the portfolio into the store (churn store score)")
+        started = time.perf_counter()
+        subprocess.run([str(Path(sys.executable).with_name("churn")), "store", "score",
+                        "--store", url], check=True)  # as a user runs it: its own process
+        seconds = time.perf_counter() - started
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        run = _scored_before(work, url)
+        rows.append(("portfolio scored into the store", f"{run['customers']:,} customers in "
+                     f"{seconds:.1f} s", f"{run['customers'] / seconds:,.0f} customers/s, peak "
+                     f"{peak:,.0f} MiB", "-"))
 
     env = launch.server_env(DataSource(url, store=True), project_dir=work,
                             keys=f"read+ingest:{KEY}")
@@ -157,25 +170,56 @@ def main() -> None:
             post(base, "/score", {"customer_ids": [customer]})
             times.append(time.perf_counter() - t)
         p50, p99 = percentiles(times)
-        floor = _floors(url, served, work, rng, run["model_version"])
+        times = []
+        for _ in range(300):
+            t = time.perf_counter()
+            urllib.request.urlopen(f"{base}/livez", timeout=30).read()
+            times.append(time.perf_counter() - t)
+        http50, _ = percentiles(times)
+        floor = (f"GET /livez p50 {http50:.2f} ms; "
+                 + _floors(url, served, work, rng, run["model_version"]))
         rows.append(("by id, one customer", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms",
                      floor, "p50 <= 5 ms, p99 <= 20 ms"))
 
         now = live_now()
-        times, sent = [], 0
-        for batch in range(args.event_batches):
+        touched: dict = {}  # customer -> the watermark of the last write touching them
+
+        def send(batch: int) -> float:  # seconds the request took
             opened = now - pd.Timedelta(seconds=batch + 1)
-            records = [{"customer_id": rng.choice(served),
+            records = [{"customer_id": rng.choice(ids),  # anyone: most are cold on disk
                         "opened_at": f"{opened:%Y-%m-%dT%H:%M:%S}", "category": "billing"}
                        for _ in range(100)]
             t = time.perf_counter()
-            post(base, "/events", {"table": "tickets", "records": records})
-            times.append(time.perf_counter() - t)
-            sent += len(records)
-        rate = sent / sum(times)
+            answer = post(base, "/events", {"table": "tickets", "records": records})
+            seconds = time.perf_counter() - t
+            for customer in answer["customer_ids"]:
+                touched[customer] = max(touched.get(customer, ""), answer["watermark"])
+            return seconds
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(args.senders) as pool:  # a CRM pushing over a few connections
+            times = list(pool.map(send, range(args.event_batches)))
+        seconds = time.perf_counter() - started
+        rate = 100 * len(times) / seconds
         p50, p99 = percentiles(times)
-        rows.append(("ingestion, 100 events per request", f"{rate:,.0f} events/s",
-                     f"request p50 {p50:.0f} ms, p99 {p99:.0f} ms", ">= 2,000 events/s"))
+        rows.append((f"ingestion, 100 events per request, {args.senders} senders",
+                     f"{rate:,.0f} events/s", f"request p50 {p50:.0f} ms, p99 {p99:.0f} ms",
+                     ">= 2,000 events/s"))
+
+        # The refresher re-scores every touched customer: how long until the last is fresh.
+        waiting = sorted(touched, key=str)
+        while waiting and time.perf_counter() - started < 900:
+            results = [r for i in range(0, len(waiting), 1000) for r in post(
+                base, "/score", {"customer_ids": waiting[i:i + 1000], "top_k": 0})["results"]]
+            waiting = [r["customer_id"] for r in results
+                       if r["data_watermark"] < touched[r["customer_id"]]]
+            time.sleep(0.05)
+        drained = time.perf_counter() - started
+        rows.append(("ingested customers all re-scored",
+                     f"{len(touched):,} customers {drained:.1f} s after the first event"
+                     + (f" ({len(waiting):,} still not)" if waiting else ""),
+                     f"{len(touched) / drained:,.0f} customers/s re-featured, re-scored and "
+                     "re-explained", "-"))
 
         delays = []
         for n in range(args.fresh):
@@ -195,7 +239,7 @@ def main() -> None:
             delays.append(time.perf_counter() - t)
         p50, p99 = percentiles(delays)
         rows.append(("accepted event → fresh score", f"p50 {p50:.0f} ms, p99 {p99:.0f} ms",
-                     "poll every 200 ms", "p99 <= 1,000 ms"))
+                     "one event at a time, on a caught-up server", "p99 <= 1,000 ms"))
         rows.append(("memory of all server processes, at the end",
                      f"{server_rss_mib(process.pid):,.0f} MiB", "-", "<= 2,048 MiB at 1M"))
     finally:
@@ -208,6 +252,25 @@ def main() -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
+
+
+def _scored_before(work: Path, url: str) -> dict | None:
+    """The store's newest run of the champion registered in `work`, if any."""
+    if not (work / "mlflow.db").exists():
+        return None
+    import mlflow
+
+    from churn_risk.features.store import Store
+    from churn_risk.models.pyfunc import resolve_model
+
+    mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
+    mlflow.set_registry_uri(f"sqlite:///{work / 'mlflow.db'}")
+    try:
+        version = resolve_model("models:/churn-risk@champion")[1]
+    except LookupError:  # nothing registered yet
+        return None
+    with Store(url) as store:
+        return store.latest_run("churn-risk", version)
 
 
 def _floors(url: str, ids: list, work: Path, rng: random.Random, version: str) -> str:

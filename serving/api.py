@@ -10,6 +10,7 @@ types, deadlines, security headers and metrics are the middleware's (`middleware
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -60,7 +61,15 @@ server's `--max-body-mb` (413 above); JSON bodies only (415 otherwise); an answe
 server's deadline (504 otherwise, and the work stops).
 """
 
+# FastAPI's own OpenTelemetry layer (0.16x) turns itself on under BentoML's tracer provider: a
+# span per request and per dependency, serialisation and endpoint, the pile-up the service's
+# config avoids (`service.SERVICE_CONFIG`). Off, where this FastAPI has it.
+_NO_TELEMETRY = ({"telemetry": {"tracing": False, "metrics": False, "logs": False,
+                                "operation_spans": False}}
+                 if "telemetry" in inspect.signature(FastAPI.__init__).parameters else {})
+
 app = FastAPI(
+    **_NO_TELEMETRY,
     title="churn-risk",
     version=__version__,
     description=DESCRIPTION,
