@@ -687,14 +687,19 @@ class Scorer:
     def follow(self) -> int:
         """Live: re-feature, re-score and re-explain the customers of the store's writes since
         the last call (as of now) into the store, and everyone when the portfolio is
-        `rescore_seconds` old; requests keep being answered meanwhile. How many customers were
-        re-scored. A process that is not the refresher picks up the refresher's new runs."""
+        `rescore_seconds` old, unless another process (`churn store score` from a scheduler)
+        scored it since: that run is answered from. Requests keep being answered meanwhile.
+        How many customers were re-scored. A process that is not the refresher picks up the
+        refresher's new runs."""
         if not self.live:
             return 0
         if not self.refresher:
-            return self._pick_up_run()
-        if (self._now() - self.state.as_of).total_seconds() >= self.rescore_seconds:
-            return self.rescore()
+            self._pick_up_run()
+            return 0
+        if self._old(self.state.as_of):
+            self._pick_up_run()  # scored by `churn store score` from a scheduler: not again
+            if self._old(self.state.as_of):
+                return self.rescore()
         self._pending.update(self.feed.poll())  # kept until re-scored (a failure retries)
         if not self._pending:
             return 0
@@ -725,14 +730,21 @@ class Scorer:
                     self.state.customers)
         return self.state.customers
 
-    def _pick_up_run(self) -> int:
+    def _old(self, as_of: pd.Timestamp) -> bool:
+        """Whether a portfolio scored as of `as_of` is due to be scored again."""
+        return (self._now() - as_of).total_seconds() >= self.rescore_seconds
+
+    def _pick_up_run(self) -> bool:
+        """Answer from this version's newest run in the store when another process scored
+        it (the refresher, or `churn store score`); whether there was one."""
         state = self.state
         run = self.feed.store.latest_run(state.model.name, state.model.version)
-        if run is not None and run["id"] != state.run["id"]:
-            from churn_risk.serving.stored import StoredState
+        if run is None or run["id"] == state.run["id"]:
+            return False
+        from churn_risk.serving.stored import StoredState
 
-            self.state = StoredState(state.bundle, state.model, self.feed.store, run)
-        return 0
+        self.state = StoredState(state.bundle, state.model, self.feed.store, run)
+        return True
 
     def _alias_version(self) -> str:
         from churn_risk.models.pyfunc import resolve_model
@@ -757,8 +769,7 @@ class Scorer:
 
         store = self.feed.store
         run = store.latest_run(model.name, model.version)
-        old = run is None or rescore or \
-            (self._now() - run["as_of"]).total_seconds() >= self.rescore_seconds
+        old = run is None or rescore or self._old(run["as_of"])
         if old and self.refresher:
             self.feed.poll()  # what is written from here on is re-scored after the run
             run = materialise(store, bundle, model, self._now())

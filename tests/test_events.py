@@ -252,6 +252,33 @@ def test_time_passing_rescores_the_whole_portfolio_without_a_restart(loaded_stor
         tickets + 1
 
 
+def test_a_portfolio_scored_by_a_scheduler_is_answered_from_not_scored_again(loaded_store,
+                                                                             monkeypatch):
+    """`churn store score` run from a scheduler (its own process, its memory freed after)
+    spares the service its own re-score: when the portfolio is due, the refresher answers from
+    the newer run, and re-scores only when there is none."""
+    import pandas as pd
+
+    from churn_risk.serving import stored
+    from churn_risk.serving.scorer import Scorer
+
+    scorer = Scorer(DataSource(loaded_store, store=True), rescore_seconds=3600)
+    first = scorer.state
+    later = first.as_of + pd.Timedelta(hours=2)
+    with Store(loaded_store) as store:  # as `churn store score` does, an hour before it is due
+        run = stored.materialise(store, first.bundle, first.model,
+                                 first.as_of + pd.Timedelta(minutes=61))
+    monkeypatch.setattr(Scorer, "_now", staticmethod(lambda: later))
+    scored = []
+    real = stored.materialise
+    monkeypatch.setattr(stored, "materialise", lambda *a, **k: scored.append(1) or real(*a, **k))
+    assert scorer.follow() == 0 and not scored  # the scheduler's run is not 1 h old yet
+    assert scorer.state.run["id"] == run["id"] and scorer.state.as_of == run["as_of"]
+    monkeypatch.setattr(Scorer, "_now", staticmethod(lambda: later + pd.Timedelta(hours=1)))
+    assert scorer.follow() == first.customers and scored == [1]  # none newer: its own run
+    assert scorer.state.run["id"] > run["id"]
+
+
 def _value(state, customer, feature: str):
     """A feature's value in the customer's stored scores."""
     owner = state.owner(customer)
