@@ -18,6 +18,7 @@ quadrant and recommended action are the same in batch scoring, worklists and the
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,10 @@ from churn_risk.features.config import FeatureConfig
 from churn_risk.features.lifecycle import FeatureSpec
 from churn_risk.features.target import Target
 from churn_risk.models.portfolio import PortfolioPolicy
+
+# Scoring no rows is normal (an event about a former customer re-scores nobody); XGBoost warns
+# about it on every call, which would fill the service's log.
+warnings.filterwarnings("ignore", message=r".*Empty dataset at worker", category=UserWarning)
 
 #: 2: the bundle states its target (`target` in bundle.json) and its customer holdout.
 BUNDLE_FORMAT = 2
