@@ -265,7 +265,7 @@ def test_a_portfolio_scored_by_a_scheduler_is_answered_from_not_scored_again(loa
     scorer = Scorer(DataSource(loaded_store, store=True), rescore_seconds=3600)
     first = scorer.state
     later = first.as_of + pd.Timedelta(hours=2)
-    with Store(loaded_store) as store:  # as `churn store score` does, an hour before it is due
+    with Store(loaded_store) as store:  # `churn store score` from a scheduler, 61 minutes on
         run = stored.materialise(store, first.bundle, first.model,
                                  first.as_of + pd.Timedelta(minutes=61))
     monkeypatch.setattr(Scorer, "_now", staticmethod(lambda: later))
