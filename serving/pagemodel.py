@@ -123,6 +123,8 @@ class Action:
     success_source: str
     expected_profit: float
     reason: str | None = None  # the driver group it answers, or the family it offers
+    success_rate_low: float | None = None  # its 95% interval (None: an older model)
+    success_rate_high: float | None = None
 
 
 # --------------------------------------------------------------------------------------------

@@ -164,7 +164,12 @@ class RecommendedAction(BaseModel):
     cost: float
     success_rate: float = Field(description="share of would-be churners kept (growth: of "
                                             "likely buyers converted)")
-    success_source: str = Field(description="'measured: <campaigns> (...)' or 'catalogue prior'")
+    success_rate_low: float | None = Field(None, description="the 95% interval of the success "
+                                           "rate (null: a model trained before intervals)")
+    success_rate_high: float | None = None
+    success_source: str = Field(description="where the rate comes from: the catalogue's prior, "
+                                            "updated by measured campaigns and reported "
+                                            "outcomes, with the interval")
     expected_profit: float = Field(description="churn probability x lifetime value x "
                                                "success rate - cost (growth: propensity x gain "
                                                "x success rate - cost)")

@@ -606,6 +606,8 @@ def _action(policy: PortfolioPolicy, name: str, channel, cost, rate, profit, rea
         "channel": str(channel),
         "cost": float(cost),
         "success_rate": float(rate),
+        "success_rate_low": action.success_low,
+        "success_rate_high": action.success_high,
         "success_source": action.success_source,
         "expected_profit": float(profit),
         "reason": str(reason) if isinstance(reason, str) else None,

@@ -457,10 +457,90 @@ def test_success_rates_feed_the_action_catalogue(big):
         assert rate["n_control"] >= 100 and rate["campaigns"]
         assert offers_row(evaluation, offer)["campaigns"] == ", ".join(rate["campaigns"])
     assert success_rates(evaluation, min_control=10_000) == {}
+    priors = {a.name: a.success_rate for a in load_catalogue()}
     actions = with_measured_success(load_catalogue(), rates)
     measured = [a for a in actions if a.offer in rates]
-    assert measured and all(a.success_source.startswith("measured") for a in measured)
-    assert all(a.success_rate == pytest.approx(rates[a.offer]["rate"]) for a in measured)
+    assert measured and all(f"campaigns {', '.join(rates[a.offer]['campaigns'])}"
+                            in a.success_source for a in measured)
+    for a in measured:  # the posterior lies between the prior and the measurement
+        low, high = sorted((priors[a.name], rates[a.offer]["rate"]))
+        assert low - 1e-9 <= a.success_rate <= high + 1e-9
+        assert a.success_low <= a.success_rate <= a.success_high
+
+
+@pytest.mark.slow
+def test_success_rate_learned_from_reported_outcomes_converges_to_the_true_effect(big_demo, big):
+    """The demo's campaigns reported as channel outcomes (treated: took the offer; control:
+    declined it), each with the customer's untreated 90-day churn probability from the
+    generator as the prediction: with more reports the learned rate nears the true relative
+    churn reduction, and every interval on the way covers it."""
+    from churn_risk.models.portfolio import load_catalogue, with_measured_success
+    from churn_risk.training.campaigns import outcome_success_rates
+
+    _, evaluation = big
+    truth = big_demo.truth["campaign_effects"]
+    offer = evaluation.outcomes["offer"].value_counts().index[0]
+    action = next(a for a in load_catalogue() if a.offer == offer)
+    true_rate = _true_90d_relative_reduction(big_demo)[
+        truth.loc[truth["offer"] == offer, "campaign_id"]].mean()
+    churn = big_demo.truth["churn"]
+    outcome = evaluation.outcomes.loc[evaluation.outcomes["offer"] == offer].merge(
+        truth[["campaign_id", "effect_start"]], on="campaign_id")
+    risk = churn.assign(p=1 - (1 - churn["hazard"] / (1 - churn["campaign_reduction"])) ** 3)
+    outcome = outcome.merge(risk[["customer_id", "as_of", "p"]].rename(
+        columns={"as_of": "effect_start"}), on=["customer_id", "effect_start"], how="left")
+    assert outcome["p"].notna().mean() > 0.95  # the rest left before the effect started
+    outcome = outcome.loc[outcome["p"].notna()]
+    reports = pd.DataFrame({
+        "action": action.name, "stayed": ~outcome["churned"].astype(bool),
+        "response": np.where(outcome["group"] == "treatment", "taken", "declined"),
+        "churn_probability": outcome["p"]}).sample(frac=1.0, random_state=5)
+    errors, widths = [], []
+    for n in (100, 400, 1_600, len(reports)):
+        (learned,) = with_measured_success((action,), {}, outcome_success_rates(reports[:n]))
+        print(f"\n{n:>6,} reports: {learned.success_rate:.3f} [{learned.success_low:.3f}, "
+              f"{learned.success_high:.3f}], true {true_rate:.3f} (prior "
+              f"{action.success_rate:.2f})")
+        assert learned.success_low <= true_rate <= learned.success_high
+        errors.append(abs(learned.success_rate - true_rate))
+        widths.append(learned.success_high - learned.success_low)
+    assert widths[-1] < widths[0]
+    assert errors[-1] < abs(action.success_rate - true_rate)
+
+
+@pytest.mark.slow
+def test_success_rate_converges_on_many_reports_simulated_with_the_generators_effect(big_demo):
+    """More reports than the demo's campaigns hold: customers at month starts, half of them
+    take the offer, each churns over 90 days with the generator's own hazard and the offer's
+    true hazard reduction. The learned rate converges to the true relative churn reduction and
+    its interval covers it at every count."""
+    from churn_risk.models.portfolio import load_catalogue, with_measured_success
+    from churn_risk.training.campaigns import outcome_success_rates
+
+    effect = big_demo.truth["campaign_effects"].iloc[0]
+    action = next(a for a in load_catalogue() if a.offer == effect["offer"])
+    r, k = effect["relative_hazard_reduction"], min(int(effect["effect_months"]), 3)
+    churn = big_demo.truth["churn"]
+    h = (churn["hazard"] / (1 - churn["campaign_reduction"])).to_numpy()
+    rng = np.random.default_rng(11)
+    taken = rng.random(h.size) < 0.5
+    untreated = 1 - (1 - h) ** 3
+    treated = 1 - (1 - h * (1 - r)) ** k * (1 - h) ** (3 - k)
+    true_rate = 1 - treated.mean() / untreated.mean()
+    churned = rng.random(h.size) < np.where(taken, treated, untreated)
+    reports = pd.DataFrame({"action": action.name, "stayed": ~churned, "churn_probability":
+                            untreated, "response": np.where(taken, "taken", "declined")})
+    errors, widths = [], []
+    for n in (300, 3_000, 30_000, 300_000):
+        (learned,) = with_measured_success((action,), {}, outcome_success_rates(reports[:n]))
+        print(f"\n{n:>7,} reports: {learned.success_rate:.3f} [{learned.success_low:.3f}, "
+              f"{learned.success_high:.3f}], true {true_rate:.3f} (prior "
+              f"{action.success_rate:.2f})")
+        assert learned.success_low <= true_rate <= learned.success_high
+        errors.append(abs(learned.success_rate - true_rate))
+        widths.append(learned.success_high - learned.success_low)
+    assert widths == sorted(widths, reverse=True) and widths[-1] < 0.06
+    assert errors[-1] < 0.02
 
 
 def offers_row(evaluation: CampaignEvaluation, offer: str) -> pd.Series:

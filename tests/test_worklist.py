@@ -95,16 +95,23 @@ def test_expected_profit_and_eligibility_follow_the_formula():
     assert out.loc[4, "recommended_action"] == NO_ACTION
 
 
-def test_measured_success_rates_replace_the_prior_of_the_action_naming_the_offer():
+def test_measured_success_rates_update_the_prior_of_the_action_naming_the_offer():
     catalogue = load_catalogue()
-    measured = {"loyalty_bonus": {"rate": 0.42, "low": 0.1, "high": 0.7,
-                                  "campaigns": ["RET-2024-01"]}}
+    measured = {"loyalty_bonus": {"rate": 0.42, "low": 0.35, "high": 0.48,
+                                  "log_rr": float(np.log(0.58)), "log_rr_se": 0.05,
+                                  "campaigns": ["RET-2024-01"], "n_treatment": 3000,
+                                  "n_control": 1000}}
     actions = {a.name: a for a in with_measured_success(catalogue, measured)}
-    assert actions["loyalty_bonus"].success_rate == 0.42
+    prior = {a.name: a for a in catalogue}
+    assert prior["loyalty_bonus"].success_rate < actions["loyalty_bonus"].success_rate < 0.42
     assert "RET-2024-01" in actions["loyalty_bonus"].success_source
-    untouched = {a.name: a for a in catalogue}["free_upgrade"]
-    assert actions["free_upgrade"] == untouched
-    assert untouched.success_source == "catalogue prior"
+    assert actions["free_upgrade"].success_rate == prior["free_upgrade"].success_rate
+    assert actions["free_upgrade"].success_source.startswith("catalogue prior")
+    # a model trained before the log risk ratio was stored: its measured rate as it is
+    legacy = {"loyalty_bonus": {k: measured["loyalty_bonus"][k]
+                                for k in ("rate", "low", "high", "campaigns")}}
+    assert {a.name: a for a in with_measured_success(catalogue, legacy)}[
+        "loyalty_bonus"].success_rate == 0.42
 
 
 def test_catalogue_errors_name_the_entry_and_the_rule(tmp_path):

@@ -9,7 +9,8 @@ The package, by concern:
 
 - `effects`: the outcomes per campaign, per segment and pooled per offer from the CRM data
   (`evaluate_campaigns`, `CampaignEvaluation`), and the success rates of the next-best actions
-  (`success_rates`); its docstring describes the method;
+  (`success_rates`) and of the channels' reported outcomes (`outcome_success_rates`); its
+  docstring describes the method;
 - `stats`: the statistics of counts (Wilson, Newcombe and Katz intervals, Mantel-Haenszel pooling,
   Qini), from statsmodels / SciPy where they compute the same quantity;
 - `uplift`: the cross-fitted T-learner uplift model and its Qini evaluation (`fit_uplift_model`);
@@ -23,6 +24,7 @@ from churn_risk.training.campaigns.effects import (
     CampaignEvaluation,
     campaign_target,
     evaluate_campaigns,
+    outcome_success_rates,
     success_rates,
 )
 from churn_risk.training.campaigns.figures import forest_figure, qini_figure
@@ -58,6 +60,7 @@ __all__ = [
     "log_campaign_evaluation",
     "mantel_haenszel",
     "newcombe_interval",
+    "outcome_success_rates",
     "qini_coefficient",
     "qini_curve",
     "qini_figure",

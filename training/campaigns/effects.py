@@ -69,6 +69,8 @@ __all__ = [
     "evaluate_campaigns",
     "evaluate_campaigns_dask",
     "group_counts",
+    "log_risk_ratio",
+    "outcome_success_rates",
     "success_rates",
 ]
 
@@ -557,10 +559,72 @@ def success_rates(evaluation: CampaignEvaluation, min_control: int = 100) -> dic
             "rate": float(np.clip(r.relative_churn_reduction, 0.0, 1.0)),
             "low": float(np.clip(r.relative_churn_reduction_low, 0.0, 1.0)),
             "high": float(np.clip(r.relative_churn_reduction_high, 0.0, 1.0)),
+            **log_risk_ratio(1 - r.relative_churn_reduction, 1 - r.relative_churn_reduction_high,
+                             1 - r.relative_churn_reduction_low, evaluation.confidence),
             "campaigns": [c for c in str(r.campaigns).split(", ") if c],
             "n_treatment": int(r.n_treatment),
             "n_control": int(r.n_control),
             "confidence": evaluation.confidence,
             "method": r.method,
+        }
+    return out
+
+
+def log_risk_ratio(rr: float, low: float, high: float, confidence: float) -> dict[str, float]:
+    """``log_rr`` and its standard error ``log_rr_se`` from a risk ratio's interval (symmetric
+    on the log scale): what `models.portfolio.with_measured_success` combines with the prior.
+    Empty when the interval is not defined (no churner in a group)."""
+    if not all(np.isfinite(v) and v > 0 for v in (rr, low, high)):
+        return {}
+    return {"log_rr": float(np.log(rr)),
+            "log_rr_se": float((np.log(high) - np.log(low)) / (2 * z_value(confidence)))}
+
+
+#: The response of a report that counts as treated (`outcome_success_rates`); "declined" is the
+#: comparison group.
+TAKEN, DECLINED = "taken", "declined"
+OUTCOME_METHOD = ("reported outcomes: customers who took the action against customers offered it "
+                  "who declined, Mantel-Haenszel risk ratio stratified by predicted churn "
+                  "probability (quintiles)")
+
+
+def outcome_success_rates(reports: pd.DataFrame, confidence: float = 0.95,
+                          strata: int = 5) -> dict[str, dict]:
+    """Per action, the success rate measured from the channels' outcome reports.
+
+    `reports`: one row per prediction with a matured outcome: ``action``, ``response``
+    (`TAKEN` or `DECLINED`), ``stayed`` (bool; unknown rows are dropped) and
+    ``churn_probability`` (the prediction's, before the action). Customers who took the action
+    are compared with comparable customers who declined it: within bands of predicted churn
+    probability (`strata` quantile bands of the action's reports), pooled with Mantel-Haenszel
+    weights, so that an action offered mostly to risky customers is not blamed for their risk.
+    Each value has the keys of `success_rates` (``campaigns`` empty) plus ``reports``."""
+    out: dict[str, dict] = {}
+    known = reports.loc[reports["stayed"].notna() & reports["response"].isin([TAKEN, DECLINED])]
+    for action, part in known.groupby("action", sort=True):
+        p = part["churn_probability"].to_numpy(dtype=float)
+        edges = np.unique(np.quantile(p, np.linspace(0, 1, strata + 1)[1:-1]))
+        band = np.searchsorted(edges, p, side="right")
+        treated = (part["response"] == TAKEN).to_numpy()
+        churned = ~part["stayed"].astype(bool).to_numpy()
+        n1, n0 = (np.bincount(band, weights=w, minlength=strata) for w in (treated, ~treated))
+        a, c = (np.bincount(band, weights=w, minlength=strata)
+                for w in (churned & treated, churned & ~treated))
+        pooled = mantel_haenszel(a, n1, c, n0, confidence)
+        measured = log_risk_ratio(pooled["risk_ratio"], pooled["risk_ratio_low"],
+                                  pooled["risk_ratio_high"], confidence)
+        if not measured:
+            continue
+        out[str(action)] = {
+            "rate": float(np.clip(1 - pooled["risk_ratio"], 0.0, 1.0)),
+            "low": float(np.clip(1 - pooled["risk_ratio_high"], 0.0, 1.0)),
+            "high": float(np.clip(1 - pooled["risk_ratio_low"], 0.0, 1.0)),
+            **measured,
+            "campaigns": [],
+            "reports": int(len(part)),
+            "n_treatment": int(treated.sum()),
+            "n_control": int((~treated).sum()),
+            "confidence": confidence,
+            "method": OUTCOME_METHOD,
         }
     return out
