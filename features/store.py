@@ -97,6 +97,7 @@ class Store:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self.metadata = sa.MetaData()
         self._tables: dict = {}  # reflected contract tables (`_reflected`)
+        self._scores_ready = False  # `served_scores` exists with every column (`_create_scores`)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -248,28 +249,32 @@ class Store:
 
     def save_scores(self, model_name: str, version: str, rows: list[tuple],
                     gone: list[str] = ()) -> None:
-        """Upsert scored customers, rows of (customer key, features_as_of, payload text), in one
-        transaction; a stored row is replaced only by one featured as of the same moment or
-        later (a portfolio run that started before a fresh event never undoes it). `gone`: keys
-        no longer customers (their rows are deleted)."""
+        """Upsert scored customers, rows of (customer key, features_as_of, payload text, churn
+        probability, risk band), in one transaction; a stored row is replaced only by one
+        featured as of the same moment or later (a portfolio run that started before a fresh
+        event never undoes it). `gone`: keys no longer customers (their rows are deleted)."""
         import sqlalchemy as sa
 
         table = self._scores_table()
         try:
             with self._writing(), self.engine.begin() as conn:
-                table.create(conn, checkfirst=True)
+                self._create_scores(conn)
                 prep = conn.dialect.identifier_preparer
                 marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
                 name = prep.quote(SCORES)
                 sql = (f"INSERT INTO {name} (model_name, model_version, customer_key, "
-                       f"features_as_of, payload) VALUES ({', '.join([marker] * 5)}) "
+                       "features_as_of, payload, churn_probability, risk_band) VALUES "
+                       f"({', '.join([marker] * 7)}) "
                        "ON CONFLICT (model_name, model_version, customer_key) DO UPDATE SET "
-                       "features_as_of = excluded.features_as_of, payload = excluded.payload "
+                       "features_as_of = excluded.features_as_of, payload = excluded.payload, "
+                       "churn_probability = excluded.churn_probability, "
+                       "risk_band = excluded.risk_band "
                        f"WHERE {name}.features_as_of <= excluded.features_as_of")
                 moment = table.c.features_as_of.type.dialect_impl(conn.dialect)
                 bind = moment.bind_processor(conn.dialect)  # SQLite: its text form
                 values = [(model_name, version, key, as_of if bind is None else bind(as_of),
-                           payload) for key, as_of, payload in rows]
+                           payload, probability, band)
+                          for key, as_of, payload, probability, band in rows]
                 for start in range(0, len(values), _BATCH_ROWS):
                     conn.exec_driver_sql(sql, values[start:start + _BATCH_ROWS])
                 for start in range(0, len(gone), 500):
@@ -295,6 +300,32 @@ class Store:
                 found.update(conn.exec_driver_sql(sql, (model_name, version, *part)).all())
         return found
 
+    def portfolio_summary(self, model_name: str, version: str,
+                          edges: tuple[float, ...]) -> dict | None:
+        """The served portfolio of this model version in aggregate (no customer ids):
+        ``customers``, ``bands`` (risk band -> customers), ``at_most`` (each of `edges` ->
+        customers whose churn probability is at most it) and ``mean_probability``; None when
+        nothing is scored (or only by a version that stored no probabilities)."""
+        import sqlalchemy as sa
+
+        table = self._scores_table()
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(SCORES):
+                return None
+            mine = (table.c.model_name == model_name) & (table.c.model_version == version) & (
+                table.c.churn_probability.is_not(None))
+            bands = dict(conn.execute(sa.select(table.c.risk_band, sa.func.count()).where(
+                mine).group_by(table.c.risk_band)).all())
+            if not bands:
+                return None
+            p = table.c.churn_probability
+            row = conn.execute(sa.select(sa.func.avg(p), *(
+                sa.func.sum(sa.case((p <= edge, 1), else_=0)) for edge in edges)).where(
+                mine)).one()
+        return {"customers": int(sum(bands.values())), "bands": bands,
+                "mean_probability": float(row[0]),
+                "at_most": {edge: int(n or 0) for edge, n in zip(edges, row[1:], strict=True)}}
+
     def any_score(self, model_name: str, version: str) -> str | None:
         """One stored payload of this model version (an example customer), or None."""
         import sqlalchemy as sa
@@ -318,7 +349,7 @@ class Store:
         now = pd.Timestamp.now(tz="UTC").tz_localize(None).to_pydatetime()
         with self._writing(), self.engine.begin() as conn:
             runs.create(conn, checkfirst=True)
-            scores.create(conn, checkfirst=True)
+            self._create_scores(conn)
             conn.execute(sa.delete(scores).where(
                 scores.c.model_name == model_name, scores.c.model_version == version,
                 scores.c.features_as_of < as_of.to_pydatetime()))
@@ -353,8 +384,28 @@ class Store:
                      sa.Column("model_version", sa.String(50), primary_key=True),
                      sa.Column("customer_key", sa.String(200), primary_key=True),
                      sa.Column("features_as_of", sa.DateTime, nullable=False),
-                     sa.Column("payload", sa.Text, nullable=False))
+                     sa.Column("payload", sa.Text, nullable=False),
+                     # out of the payload, for the portfolio in aggregate (`portfolio_summary`)
+                     sa.Column("churn_probability", sa.Float(precision=53)),
+                     sa.Column("risk_band", sa.String(20)))
         return self.metadata.tables[SCORES]
+
+    def _create_scores(self, conn) -> None:
+        """`served_scores` created when absent; a store scored before it had the probability
+        and band columns gets them (once per store object; their rows stay NULL until
+        re-scored)."""
+        import sqlalchemy as sa
+
+        table = self._scores_table()
+        if self._scores_ready:
+            return
+        table.create(conn, checkfirst=True)
+        have = {c["name"] for c in sa.inspect(conn).get_columns(SCORES)}
+        for column in ("churn_probability", "risk_band"):
+            if column not in have:
+                kind = table.c[column].type.compile(dialect=conn.dialect)
+                conn.exec_driver_sql(f"ALTER TABLE {SCORES} ADD COLUMN {column} {kind}")
+        self._scores_ready = True
 
     def _runs_table(self):
         import sqlalchemy as sa

@@ -10,7 +10,13 @@ id, and an anonymous caller can make the label set grow without bound), so they 
 - `churn_customers_scored_total{model_version, channel}` and
   `churn_churn_probability{model_version}` (the distribution of the probabilities served);
 - `churn_model_info{model_version, target}`: the champion each worker serves (1), and
-  `churn_model_load_failures_total`.
+  `churn_model_load_failures_total`;
+- live (on a store), the served portfolio in aggregate, refreshed every `PORTFOLIO_SECONDS` by
+  the worker that keeps it fresh: `churn_portfolio_customers{model_version, risk_band}`,
+  `churn_portfolio_band_share{model_version, risk_band}`,
+  `churn_portfolio_probability_at_most{model_version, le}` (customers whose churn probability
+  over the target's horizon is at most `le`: the score distribution) and
+  `churn_portfolio_mean_probability{model_version}`.
 
 Workers write to the Prometheus multiprocess folder BentoML gives them (`PROMETHEUS_MULTIPROC_DIR`,
 inside this server's own instance folder: `settings.py`), and `/metrics` sums them.
@@ -37,11 +43,26 @@ DURATION = Histogram("churn_request_duration_seconds", "HTTP request duration by
                      ["route"], buckets=(.002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5))
 SCORED = Counter("churn_customers_scored_total", "Customers scored, by model version and channel",
                  ["model_version", "channel"])
+#: The bounds of the probability distributions (served, and of the portfolio).
+PROBABILITY_EDGES = (.01, .02, .05, .1, .15, .2, .3, .4, .5, .7, .9, 1.0)
 PROBABILITY = Histogram("churn_churn_probability", "Churn probabilities served",
-                        ["model_version"],
-                        buckets=(.01, .02, .05, .1, .15, .2, .3, .4, .5, .7, .9, 1.0))
+                        ["model_version"], buckets=PROBABILITY_EDGES)
 MODEL = Gauge("churn_model_info", "The model version each worker serves (1)",
               ["model_version", "target"], multiprocess_mode="liveall")
+#: How often the refresher recomputes the portfolio gauges (a GROUP BY over the served scores).
+PORTFOLIO_SECONDS = 60.0
+_LIVE = "livemostrecent"  # set by one worker; gone with it
+PORTFOLIO = Gauge("churn_portfolio_customers", "Customers of the served portfolio by risk band",
+                  ["model_version", "risk_band"], multiprocess_mode=_LIVE)
+PORTFOLIO_SHARE = Gauge("churn_portfolio_band_share", "Share of the served portfolio by risk band",
+                        ["model_version", "risk_band"], multiprocess_mode=_LIVE)
+PORTFOLIO_AT_MOST = Gauge("churn_portfolio_probability_at_most",
+                          "Customers of the served portfolio whose churn probability (over the "
+                          "target's horizon) is at most le", ["model_version", "le"],
+                          multiprocess_mode=_LIVE)
+PORTFOLIO_MEAN = Gauge("churn_portfolio_mean_probability",
+                       "Mean churn probability of the served portfolio", ["model_version"],
+                       multiprocess_mode=_LIVE)
 LOAD_FAILURES = Counter("churn_model_load_failures_total",
                         "Failed attempts to load the champion (the last good one keeps serving)")
 
@@ -56,6 +77,19 @@ def observe_scores(version: str, channel: str | None, probabilities) -> None:
     histogram = PROBABILITY.labels(version)
     for p in probabilities:
         histogram.observe(p)
+
+
+def observe_portfolio(version: str, summary: dict, bands: tuple[str, ...]) -> None:
+    """The gauges of the served portfolio from `Store.portfolio_summary` (every band, also
+    those without customers)."""
+    total = max(summary["customers"], 1)
+    for band in bands:
+        n = summary["bands"].get(band, 0)
+        PORTFOLIO.labels(version, band).set(n)
+        PORTFOLIO_SHARE.labels(version, band).set(n / total)
+    for edge, n in summary["at_most"].items():
+        PORTFOLIO_AT_MOST.labels(version, f"{edge:g}").set(n)
+    PORTFOLIO_MEAN.labels(version).set(summary["mean_probability"])
 
 
 def serving_model(version: str, target: str, previous: tuple[str, str] | None = None) -> None:

@@ -204,8 +204,9 @@ class ScoringState:
 
     def stored_rows(self) -> list[tuple]:
         """This state's customers as rows of the store's served scores (`Store.save_scores`):
-        (customer key, features_as_of, payload), the payload holding everything a lookup
-        answers from (`restored` turns it back into the same answers, bit for bit)."""
+        (customer key, features_as_of, payload, churn probability, risk band), the payload
+        holding everything a lookup answers from (`restored` turns it back into the same
+        answers, bit for bit)."""
         h = self.history
         common = {"as_of": f"{self.as_of:%Y-%m-%dT%H:%M:%S.%f}", "scored_at": self.scored_at,
                   "data_watermark": self.data_watermark, "base_value": float(self.base_value),
@@ -224,7 +225,8 @@ class ScoringState:
                        "open_tickets": h.open_tickets.get(key, []),
                        "delivery_issues": h.delivery_issues.get(key, []),
                        "recently_campaigned": key in h.recently_campaigned}
-            rows.append((key, as_of, json.dumps(payload)))
+            rows.append((key, as_of, json.dumps(payload), payload["probability"],
+                         payload["band"]))
         return rows
 
     @classmethod
@@ -716,7 +718,7 @@ class Scorer:
             rows = [] if prep is None else ScoringState(  # None: none of them is stored (yet)
                 state.bundle, state.model, prep, now, quiet=True, watermark=watermark
             ).stored_rows()
-            scored = {key for key, _, _ in rows}
+            scored = {row[0] for row in rows}
             store.save_scores(state.model.name, state.model.version, rows,
                               gone=[_key(c) for c in customers if _key(c) not in scored])
         self._pending.clear()

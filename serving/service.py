@@ -163,14 +163,30 @@ class Serving:
 
     def _follow_store(self) -> None:
         """Live: apply the store's new writes as they commit (every `follow_seconds`)."""
+        from churn_risk.serving import metrics
         from churn_risk.serving.scorer import first_line
 
+        gauges_due = 0.0
         while not self._stop.wait(self.settings.follow_seconds):
             try:
                 self.scorer.follow()
+                if self.scorer.refresher and time.monotonic() >= gauges_due:
+                    self._portfolio_metrics()
+                    gauges_due = time.monotonic() + metrics.PORTFOLIO_SECONDS
             except Exception as exc:  # the store may be briefly unreachable: say so, go on
                 logger.error("cannot follow the store's new records (%s)", first_line(exc))
                 self._stop.wait(5.0)
+
+    def _portfolio_metrics(self) -> None:
+        """The served portfolio's gauges (`metrics.observe_portfolio`)."""
+        from churn_risk.serving import metrics
+
+        state = self.scorer.state
+        summary = self.scorer.feed.store.portfolio_summary(
+            state.model.name, state.model.version, metrics.PROBABILITY_EDGES)
+        if summary is not None:
+            metrics.observe_portfolio(state.model.version, summary,
+                                      tuple(name for name, _ in state.bundle.risk_bands))
 
     def _failed(self, exc: Exception) -> None:
         from churn_risk.features.validation import DataContractError

@@ -397,3 +397,34 @@ def test_live_workers_hold_no_customers_and_answer_as_a_snapshot_in_memory(loade
     page = scorer.state.page_model(customer)
     assert any(t.opened == (state.as_of - pd.Timedelta(minutes=5)).date()
                for t in page.history.tickets)
+
+
+def test_metrics_show_the_served_portfolio_by_band_without_customer_ids(live):
+    """The refresher's gauges equal the store's served scores counted here from their payloads,
+    and no customer id appears in `/metrics`."""
+    import json
+    import re
+    import time
+
+    import sqlalchemy as sa
+
+    with Store(live["url"]) as store, store.engine.connect() as conn:
+        payloads = conn.execute(sa.text(
+            "SELECT payload FROM served_scores WHERE model_version = '1'")).scalars().all()
+    bands: dict[str, int] = {}
+    probabilities = []
+    for payload in map(json.loads, payloads):
+        bands[payload["band"]] = bands.get(payload["band"], 0) + 1
+        probabilities.append(payload["probability"])
+    deadline, gauges = time.monotonic() + 30, {}
+    while time.monotonic() < deadline and not gauges:  # set within a follow of the start
+        _, _, text = request(live["base"], "/metrics", headers=bearer(READ))
+        gauges = {m[0]: float(m[1]) for m in re.findall(
+            r'churn_portfolio_customers\{model_version="1",risk_band="(\w+)"\} (\S+)', text)}
+        time.sleep(0.2)
+    # fresh events of the other tests re-score customers, but never add or drop one here
+    assert gauges == {band: float(bands.get(band, 0)) for band in gauges}
+    assert sum(gauges.values()) == len(payloads)
+    below = len([p for p in probabilities if p <= 0.1])
+    assert f'churn_portfolio_probability_at_most{{le="0.1",model_version="1"}} {below}.0' in text
+    assert not any(re.search(rf"\b{customer}\b", text) for customer in live["customers"][:200])
