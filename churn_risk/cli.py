@@ -673,6 +673,53 @@ def _print_written(title: str, written, store_url: str, started: float) -> None:
                   f"{newest}. Read it with --store {store_url}")
 
 
+outcomes_app = typer.Typer(help="What channels did with the scores given out, and the "
+                            "success rates learned from it.", no_args_is_help=True)
+app.add_typer(outcomes_app, name="outcomes")
+
+
+@outcomes_app.command("load")
+def outcomes_load(
+    file: Annotated[Path, typer.Argument(help="A CSV or Parquet file of outcome reports: "
+                                              "prediction_id, customer_id, response, "
+                                              "occurred_at [, action, channel, stayed, "
+                                              "outcome_id].")],
+    store: StoreUrlOpt = f"sqlite:///{DEFAULT_STORE_FILE}",
+) -> None:
+    """Store outcome reports as `POST /outcomes` does: each quotes the prediction_id of a score
+    given out (a batch row's or an answer's), all of the file or nothing; reports stored before
+    are not stored twice."""
+    from churn_risk.features.store import check_store_url
+    from churn_risk.jobs import outcomes as job
+
+    received, stored = job.load(file, check_store_url(store))
+    console.print(f"{received:,} outcome report(s) read from {file}: {stored:,} new, "
+                  f"{received - stored:,} stored before, in {store}")
+
+
+@outcomes_app.command("rates")
+def outcomes_rates(
+    store: StoreUrlOpt = f"sqlite:///{DEFAULT_STORE_FILE}",
+    model: Annotated[str, typer.Option(
+        "--model", help="The registered model whose catalogue and campaigns are the start.")
+    ] = "models:/churn-risk@champion",
+) -> None:
+    """Each action's success rate: the model's (catalogue prior updated by campaigns) and after
+    the store's matured outcome reports, with the 95% interval. The service and batch scoring
+    from the store use the learned rates (the service from its next portfolio scoring)."""
+    from churn_risk.features.store import check_store_url
+    from churn_risk.jobs import outcomes as job
+
+    learned = job.rates(check_store_url(store), model)
+    table = Table(title=f"Success rates (share of would-be churners kept) — {model}")
+    for column in ("action", "model's rate", "reports", "learned rate", "95% interval"):
+        table.add_column(column, justify="left" if column == "action" else "right")
+    for r in learned:
+        interval = "-" if r.low is None else f"{r.low:.0%} to {r.high:.0%}"
+        table.add_row(r.action, f"{r.before:.1%}", f"{r.reports:,}", f"{r.rate:.1%}", interval)
+    console.print(table)
+
+
 campaigns_app = typer.Typer(help="Campaign management: measure what past campaigns did.",
                              no_args_is_help=True)
 app.add_typer(campaigns_app, name="campaigns")

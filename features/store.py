@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -39,10 +40,17 @@ DEFAULT_STORE = "sqlite:///churn-store.db"
 WRITES = "_store_writes"
 #: Every score given out (live and batch), with its provenance, reasons and action.
 PREDICTIONS = "prediction_log"
-PREDICTION_COLUMNS = ("logged_at", "source", "channel", "customer_id", "model_name",
+PREDICTION_COLUMNS = ("logged_at", "prediction_id", "source", "channel", "customer_id",
+                      "model_name",
                       "model_version", "target", "horizon_days", "features_as_of", "scored_at",
                       "data_watermark", "churn_probability", "risk_band", "reason_1",
                       "reason_2", "reason_3", "recommended_action")
+
+#: What channels report they did with a recommendation (`Store.record_outcomes`): one row per
+#: report; a prediction's outcome is its newest report of each field (`Store.outcome_state`).
+OUTCOMES = "outcomes"
+OUTCOME_COLUMNS = ("outcome_key", "prediction_id", "customer_id", "action", "response",
+                   "channel", "occurred_at", "stayed", "reported_at")
 
 #: The scored portfolio the service reads by customer id: per (model, version, customer) the
 #: newest score, reasons, action and what the channel views show (a JSON payload).
@@ -74,6 +82,11 @@ class WriteResult:
         return {name: self.received[name] - self.stored.get(name, 0) for name in self.received}
 
 
+def new_prediction_id() -> str:
+    """A new id for a score given out: what a channel quotes when it reports the outcome."""
+    return uuid.uuid4().hex
+
+
 def check_store_url(url: str) -> str:
     """`url` if it names a database; a `UsageError` saying what a store URL looks like if not."""
     if not is_sql_url(url):
@@ -98,6 +111,7 @@ class Store:
         self.metadata = sa.MetaData()
         self._tables: dict = {}  # reflected contract tables (`_reflected`)
         self._scores_ready = False  # `served_scores` exists with every column (`_create_scores`)
+        self._predictions_ready = False  # the same for `prediction_log`
 
     def close(self) -> None:
         self.engine.dispose()
@@ -226,8 +240,9 @@ class Store:
         log = self._predictions_table()
         try:
             with self._writing(), self.engine.begin() as conn:
-                log.create(conn, checkfirst=True)
-                conn.execute(sa.insert(log), [{**row, "logged_at": now} for row in rows])
+                self._create_predictions(conn)
+                conn.execute(sa.insert(log), [
+                    {"prediction_id": None, **row, "logged_at": now} for row in rows])
         except sa.exc.SQLAlchemyError as exc:
             raise DataSourceError(f"cannot write to the store {self.url!r}: "
                                   f"{_first_line(exc)}") from None
@@ -244,6 +259,85 @@ class Store:
             if customer_id is not None:
                 query = query.where(log.c.customer_id == str(customer_id))
             return pd.read_sql_query(query, conn)
+
+    def predictions_by_id(self, prediction_ids: list[str]) -> dict[str, dict]:
+        """Prediction id -> its `prediction_log` row, of those of `prediction_ids` logged."""
+        import sqlalchemy as sa
+
+        log = self._predictions_table()
+        found: dict[str, dict] = {}
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(PREDICTIONS):
+                return found
+            for start in range(0, len(prediction_ids), 500):
+                part = list(prediction_ids[start:start + 500])
+                for row in conn.execute(sa.select(log).where(
+                        log.c.prediction_id.in_(part))).mappings():
+                    found[row["prediction_id"]] = dict(row)
+        return found
+
+    # ------------------------------------------------------------------------------ outcomes
+
+    def record_outcomes(self, rows: list[dict]) -> int:
+        """Store outcome reports (keys of `OUTCOME_COLUMNS` but `reported_at`) in one
+        transaction; a report whose `outcome_key` is stored already is not stored again. How
+        many were new."""
+        import sqlalchemy as sa
+
+        if not rows:
+            return 0
+        now = pd.Timestamp.now(tz="UTC").tz_localize(None).to_pydatetime()
+        table = self._outcomes_table()
+        insert = (sa.dialects.postgresql.insert if self.engine.dialect.name == "postgresql"
+                  else sa.dialects.sqlite.insert)(table).on_conflict_do_nothing(
+                      index_elements=["outcome_key"]).returning(table.c.id)
+        try:
+            with self._writing(), self.engine.begin() as conn:
+                table.create(conn, checkfirst=True)
+                # the ids of the rows inserted (a rowcount is not reported by every driver)
+                return sum(len(conn.execute(insert, {**row, "reported_at": now}).all())
+                           for row in rows)
+        except sa.exc.SQLAlchemyError as exc:
+            raise DataSourceError(f"cannot write to the store {self.url!r}: "
+                                  f"{_first_line(exc)}") from None
+
+    def outcomes(self, customer_id=None) -> pd.DataFrame:
+        """The outcome reports (of one customer), oldest first."""
+        import sqlalchemy as sa
+
+        table = self._outcomes_table()
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(OUTCOMES):
+                return pd.DataFrame(columns=["id", *OUTCOME_COLUMNS])
+            query = sa.select(table).order_by(table.c.id)
+            if customer_id is not None:
+                query = query.where(table.c.customer_id == str(customer_id))
+            return pd.read_sql_query(query, conn)
+
+    def outcome_state(self, customer_id=None) -> pd.DataFrame:
+        """One row per prediction with a reported outcome: of its reports, the newest value of
+        each of `action`, `response`, `channel`, `occurred_at` and `stayed` (a report of
+        whether the customer stayed may come months after the one saying the action was
+        taken), with the prediction's `customer_id`, `churn_probability`, `risk_band`,
+        `recommended_action`, `model_name`, `model_version`, `target`, `horizon_days`,
+        `features_as_of` and `scored_at`."""
+        reports = self.outcomes(customer_id)
+        fields = ["action", "response", "channel", "occurred_at", "stayed"]
+        columns = ["prediction_id", *fields, "reports"]
+        if not len(reports):
+            state = pd.DataFrame(columns=columns)
+        else:
+            newest = reports.sort_values("id").groupby("prediction_id", sort=False)
+            state = newest[fields].last().join(newest.size().rename("reports")).reset_index()
+        logged = self.predictions_by_id(state["prediction_id"].tolist())
+        facts = ["customer_id", "churn_probability", "risk_band", "recommended_action",
+                 "model_name", "model_version", "target", "horizon_days", "features_as_of",
+                 "scored_at"]
+        for fact in facts:
+            state[fact] = [logged.get(i, {}).get(fact) for i in state["prediction_id"]]
+        state["stayed"] = pd.array([None if v is None or v != v else bool(v)
+                                    for v in state["stayed"]], dtype="boolean")
+        return state
 
     # --------------------------------------------------------------------- served scores
 
@@ -446,8 +540,44 @@ class Store:
                      *(sa.Column(c, sa.Text, index=c == "customer_id")
                        for c in PREDICTION_COLUMNS if c in text),
                      sa.Column("horizon_days", sa.Integer),
-                     sa.Column("churn_probability", sa.Float(precision=53)))
+                     sa.Column("churn_probability", sa.Float(precision=53)),
+                     # what a channel quotes to report an outcome (null: logged before ids)
+                     sa.Column("prediction_id", sa.String(64)),
+                     sa.Index("ix_prediction_log_prediction_id", "prediction_id", unique=True))
         return self.metadata.tables[PREDICTIONS]
+
+    def _create_predictions(self, conn) -> None:
+        """`prediction_log` created when absent; a log kept before predictions had ids gets the
+        column and its index (once per store object)."""
+        import sqlalchemy as sa
+
+        log = self._predictions_table()
+        if self._predictions_ready:
+            return
+        log.create(conn, checkfirst=True)
+        if "prediction_id" not in {c["name"] for c in sa.inspect(conn).get_columns(PREDICTIONS)}:
+            conn.exec_driver_sql(f"ALTER TABLE {PREDICTIONS} ADD COLUMN prediction_id "
+                                 "VARCHAR(64)")
+            next(iter(log.indexes)).create(conn)
+        self._predictions_ready = True
+
+    def _outcomes_table(self):
+        import sqlalchemy as sa
+
+        if OUTCOMES not in self.metadata.tables:
+            sa.Table(OUTCOMES, self.metadata,
+                     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+                               primary_key=True, autoincrement=True),
+                     sa.Column("outcome_key", sa.String(200), nullable=False, unique=True),
+                     sa.Column("prediction_id", sa.String(64), nullable=False, index=True),
+                     sa.Column("customer_id", sa.Text, nullable=False, index=True),
+                     sa.Column("action", sa.Text),
+                     sa.Column("response", sa.String(20)),
+                     sa.Column("channel", sa.String(40)),
+                     sa.Column("occurred_at", sa.DateTime),
+                     sa.Column("stayed", sa.Boolean),
+                     sa.Column("reported_at", sa.DateTime, nullable=False))
+        return self.metadata.tables[OUTCOMES]
 
     def _writes_table(self):
         import sqlalchemy as sa

@@ -35,6 +35,8 @@ from churn_risk.serving.schemas import (
     ExplainChangeResponse,
     ExplainRequest,
     ExplainResponse,
+    OutcomesRequest,
+    OutcomesResponse,
     ScoreRequest,
     ScoreResponse,
 )
@@ -52,7 +54,7 @@ name, the key as password).
 `detail`, `instance` and `errors` (at most {problems.MAX_ERRORS} `{{field, message}}`). The
 types are {", ".join("`" + problems.URN + slug + "`" for slug in problems.PROBLEMS)}.
 
-**Roles**: a key may `read` (every route but `/events`), `ingest` (only `POST /events`) or
+**Roles**: a key may `read` (every route but `/events` and `/outcomes`), `ingest` (only those) or
 both, or be `admin`; a key without the role a route needs gets a 403.
 
 **Limits**: at most {MAX_BATCH:,} customers or records per scoring request and {MAX_EVENTS:,}
@@ -256,6 +258,19 @@ def events(request: EventsRequest, writer: Annotated[Any, Depends(ingestion)]) -
     before are not stored twice (`already_stored`). The records are committed before the
     answer. Needs a key with the role `ingest` (or `admin`)."""
     return json_response(writer.ingest(request))
+
+
+@app.post("/outcomes", response_model=OutcomesResponse, responses=EVENT_ERRORS,
+          tags=["events"], summary="Report what a channel did with a score given out")
+def outcomes(request: OutcomesRequest, writer: Annotated[Any, Depends(ingestion)]) -> Response:
+    """Each report quotes a `prediction_id` (from `/score` or a batch row) and says whether the
+    customer took or declined the action, by which channel and when, and later whether they
+    stayed. Validated all together: one bad report rejects the batch (422 naming
+    `records[i].field`, the rule and an example; an unknown prediction id is one) and nothing
+    of it is stored; a resend stores nothing (`already_stored`). Committed before the answer.
+    Success rates learn from them. Needs a key with the role `ingest` (or `admin`)."""
+    return json_response(writer.report_outcomes(request, getattr(_serving, "predictions",
+                                                                 None)))
 
 
 @app.api_route("/customers/{customer_id}", methods=["GET", "HEAD"], tags=["pages"],

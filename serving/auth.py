@@ -7,7 +7,7 @@ without a prefix is `read`. The roles:
 | role | may |
 |---|---|
 | `read` | score, explain, read pages and metrics |
-| `ingest` | send CRM events (`POST /events`), nothing else: what a CRM's outbox is given |
+| `ingest` | send CRM events and outcomes (`POST /events`, `/outcomes`), nothing else |
 | `admin` | everything |
 
 Clients send `Authorization: Bearer <key>`. A browser opening the account-manager page can use

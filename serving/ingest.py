@@ -54,6 +54,37 @@ class Ingestion:
                 "watermark": f"{watermark:%Y-%m-%dT%H:%M:%S.%f}Z"}
 
 
+    def report_outcomes(self, request, prediction_log=None) -> dict:
+        """`POST /outcomes` (`serving.outcomes`); `prediction_log`: this worker's, flushed when
+        a quoted prediction is not in the store yet."""
+        from churn_risk.serving.outcomes import OutcomeErrors, checked_outcomes
+
+        store = self._opened()
+        try:
+            rows = checked_outcomes(request.records, store, wait_for_log=lambda: _wait_for_log(
+                prediction_log))
+            stored = store.record_outcomes(rows)
+        except OutcomeErrors as exc:
+            raise Problem("invalid-outcomes", f"{len(exc.errors)} problem(s): nothing of this "
+                          "batch is stored", exc.errors) from None
+        except DataSourceError as exc:
+            raise Problem("not-ready", f"the store cannot take records now ({exc})") from None
+        return {"received": len(rows), "stored": stored, "already_stored": len(rows) - stored}
+
+
+def _wait_for_log(prediction_log) -> None:
+    """Until a prediction given out a moment ago is in the store: this worker's log written,
+    and another worker's (which writes within `FLUSH_SECONDS`) given the time to."""
+    import time
+
+    from churn_risk.serving.predlog import FLUSH_SECONDS
+
+    started = time.monotonic()
+    if prediction_log is not None:
+        prediction_log.flush()
+    time.sleep(max(0.0, FLUSH_SECONDS + 0.3 - (time.monotonic() - started)))
+
+
 def record_errors(exc: DataContractError) -> list[dict]:
     """Each broken rule as `records[i].column` errors (the first few records breaking it)."""
     errors = []

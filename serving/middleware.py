@@ -33,11 +33,11 @@ BENTOML_DOCS_PREFIXES = ("/static_content/", "/assets/")
 #: Route templates for metrics and logs (a raw path may hold a customer id).
 TEMPLATES = ((re.compile(r"^/customers/[^/]+$"), "/customers/{customer_id}"),)
 #: Routes that take a JSON body (others answer 405 to a POST: the router's).
-BODY_ROUTES = frozenset({"/score", "/explain", "/explain_change", "/events"})
-KNOWN = frozenset({"/score", "/explain", "/explain_change", "/events", "/metrics", "/healthz",
-                   "/livez", "/readyz", "/docs", "/openapi.json", "/"})
+BODY_ROUTES = frozenset({"/score", "/explain", "/explain_change", "/events", "/outcomes"})
+KNOWN = frozenset({"/score", "/explain", "/explain_change", "/events", "/outcomes", "/metrics",
+                   "/healthz", "/livez", "/readyz", "/docs", "/openapi.json", "/"})
 #: The role a route needs (`auth.ROLES`); every other route needs `read`.
-ROUTE_ROLES = {"/events": "ingest"}
+ROUTE_ROLES = {"/events": "ingest", "/outcomes": "ingest"}
 JSON_TYPE = re.compile(r"^application/([a-z0-9.+-]+\+)?json\s*(;.*)?$", re.IGNORECASE)
 
 PAGE_HEADERS = [

@@ -40,6 +40,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "invalid-record": (422, "A record cannot be scored"),
     "invalid-dates": (422, "The dates cannot be compared"),
     "invalid-events": (422, "Records break the data contract"),
+    "invalid-outcomes": (422, "Outcome reports break a rule"),
     "not-a-customer": (422, "Not a customer at that date"),
     "not-ready": (503, "The service is not ready"),
     "timeout": (504, "The request took too long"),

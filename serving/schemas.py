@@ -179,6 +179,10 @@ class RecommendedAction(BaseModel):
 
 class CustomerScore(BaseModel):
     customer_id: CustomerId | None
+    prediction_id: str | None = Field(
+        default=None, description="this score's id in the prediction log, quoted to report "
+                                  "what was done with it (`POST /outcomes`); null when the "
+                                  "server reads files (no log)")
     churn_probability: float = Field(description="calibrated probability of churn in the horizon")
     target: TargetInfo
     risk_band: str
@@ -324,6 +328,31 @@ class EventsRequest(BaseModel):
         description=f"1 to {MAX_EVENTS:,} records: column name → value",
         examples=[[{"customer_id": 100001, "opened_at": "2026-12-02T09:30:00",
                     "category": "billing"}]])
+
+
+class OutcomesRequest(BaseModel):
+    """What channels did with scores given out: one report per record (`serving.outcomes`).
+    A report is stored entirely with its batch or not at all, and a resend stores nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    records: list[dict[Annotated[str, StringConstraints(min_length=1, max_length=100)],
+                       EventValue]] = Field(
+        min_length=1, max_length=MAX_EVENTS,
+        description=f"1 to {MAX_EVENTS:,} reports: `prediction_id` (of the score given out), "
+                    "`customer_id`, `response` (\"taken\" or \"declined\"), `occurred_at` "
+                    "(ISO 8601), and optionally `action` (default: the one recommended), "
+                    "`channel`, `stayed` (true/false once known) and `outcome_id` (your id of "
+                    "the report)",
+        examples=[[{"prediction_id": "3f2a9c0e8b7d4e61a5c2f0d9e8b7a6c5", "customer_id": 100123,
+                    "response": "taken", "channel": "contact_center",
+                    "occurred_at": "2026-12-02T10:15:00Z"}]])
+
+
+class OutcomesResponse(BaseModel):
+    received: int = Field(description="reports in the request")
+    stored: int = Field(description="reports new to the store, stored before this answer")
+    already_stored: int = Field(description="reports the store held already (a resend)")
 
 
 class EventsResponse(BaseModel):

@@ -728,7 +728,10 @@ class Scorer:
     def rescore(self) -> int:
         """Live: the whole portfolio re-read from the store and re-scored as of now (time moves
         features: days since the last purchase, windows)."""
-        with self._lock:
+        from churn_risk.serving.outcomes import with_reported_outcomes
+
+        with self._lock:  # success rates learn from the outcomes reported since
+            with_reported_outcomes(self.state.bundle, self.feed.store)
             self.state = self._stored(self.state.bundle, self.state.model, rescore=True)
         logger.info("portfolio re-scored as of %s (%d customers)", self.state.features_as_of,
                     self.state.customers)
@@ -761,6 +764,9 @@ class Scorer:
         bundle = load_bundle(f"models:/{self.model_name}/{version}")
         model = ModelRef(self.model_name, version, self.alias)
         if self.live:
+            from churn_risk.serving.outcomes import with_reported_outcomes
+
+            with_reported_outcomes(bundle, self.feed.store)
             return self._stored(bundle, model)
         return ScoringState(bundle, model, self.prep, self.as_of)
 

@@ -260,7 +260,7 @@ class Serving:
         metrics.observe_scores(state.model.version, request.channel,
                                [r["churn_probability"] for r in results])
         if self.predictions is not None:
-            self.predictions.record(results, request.channel)
+            results = self.predictions.record(results, request.channel)
         return {"results": results, "unknown_customer_ids": unknown, "target": state.target,
                 "model": state.model_dict}
 

@@ -100,6 +100,7 @@ def build_worklist(
     actions = best_actions(bundle, scored, rules.channel)
     carried = ["customer_id", "churn_probability", "risk_band", "lifetime_value",
                "value_at_risk", "quadrant"]
+    carried[1:1] = [c for c in ("prediction_id",) if c in scored]  # from a store
     # What the probability is of travels with every row of the list (see `batch._score_rows`).
     carried += [c for c in ("target", "horizon_days", "target_description") if c in scored]
     # ... and where it comes from (`jobs.score.with_provenance`).

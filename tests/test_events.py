@@ -333,6 +333,9 @@ def test_batch_scores_from_a_store_are_as_of_now_with_provenance_and_logged(
         logged = store.predictions()
     assert len(logged) == len(scores) and (logged["source"] == "batch").all()
     assert logged["churn_probability"].tolist() == scores["churn_probability"].tolist()
+    # each row quotes its id in the log (what a channel reports an outcome against)
+    assert logged["prediction_id"].tolist() == scores["prediction_id"].tolist()
+    assert scores["prediction_id"].is_unique
 
     # A worklist from the store: its rows carry the same provenance and are logged as given.
     from churn_risk.features.labels import scoring_as_of
@@ -349,6 +352,7 @@ def test_batch_scores_from_a_store_are_as_of_now_with_provenance_and_logged(
         given = store.predictions()
     given = given[given["source"] == "worklist"]
     assert given["customer_id"].tolist() == [str(c) for c in rows["customer_id"]]
+    assert given["prediction_id"].tolist() == rows["prediction_id"].tolist()
     assert given["recommended_action"].tolist() == rows["recommended_action"].tolist()
 
 
@@ -428,3 +432,110 @@ def test_metrics_show_the_served_portfolio_by_band_without_customer_ids(live):
     below = len([p for p in probabilities if p <= 0.1])
     assert f'churn_portfolio_probability_at_most{{le="0.1",model_version="1"}} {below}.0' in text
     assert not any(re.search(rf"\b{customer}\b", text) for customer in live["customers"][:200])
+
+
+
+# ------------------------------------------------------------------------------ outcomes
+
+
+def _scored(live, customers, channel="contact_center") -> list[dict]:
+    status, _, answer = request(live["base"], "/score", {"customer_ids": customers,
+                                                         "channel": channel},
+                                headers=bearer(READ))
+    assert status == 200, answer
+    return answer["results"]
+
+
+def _report(result: dict, **fields) -> dict:
+    import pandas as pd
+
+    action = result["recommended_action"]
+    return {"prediction_id": result["prediction_id"], "customer_id": result["customer_id"],
+            "response": "taken", "channel": "contact_center",
+            "occurred_at": f"{pd.Timestamp.now(tz='UTC'):%Y-%m-%dT%H:%M:%SZ}",
+            **({} if action else {"action": "service_recovery"}), **fields}
+
+
+def test_an_outcome_quoting_a_score_just_given_out_is_stored_once(live):
+    """Posted the moment the score is answered (its log entry is written behind the answer),
+    then sent again: stored once; a later report of whether the customer stayed completes its
+    outcome."""
+    results = _scored(live, live["customers"][60:80])[:2]
+    assert all(len(r["prediction_id"]) == 32 for r in results)
+    assert results[0]["prediction_id"] != results[1]["prediction_id"]
+    body = {"records": [_report(results[0]), _report(results[1], response="declined")]}
+    status, _, answer = request(live["base"], "/outcomes", body, headers=bearer(INGEST))
+    assert status == 200 and answer == {"received": 2, "stored": 2, "already_stored": 0}, answer
+    status, _, again = request(live["base"], "/outcomes", body, headers=bearer(INGEST))
+    assert status == 200 and again == {"received": 2, "stored": 0, "already_stored": 2}
+    later = {"records": [_report(results[0], stayed=True, outcome_id="crm-42")]}
+    assert request(live["base"], "/outcomes", later, headers=bearer(INGEST))[0] == 200
+    with Store(live["url"]) as store:
+        state = store.outcome_state(results[0]["customer_id"]).set_index("prediction_id")
+    row = state.loc[results[0]["prediction_id"]]
+    assert row["response"] == "taken" and row["reports"] == 2
+    assert state.loc[[results[0]["prediction_id"]], "stayed"].tolist() == [True]
+    assert row["churn_probability"] == results[0]["churn_probability"]
+    assert row["action"] == (results[0]["recommended_action"] or {}).get(
+        "action", "service_recovery")
+
+
+def test_one_bad_outcome_rejects_the_batch_naming_record_field_and_rule(live):
+    results = _scored(live, live["customers"][80:100])[:2]
+    with Store(live["url"]) as store:
+        before = len(store.outcomes())
+    body = {"records": [
+        _report(results[0]),
+        _report(results[1], response="maybe"),
+        _report(results[1], prediction_id="0" * 32),
+        _report(results[1], customer_id=live["customers"][0]),
+        _report(results[1], occurred_at="2999-01-01T00:00:00Z", stayed="yes"),
+    ]}
+    answer = request(live["base"], "/outcomes", body, headers=bearer(INGEST))
+    problem = assert_problem(answer, 422, "invalid-outcomes")
+    fields = {e["field"]: e["message"] for e in problem["errors"]}
+    assert 'must be "taken" or "declined"' in fields["records[1].response"]
+    assert "no score was given out with this id" in fields["records[2].prediction_id"]
+    assert f"was about customer {results[1]['customer_id']}" in fields["records[3].customer_id"]
+    assert "in the future" in fields["records[4].occurred_at"]
+    assert "true or false" in fields["records[4].stayed"]
+    with Store(live["url"]) as store:
+        assert len(store.outcomes()) == before  # the good first report is not stored either
+
+
+def test_outcomes_need_the_ingest_role(live):
+    results = _scored(live, live["customers"][100:120])[:1]
+    answer = request(live["base"], "/outcomes", {"records": [_report(results[0])]},
+                     headers=bearer(READ))
+    assert_problem(answer, 403, "forbidden")
+
+
+def test_outcomes_load_from_a_file_all_or_nothing(live, tmp_path, capsys):
+    import time
+
+    import pandas as pd
+
+    from churn_risk.cli import main
+
+    results = _scored(live, live["customers"][120:140])[:3]
+    ids = [r["prediction_id"] for r in results]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # a file arrives after the scores are logged
+        with Store(live["url"]) as store:
+            if len(store.predictions_by_id(ids)) == len(ids):
+                break
+        time.sleep(0.1)
+    reports = pd.DataFrame([_report(r, stayed=i % 2 == 0) for i, r in enumerate(results)])
+    bad = reports.assign(response=["taken", "later", "taken"])
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    assert main(["outcomes", "load", str(tmp_path / "bad.csv"), "--store", live["url"]]) == 1
+    err = capsys.readouterr().err
+    assert "row 1, response: must be" in err and "nothing stored" in err
+    reports.to_csv(tmp_path / "outcomes.csv", index=False)
+    assert main(["outcomes", "load", str(tmp_path / "outcomes.csv"), "--store",
+                 live["url"]]) == 0
+    assert "3 new" in " ".join(capsys.readouterr().out.split())
+    with Store(live["url"]) as store:
+        state = store.outcome_state().set_index("prediction_id")
+    assert state.loc[[r["prediction_id"] for r in results], "stayed"].tolist() == [
+        True, False, True]

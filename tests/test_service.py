@@ -142,10 +142,12 @@ def test_recommended_actions_are_typed_and_pay(served, known_ids):
     assert actions, "no customer of the first 300 has an action that pays"
     for action in actions:
         assert set(action) == {"action", "label", "kind", "channel", "cost", "success_rate",
-                               "success_source", "expected_profit", "reason"}
+                               "success_rate_low", "success_rate_high", "success_source",
+                               "expected_profit", "reason"}
         assert action["expected_profit"] > 0 and action["action"] != "none"
-        assert action["success_source"] == "catalogue prior" or action["success_source"]\
-            .startswith("measured: ")
+        assert action["success_source"].startswith("catalogue prior")
+        assert action["success_rate_low"] <= action["success_rate"] <= action[
+            "success_rate_high"]
 
 
 @pytest.mark.parametrize("channel, keys", [

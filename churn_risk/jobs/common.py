@@ -37,3 +37,17 @@ def registered_bundle(model_uri: str):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"--model {model_uri}: cannot load the model ({first}); train and "
                          "promote a model first (churn train, then churn promote)") from None
+
+
+def learn_from_outcomes(bundle, source: DataSourceLike) -> None:
+    """From a store, `bundle`'s success rates also learn from the outcome reports it holds
+    (`serving.outcomes.with_reported_outcomes`); files hold none."""
+    from churn_risk.features.io import as_source
+
+    source = as_source(source)
+    if source.store:
+        from churn_risk.features.store import Store
+        from churn_risk.serving.outcomes import with_reported_outcomes
+
+        with Store(source.location) as store:
+            with_reported_outcomes(bundle, store)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from churn_risk.errors import DataError
 from churn_risk.features.io import DataSourceLike
 from churn_risk.features.lifecycle import PreparedData
-from churn_risk.jobs.common import CHAMPION_URI, registered_bundle
+from churn_risk.jobs.common import CHAMPION_URI, learn_from_outcomes, registered_bundle
 
 
 class ScoreSettings(BaseModel):
@@ -62,6 +62,7 @@ def run(source: DataSourceLike, settings: ScoreSettings, prep: PreparedData | No
     check_output_path(settings.out)
     tracking = configure_tracking()
     bundle, name, version = registered_bundle(settings.model)
+    learn_from_outcomes(bundle, source)
     if settings.engine == "pandas":
         prep = prepared(source, prep)
     started = time.perf_counter()
@@ -93,9 +94,10 @@ def run(source: DataSourceLike, settings: ScoreSettings, prep: PreparedData | No
 
 def with_provenance(scores: pd.DataFrame, source: DataSourceLike) -> pd.DataFrame:
     """`scored_at` and `data_watermark` (the store's newest write; none for files) after
-    `features_as_of`."""
+    `features_as_of`; from a store, also each row's `prediction_id` (in the prediction log,
+    quoted to report an outcome: `POST /outcomes`, `churn outcomes load`)."""
     from churn_risk.features.io import as_source
-    from churn_risk.features.store import Store
+    from churn_risk.features.store import Store, new_prediction_id
     from churn_risk.serving.scorer import utc_now_text
 
     source = as_source(source)
@@ -108,6 +110,8 @@ def with_provenance(scores: pd.DataFrame, source: DataSourceLike) -> pd.DataFram
     scores = scores.copy()
     scores.insert(at, "scored_at", utc_now_text())
     scores.insert(at + 1, "data_watermark", watermark)
+    if source.store:
+        scores.insert(1, "prediction_id", [new_prediction_id() for _ in range(len(scores))])
     return scores
 
 
@@ -128,7 +132,8 @@ def batch_prediction_rows(scores: pd.DataFrame, kind: str = "batch") -> list[dic
     def column(name):
         return scores[name].tolist() if name in scores else [None] * len(scores)
 
-    keys = {"customer_id": [str(c) for c in scores["customer_id"]],
+    keys = {"prediction_id": column("prediction_id"),
+            "customer_id": [str(c) for c in scores["customer_id"]],
             "model_name": column("model_name"), "model_version": column("model_version"),
             "target": column("target"), "horizon_days": [int(h) for h in column("horizon_days")],
             "features_as_of": column("features_as_of"), "scored_at": column("scored_at"),

@@ -15,6 +15,7 @@ def run(store_url: str, model: str = CHAMPION_URI,
     """The run as `Store.latest_run` returns it (customers, as of, ...)."""
     from churn_risk.features.live import live_now
     from churn_risk.features.store import Store
+    from churn_risk.serving.outcomes import with_reported_outcomes
     from churn_risk.serving.scorer import ModelRef
     from churn_risk.serving.stored import materialise
     from churn_risk.training.tracking import configure_tracking
@@ -26,4 +27,5 @@ def run(store_url: str, model: str = CHAMPION_URI,
                          "(models:/<name>@<alias> or models:/<name>/<version>)")
     alias = model.split("@", 1)[1] if "@" in model else None
     with Store(store_url) as store:
+        with_reported_outcomes(bundle, store)
         return materialise(store, bundle, ModelRef(name, version, alias), live_now(), progress)

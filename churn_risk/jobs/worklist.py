@@ -11,7 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from churn_risk.features.io import DataSourceLike
 from churn_risk.features.lifecycle import PreparedData
-from churn_risk.jobs.common import CHAMPION_URI, prepared, registered_bundle
+from churn_risk.jobs.common import (
+    CHAMPION_URI,
+    learn_from_outcomes,
+    prepared,
+    registered_bundle,
+)
 from churn_risk.serving.worklist import Worklist
 
 
@@ -69,6 +74,7 @@ def run(source: DataSourceLike, settings: WorklistSettings, prep: PreparedData |
         catalogue = load_catalogue(settings.actions)
         bundle.policy = replace(bundle.policy, actions=with_measured_success(
             catalogue, bundle.info.get("measured_success", {})))
+    learn_from_outcomes(bundle, source)
     prep = prepared(source, prep)
     scored = with_provenance(score_portfolio(source, settings.as_of, bundle, name, version,
                                              prep=prep, progress=progress), source)
