@@ -1047,6 +1047,23 @@ class _DemoPrinter:
         table.add_row("recommended action", *((r["recommended_action"] or {}).get("label", "none")
                                                for r in (before, after)))
         console.print(table)
+        console.print("The channel reports the recommendation taken, to POST /outcomes "
+                      "(quoting the answer's prediction_id):")
+        console.print_json(json.dumps(served.outcome))
+        console.print(f"stored: {served.outcome_answer['stored']} report(s)")
+        sim, learned = served.simulated, served.learned
+        console.print(
+            f"Simulated matured reports: of the {sim['reports']:,} customers given a retention "
+            f"action ({sim['actions']} different) as of {sim['as_of']} (a horizon ago), "
+            f"{sim['taken']:,} took it; whether each stayed is what the data say, except that a "
+            f"would-be churner who took it stayed with probability {sim['truth']:.0%} (the "
+            f"demo's known truth). POST /outcomes stored {sim['stored']:,}.")
+        interval = ("" if learned.low is None
+                    else f" (95% interval {learned.low:.0%} to {learned.high:.0%})")
+        console.print(f"Success rate of {sim['action']}: {learned.before:.0%} before the "
+                      f"reports, {learned.rate:.0%}{interval} after "
+                      f"{learned.reports:,} reports; true {sim['truth']:.0%}.")
+        console.print(f"  source: {learned.source}")
         console.print(f"Account-manager page: {served.base_url}/customers/{customer}")
         console.print(f"API documentation: {served.base_url}/docs")
         if sys.stdin.isatty():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pandas as pd
@@ -93,6 +94,14 @@ def test_demo_end_to_end(project, capsys, data_reads):
     # Live: a ticket sent through POST /events reached the customer's score.
     assert "A new ticket for customer" in printed and "stored: 1 record(s)" in printed
     assert "after the ticket" in printed and "churn probability" in printed
+    # The channel's outcome and the simulated matured reports reached the store and the rate.
+    flat = " ".join(printed.split())
+    assert "POST /outcomes" in flat and "stored: 1 report(s)" in flat
+    learned = re.search(r"Success rate of (\w+): (\d+)% before the reports, (\d+)% \(95% "
+                        r"interval (\d+)% to (\d+)%\) after ([\d,]+) reports", flat)
+    assert learned, flat[-1500:]
+    assert int(learned[4]) <= int(learned[3]) <= int(learned[5])
+    assert int(learned[6].replace(",", "")) > 0
     assert (out / "churn-store.db").exists()
     assert (out / "customers.parquet").exists() and (out / "ground_truth").is_dir()
     assert (project / "mlflow.db").exists()

@@ -1,7 +1,9 @@
 """`churn demo`: the main job end to end on demo data. Generate (data ending now) → validate and
 load the store → point-in-time features → train (tracked in MLflow) → promote the champion →
 serve it live from the store, ask about two customers, send one of them a new ticket through
-`POST /events` and ask again.
+`POST /events` and ask again; report outcomes through `POST /outcomes` (the ticket customer's
+action taken, and simulated matured reports with a known effect) and show the action's success
+rate learning from them.
 
 The data are read and validated once; every later stage works on that one prepared copy (the
 service, a separate process, reads its own). What each stage produced goes to a `DemoReport`
@@ -27,10 +29,16 @@ STAGES = (
     "Train churn and next-product models (tracked in MLflow)",
     "Promote the new version to @champion if it is at least as good",
     "Serve the champion live from the store; a new ticket reaches the score",
+    "Channels report outcomes; the action's success rate learns from them",
 )
 
 #: The service is asked about this many customers; the demo shows the riskiest and the safest.
 ASKED = 200
+#: The demo's simulated channel: half of the customers offered the action take it, and of the
+#: would-be churners among them (churned in the data) this share stays.
+SIMULATED_SUCCESS = 0.40
+#: At most this many simulated reports (one `POST /outcomes` request).
+REPORTED = 5_000
 
 
 class DemoSettings(BaseModel):
@@ -57,6 +65,12 @@ class ServedAnswer:
     after: dict
     #: Seconds from the accepted event to the first answer reflecting it.
     seconds: float
+    #: `POST /outcomes`: the ticket customer's recommendation taken, and the answer.
+    outcome: dict
+    outcome_answer: dict
+    #: Matured reports simulated for one action (`SIMULATED_SUCCESS`) and what was learned.
+    simulated: dict
+    learned: object  # jobs.outcomes.LearnedRate
 
 
 class DemoReport(Protocol):
@@ -133,7 +147,7 @@ def run(settings: DemoSettings, report: DemoReport) -> DemoResult:
 
     report.stage(6, STAGES[5])
     served = _serve_and_ask(DataSource(store_url, store=True),
-                            prep.customers["customer_id"].tolist()[:ASKED], report)
+                            prep.customers["customer_id"].tolist()[:ASKED], report, prep)
     return DemoResult(trained, promoted, served)
 
 
@@ -145,7 +159,7 @@ def _new_store(out: Path) -> str:
     return f"sqlite:///{out / 'churn-store.db'}"
 
 
-def _serve_and_ask(source, customer_ids: list, report: DemoReport) -> ServedAnswer:
+def _serve_and_ask(source, customer_ids: list, report: DemoReport, prep) -> ServedAnswer:
     from churn_risk.features.live import live_now
     from churn_risk.serving import launch
 
@@ -169,12 +183,71 @@ def _serve_and_ask(source, customer_ids: list, report: DemoReport) -> ServedAnsw
             if after["data_watermark"] >= accepted["watermark"]:
                 break
             time.sleep(0.02)
+        seconds = time.perf_counter() - posted
+        report.stage(7, STAGES[6])
+        action = after["recommended_action"] or {"action": "service_recovery",
+                                                  "channel": "service"}
+        outcome = {"records": [{
+            "prediction_id": after["prediction_id"], "customer_id": customer,
+            "action": action["action"], "response": "taken", "channel": action["channel"],
+            "occurred_at": f"{live_now():%Y-%m-%dT%H:%M:%SZ}"}]}
+        outcome_answer = _post(f"{base}/outcomes", outcome)
+        simulated, learned = _simulated_outcomes(base, source, prep, report)
         served = ServedAnswer(base, answer, [ranked[-1], ranked[0]], event, accepted, before,
-                              after, time.perf_counter() - posted)
+                              after, seconds, outcome, outcome_answer, simulated, learned)
         report.served(served)
         return served
     finally:
         launch.stop(process)
+
+
+def _simulated_outcomes(base: str, source, prep, report: DemoReport) -> tuple[dict, object]:
+    """A horizon ago, the champion's recommendations for the portfolio (scored now as of then,
+    logged with their ids); the channels report on up to `REPORTED` retention recommendations:
+    half took the action, and whether each stayed is what the data say, except that a would-be
+    churner who took it stays with probability `SIMULATED_SUCCESS` (the demo's known truth).
+    Then the success rate of the most reported action before and after the reports."""
+    import numpy as np
+
+    from churn_risk.features.labels import churn_labels, population
+    from churn_risk.features.live import live_now
+    from churn_risk.jobs.common import CHAMPION_URI, registered_bundle
+    from churn_risk.jobs.outcomes import rates
+    from churn_risk.jobs.score import log_given_out, with_provenance
+    from churn_risk.serving.batch import score_portfolio
+
+    bundle, name, version = registered_bundle(CHAMPION_URI)
+    horizon = bundle.target.horizon_days
+    as_of = (live_now() - pd.Timedelta(days=horizon + 7)).normalize()
+    scores = with_provenance(score_portfolio(source, as_of, bundle, name, version, prep=prep),
+                             source)
+    log_given_out(scores, source, "batch")
+    retention = {a.name for a in bundle.policy.actions if a.kind == "retention"}
+    offered = scores.loc[scores["recommended_action"].isin(retention)].head(REPORTED)
+    action = offered["recommended_action"].value_counts().index[0]  # the one shown
+    customers = population(prep, np.datetime64(as_of), bundle.target)
+    churned = pd.Series(churn_labels(prep, customers, np.datetime64(as_of), bundle.target),
+                        index=customers["customer_id"].to_numpy()).reindex(
+                            offered["customer_id"]).to_numpy()
+    rng = np.random.default_rng(7)
+    taken = rng.random(len(offered)) < 0.5
+    stayed = (churned == 0) | (taken & (rng.random(len(offered)) < SIMULATED_SUCCESS))
+    known = ~np.isnan(churned)
+    now = f"{live_now():%Y-%m-%dT%H:%M:%SZ}"
+    records = [{"prediction_id": p, "customer_id": c, "response": "taken" if t else "declined",
+                "channel": bundle.policy.action(a).channel, "occurred_at": now,
+                "stayed": bool(s)}
+               for p, c, a, t, s, k in zip(offered["prediction_id"], offered["customer_id"],
+                                           offered["recommended_action"], taken, stayed, known,
+                                           strict=True) if k]
+    report.progress("reporting outcomes", 0, len(records))
+    answer = _post(f"{base}/outcomes", {"records": records})
+    report.progress("reporting outcomes", len(records), len(records))
+    learned = next(r for r in rates(source.location, CHAMPION_URI) if r.action == action)
+    return {"action": action, "as_of": f"{as_of:%Y-%m-%d}", "reports": len(records),
+            "taken": int(sum(r["response"] == "taken" for r in records)),
+            "actions": int(offered["recommended_action"].nunique()),
+            "stored": answer["stored"], "truth": SIMULATED_SUCCESS}, learned
 
 
 def _post(url: str, body: dict) -> dict:
