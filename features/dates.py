@@ -48,6 +48,22 @@ def parse_day(value: object, what: str = "date") -> pd.Timestamp:
     return parse_date(value, what).normalize()
 
 
+def moment_or_none(value: object) -> pd.Timestamp | None:
+    """A time sent in ISO 8601 or read back from a store, as a tz-naive UTC timestamp; None
+    when it is missing or not such a time (the caller says what that means)."""
+    if value is None or value is pd.NaT or (isinstance(value, float) and value != value):
+        return None
+    if not isinstance(value, str):
+        try:
+            return _naive(pd.Timestamp(value))
+        except (TypeError, ValueError):
+            return None
+    try:
+        return parse_date(value)
+    except DateError:
+        return None
+
+
 def _naive(ts: pd.Timestamp) -> pd.Timestamp:
     return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
 

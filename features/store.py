@@ -45,6 +45,7 @@ PREDICTION_COLUMNS = ("logged_at", "prediction_id", "source", "channel", "custom
                       "model_version", "target", "horizon_days", "features_as_of", "scored_at",
                       "data_watermark", "churn_probability", "risk_band", "reason_1",
                       "reason_2", "reason_3", "recommended_action")
+PREDICTION_ID_INDEX = "ix_prediction_log_prediction_id"
 
 #: What channels report they did with a recommendation (`Store.record_outcomes`): one row per
 #: report; a prediction's outcome is its newest report of each field (`Store.outcome_state`).
@@ -247,18 +248,20 @@ class Store:
             raise DataSourceError(f"cannot write to the store {self.url!r}: "
                                   f"{_first_line(exc)}") from None
 
-    def predictions(self, customer_id=None) -> pd.DataFrame:
-        """The prediction log (of one customer), oldest first."""
+    def predictions(self, customer_id=None, newest: int | None = None) -> pd.DataFrame:
+        """The prediction log (of one customer; only its `newest` entries), oldest first."""
         import sqlalchemy as sa
 
         log = self._predictions_table()
+        if not self._readable_predictions():
+            return pd.DataFrame(columns=["id", *PREDICTION_COLUMNS])
         with self.engine.connect() as conn:
-            if not sa.inspect(conn).has_table(PREDICTIONS):
-                return pd.DataFrame(columns=["id", *PREDICTION_COLUMNS])
-            query = sa.select(log).order_by(log.c.id)
+            query = sa.select(log).order_by(log.c.id.desc())
             if customer_id is not None:
                 query = query.where(log.c.customer_id == str(customer_id))
-            return pd.read_sql_query(query, conn)
+            if newest is not None:
+                query = query.limit(newest)
+            return pd.read_sql_query(query, conn).iloc[::-1].reset_index(drop=True)
 
     def predictions_by_id(self, prediction_ids: list[str]) -> dict[str, dict]:
         """Prediction id -> its `prediction_log` row, of those of `prediction_ids` logged."""
@@ -266,9 +269,9 @@ class Store:
 
         log = self._predictions_table()
         found: dict[str, dict] = {}
+        if not self._readable_predictions():
+            return found
         with self.engine.connect() as conn:
-            if not sa.inspect(conn).has_table(PREDICTIONS):
-                return found
             for start in range(0, len(prediction_ids), 500):
                 part = list(prediction_ids[start:start + 500])
                 for row in conn.execute(sa.select(log).where(
@@ -279,9 +282,9 @@ class Store:
     # ------------------------------------------------------------------------------ outcomes
 
     def record_outcomes(self, rows: list[dict]) -> int:
-        """Store outcome reports (keys of `OUTCOME_COLUMNS` but `reported_at`) in one
-        transaction; a report whose `outcome_key` is stored already is not stored again. How
-        many were new."""
+        """Store outcome reports (keys of `OUTCOME_COLUMNS` but `reported_at`; `action` None:
+        the one recommended) in one transaction; a report whose `outcome_key` is stored
+        already is not stored again. How many were new."""
         import sqlalchemy as sa
 
         if not rows:
@@ -294,15 +297,17 @@ class Store:
         try:
             with self._writing(), self.engine.begin() as conn:
                 table.create(conn, checkfirst=True)
-                # the ids of the rows inserted (a rowcount is not reported by every driver)
-                return sum(len(conn.execute(insert, {**row, "reported_at": now}).all())
-                           for row in rows)
+                # the ids of the rows inserted (a rowcount is not reported by every driver);
+                # many rows per statement (SQLAlchemy's "insertmanyvalues")
+                return len(conn.execute(insert, [{**row, "reported_at": now}
+                                                 for row in rows]).all())
         except sa.exc.SQLAlchemyError as exc:
             raise DataSourceError(f"cannot write to the store {self.url!r}: "
                                   f"{_first_line(exc)}") from None
 
     def outcomes(self, customer_id=None) -> pd.DataFrame:
-        """The outcome reports (of one customer), oldest first."""
+        """The outcome reports (of one customer), oldest first: `id` and `OUTCOME_COLUMNS`,
+        as reported (`action` null: the one the prediction recommended)."""
         import sqlalchemy as sa
 
         table = self._outcomes_table()
@@ -316,11 +321,13 @@ class Store:
 
     def outcome_state(self, customer_id=None) -> pd.DataFrame:
         """One row per prediction with a reported outcome: of its reports, the newest value of
-        each of `action`, `response`, `channel`, `occurred_at` and `stayed` (a report of
-        whether the customer stayed may come months after the one saying the action was
-        taken), with the prediction's `customer_id`, `churn_probability`, `risk_band`,
-        `recommended_action`, `model_name`, `model_version`, `target`, `horizon_days`,
-        `features_as_of` and `scored_at`."""
+        each of `action`, `response`, `channel`, `occurred_at` and `stayed` that one gave (a
+        report of whether the customer stayed may come months after the one saying the action
+        was taken; a field left out keeps the earlier value; `action` never given: the one
+        recommended), how many `reports`, with the prediction's `customer_id`,
+        `churn_probability`, `risk_band`, `recommended_action`, `model_name`,
+        `model_version`, `target`, `horizon_days`, `features_as_of` and `scored_at` from the
+        prediction log."""
         reports = self.outcomes(customer_id)
         fields = ["action", "response", "channel", "occurred_at", "stayed"]
         columns = ["prediction_id", *fields, "reports"]
@@ -335,6 +342,8 @@ class Store:
                  "scored_at"]
         for fact in facts:
             state[fact] = [logged.get(i, {}).get(fact) for i in state["prediction_id"]]
+        state["action"] = [a if isinstance(a, str) else r for a, r in
+                           zip(state["action"], state["recommended_action"], strict=True)]
         state["stayed"] = pd.array([None if v is None or v != v else bool(v)
                                     for v in state["stayed"]], dtype="boolean")
         return state
@@ -543,7 +552,7 @@ class Store:
                      sa.Column("churn_probability", sa.Float(precision=53)),
                      # what a channel quotes to report an outcome (null: logged before ids)
                      sa.Column("prediction_id", sa.String(64)),
-                     sa.Index("ix_prediction_log_prediction_id", "prediction_id", unique=True))
+                     sa.Index(PREDICTION_ID_INDEX, "prediction_id", unique=True))
         return self.metadata.tables[PREDICTIONS]
 
     def _create_predictions(self, conn) -> None:
@@ -556,10 +565,28 @@ class Store:
             return
         log.create(conn, checkfirst=True)
         if "prediction_id" not in {c["name"] for c in sa.inspect(conn).get_columns(PREDICTIONS)}:
-            conn.exec_driver_sql(f"ALTER TABLE {PREDICTIONS} ADD COLUMN prediction_id "
+            # IF NOT EXISTS: another replica may be adding it too (PostgreSQL; SQLite has one
+            # writer at a time and no such clause)
+            guard = "IF NOT EXISTS " if conn.dialect.name == "postgresql" else ""
+            conn.exec_driver_sql(f"ALTER TABLE {PREDICTIONS} ADD COLUMN {guard}prediction_id "
                                  "VARCHAR(64)")
-            next(iter(log.indexes)).create(conn)
+            conn.exec_driver_sql(f"CREATE UNIQUE INDEX IF NOT EXISTS {PREDICTION_ID_INDEX} ON "
+                                 f"{PREDICTIONS} (prediction_id)")
         self._predictions_ready = True
+
+    def _readable_predictions(self) -> bool:
+        """Whether `prediction_log` exists; a log kept before predictions had ids gets the
+        column first (`_create_predictions`), so reads can select it."""
+        import sqlalchemy as sa
+
+        if self._predictions_ready:
+            return True
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(PREDICTIONS):
+                return False
+        with self._writing(), self.engine.begin() as conn:
+            self._create_predictions(conn)
+        return True
 
     def _outcomes_table(self):
         import sqlalchemy as sa

@@ -268,7 +268,11 @@ def outcomes(request: OutcomesRequest, writer: Annotated[Any, Depends(ingestion)
     stayed. Validated all together: one bad report rejects the batch (422 naming
     `records[i].field`, the rule and an example; an unknown prediction id is one) and nothing
     of it is stored; a resend stores nothing (`already_stored`). Committed before the answer.
-    Success rates learn from them. Needs a key with the role `ingest` (or `admin`)."""
+    A score given out a moment ago may be quoted: scores are logged behind their answers, so
+    an id not in the log yet is waited for (this worker's pending entries written, another's
+    given their 0.5 s) before it is called unknown. A prediction's outcome is the newest
+    report of each field. Success rates learn from them. Needs a key with the role `ingest`
+    (or `admin`); a server on files has no log (409)."""
     return json_response(writer.report_outcomes(request, getattr(_serving, "predictions",
                                                                  None)))
 

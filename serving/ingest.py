@@ -23,11 +23,11 @@ class Ingestion:
         self._store = None
         self._lock = threading.Lock()
 
-    def _opened(self):
+    def _opened(self, what: str = "events"):
         from churn_risk.features.store import Store
 
         if self.store_url is None:
-            raise Problem("no-store", "this server reads CRM files; events need a store: "
+            raise Problem("no-store", f"this server reads CRM files; {what} need a store: "
                                       "start it with `churn serve --store URL`")
         with self._lock:
             if self._store is None:
@@ -53,13 +53,12 @@ class Ingestion:
                 "customer_ids": ids,
                 "watermark": f"{watermark:%Y-%m-%dT%H:%M:%S.%f}Z"}
 
-
     def report_outcomes(self, request, prediction_log=None) -> dict:
         """`POST /outcomes` (`serving.outcomes`); `prediction_log`: this worker's, flushed when
         a quoted prediction is not in the store yet."""
         from churn_risk.serving.outcomes import OutcomeErrors, checked_outcomes
 
-        store = self._opened()
+        store = self._opened("outcome reports")
         try:
             rows = checked_outcomes(request.records, store, wait_for_log=lambda: _wait_for_log(
                 prediction_log))

@@ -21,6 +21,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from churn_risk.features.contract import CHANNELS
+from churn_risk.features.dates import moment_or_none
 
 FIELDS = ("outcome_id", "prediction_id", "customer_id", "action", "response", "channel",
           "occurred_at", "stayed")
@@ -82,15 +83,16 @@ def checked_outcomes(records: list[dict], store, now: pd.Timestamp | None = None
         action = record.get("action")
         if action is not None and (not isinstance(action, str) or not action.strip()):
             bad("action", f"the name of an action of the catalogue (got {action!r})")
-        elif action is None and prediction is not None:
-            action = prediction.get("recommended_action")
-            if action in (None, "none"):
-                bad("action", "the prediction recommended no action: name the action taken "
-                    "or declined, e.g. \"service_recovery\"")
+        # left out: stored so (`Store.outcome_state` reads it as the one recommended), so a
+        # later report saying only whether the customer stayed keeps an action named before
+        elif action is None and prediction is not None and \
+                prediction.get("recommended_action") in (None, "none"):
+            bad("action", "the prediction recommended no action: name the action taken "
+                "or declined, e.g. \"service_recovery\"")
         channel = record.get("channel")
         if channel is not None and channel not in CHANNELS:
             bad("channel", f"one of {', '.join(CHANNELS)} (got {channel!r})")
-        occurred = _moment(record.get("occurred_at"))
+        occurred = moment_or_none(record.get("occurred_at"))
         if occurred is None:
             bad("occurred_at", "required: when the action was taken or declined, an ISO 8601 "
                 f"time, e.g. {EXAMPLE['occurred_at']} (got {record.get('occurred_at')!r})")
@@ -98,7 +100,7 @@ def checked_outcomes(records: list[dict], store, now: pd.Timestamp | None = None
             bad("occurred_at", f"in the future (got {record['occurred_at']}; now is "
                 f"{now:%Y-%m-%dT%H:%M:%S}Z)")
         elif prediction is not None and prediction.get("scored_at") and \
-                occurred < _moment(prediction["scored_at"]) - CLOCK_SKEW:
+                occurred < moment_or_none(prediction["scored_at"]) - CLOCK_SKEW:
             bad("occurred_at", f"before the prediction was given out "
                 f"({prediction['scored_at']}; got {record['occurred_at']})")
         stayed = record.get("stayed")
@@ -111,25 +113,13 @@ def checked_outcomes(records: list[dict], store, now: pd.Timestamp | None = None
         if errors:
             continue
         row = {"prediction_id": str(prediction_id), "customer_id": str(customer),
-               "action": str(action), "response": response, "channel": channel,
+               "action": None if action is None else str(action), "response": response,
+               "channel": channel,
                "occurred_at": occurred.to_pydatetime(), "stayed": stayed}
         rows.append({"outcome_key": _key(outcome_id, row), **row})
     if errors:
         raise OutcomeErrors(errors)
     return rows
-
-
-def _moment(value) -> pd.Timestamp | None:
-    """A UTC time without zone from ISO 8601 text; None when it is not one."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        moment = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        return None
-    if moment is pd.NaT:
-        return None
-    return moment.tz_convert("UTC").tz_localize(None) if moment.tzinfo else moment
 
 
 def _key(outcome_id, row: dict) -> str:

@@ -15,13 +15,13 @@ below, and only there.
 from __future__ import annotations
 
 import math
-from datetime import date
+from datetime import date, datetime
 
 import jinja2
 
 from churn_risk.serving import charts
 from churn_risk.serving.charts import CHANGE_ROWS, WATERFALL_BARS
-from churn_risk.serving.pagemodel import CustomerPage
+from churn_risk.serving.pagemodel import PAST_RECOMMENDATIONS, CustomerPage
 
 __all__ = ["render_customer_page", "environment", "WATERFALL_BARS", "CHANGE_ROWS"]
 
@@ -104,6 +104,11 @@ def day(d: date | None, year: bool = True) -> str:
     return f"{d.day} {d:%b %Y}" if year else f"{d.day} {d:%b}"
 
 
+def moment(t: datetime | None) -> str:
+    """2 Dec 2026 10:15 (UTC); — when unknown."""
+    return "—" if t is None else f"{t.day} {t:%b %Y %H:%M}"
+
+
 def month(d: date, year: bool = False) -> str:
     return f"{d:%b %Y}" if year else f"{d:%b}"
 
@@ -171,7 +176,8 @@ def channel_name(channel) -> str:
 
 
 FILTERS = {f.__name__: f for f in (
-    number, thousands, money, pct, signed, log_odds, day, month, tenure, plural, human, words,
+    number, thousands, money, pct, signed, log_odds, day, moment, month, tenure, plural, human,
+    words,
     feature_value, clip, fixed, xy, band_name, channel_name,
 )}
 
@@ -187,7 +193,8 @@ def environment() -> jinja2.Environment:
     )
     env.filters.update(FILTERS)
     env.globals.update(RAISES=charts.RAISES, LOWERS=charts.LOWERS, BANDS=BANDS,
-                       QUADRANT_NOTES=QUADRANT_NOTES, TABLE_ROWS=TABLE_ROWS)
+                       QUADRANT_NOTES=QUADRANT_NOTES, TABLE_ROWS=TABLE_ROWS,
+                       PAST_RECOMMENDATIONS=PAST_RECOMMENDATIONS)
     return env
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from churn_risk.features.contract import CHANNELS
+from churn_risk.features.dates import moment_or_none
 from churn_risk.features.lifecycle import FeatureSpec, delivery_lateness
 from churn_risk.models.portfolio import QUADRANT_LABELS
 from churn_risk.serving import change, views
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 REASONS = 5
 #: Next products listed (the most likely families).
 PRODUCTS = 3
+#: Past recommendations listed (`past_recommendations`).
+PAST_RECOMMENDATIONS = 5
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,6 +254,75 @@ class History:
 
 
 # --------------------------------------------------------------------------------------------
+# Past recommendations and their outcomes
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PastRecommendation:
+    """A score given out for the customer (`prediction_log`) and, once a channel reported it
+    (`POST /outcomes`), what became of it: the newest report of each field
+    (`Store.outcome_state`)."""
+
+    prediction_id: str
+    scored_at: datetime | None
+    probability: float | None
+    action: str | None  # recommended (None: no action paid)
+    channel: str | None  # the channel it was given to (None: a batch or an unnamed caller)
+    source: str | None  # "api", "batch", "worklist"
+    response: str | None = None  # "taken" | "declined"; None: nothing reported yet
+    action_reported: str | None = None  # the action taken or declined
+    reported_by: str | None = None  # the channel that acted on it
+    occurred_at: datetime | None = None
+    stayed: bool | None = None  # None: not (yet) reported
+
+    @property
+    def other_action(self) -> bool:
+        """The channel acted with another action than the one recommended."""
+        return self.action_reported is not None and self.action_reported != self.action
+
+
+def past_recommendations(store, customer_id, limit: int = PAST_RECOMMENDATIONS
+                         ) -> tuple[PastRecommendation, ...]:
+    """The customer's scores given out and their outcomes from the store's prediction log, the
+    newest first, at most `limit`: those with a reported outcome first (an account manager
+    wants what was done; the log also holds every routine score), then the newest others."""
+    key = str(customer_id)
+    state = store.outcome_state(key)
+    if len(state):
+        state = state.assign(_when=pd.to_datetime(state["scored_at"], errors="coerce",
+                                                  utc=True))
+        state = state.sort_values("_when", ascending=False, na_position="last").head(limit)
+    reported = {r["prediction_id"]: r for r in _rows(state)}
+    recent = [i for i in store.predictions(key, newest=limit)["prediction_id"].iloc[::-1]
+              if not _missing(i) and i not in reported]
+    chosen = [*reported, *recent][:limit]
+    logged = store.predictions_by_id(chosen)
+    past = []
+    for prediction_id in chosen:
+        row, outcome = logged.get(prediction_id), reported.get(prediction_id, {})
+        if row is None:
+            continue
+        action = _value(row.get("recommended_action"))
+        past.append((row["id"], PastRecommendation(
+            prediction_id=prediction_id,
+            scored_at=_moment(row.get("scored_at")),
+            probability=_number(row.get("churn_probability")),
+            action=None if action == "none" else action,
+            channel=_value(row.get("channel")),
+            source=_value(row.get("source")),
+            response=_value(outcome.get("response")),
+            action_reported=_value(outcome.get("action")),
+            reported_by=_value(outcome.get("channel")),
+            occurred_at=_moment(outcome.get("occurred_at")),
+            stayed=_flag(outcome.get("stayed")),
+        )))
+    # scored_at is to the second: the log's order breaks ties
+    past.sort(key=lambda p: (p[1].scored_at or datetime.min, p[0]), reverse=True)
+    return tuple(p for _, p in past)
+
+
+# --------------------------------------------------------------------------------------------
 # The page
 # --------------------------------------------------------------------------------------------
 
@@ -268,6 +340,9 @@ class CustomerPage:
     action: Action | None  # None: no action pays
     risk_change: RiskChange
     history: History
+    #: Scores given out and their outcomes (`past_recommendations`); None: this server keeps
+    #: no prediction log (it reads files).
+    past: tuple[PastRecommendation, ...] | None = None
 
     @classmethod
     def build(cls, state: ScoringState, customer_id) -> CustomerPage:
@@ -401,6 +476,11 @@ def _missing(value) -> bool:
 
 def _day(value) -> date | None:
     return None if _missing(value) else pd.Timestamp(value).date()
+
+
+def _moment(value) -> datetime | None:
+    moment = moment_or_none(value)
+    return None if moment is None else moment.to_pydatetime()
 
 
 def _flag(value) -> bool | None:

@@ -297,9 +297,26 @@ class Serving:
         from churn_risk.serving.scorer import UnknownCustomer
 
         try:
-            return render_customer_page(self.scorer.state.page_model(customer_id))
+            page = self.scorer.state.page_model(customer_id)
         except UnknownCustomer:
             raise Problem("unknown-customer", "no such customer in the loaded snapshot") from None
+        if self.predictions is not None:  # live: the scores given out and their outcomes
+            page = self._with_past(page)
+        return render_customer_page(page)
+
+    def _with_past(self, page):
+        """`page` with the customer's past recommendations (`pagemodel.past_recommendations`);
+        as it was when the store cannot say (the rest of the page is still worth reading)."""
+        from dataclasses import replace
+
+        from churn_risk.serving.pagemodel import past_recommendations
+
+        try:
+            return replace(page, past=past_recommendations(self.predictions.store,
+                                                           page.customer_id))
+        except Exception as exc:  # noqa: BLE001 - the store briefly away: the page without it
+            logger.error("page of a customer without past recommendations (%s)", exc)
+            return page
 
     def record_schema(self) -> dict:
         return self.scorer.state.record_schema()

@@ -186,6 +186,34 @@ def champion_project(tmp_path_factory, champion_store) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def live(request, champion_project, demo_folder, tmp_path_factory):
+    """A real server reading and writing a store filled with the session's demo data, with the
+    API keys of the module's `KEYS`: on SQLite, then on PostgreSQL."""
+    from churn_risk.features.io import DataSource
+    from churn_risk.features.store import Store
+    from churn_risk.features.validation import load_crm
+    from churn_risk.serving import launch
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'store.db'}"
+    else:
+        url = request.getfixturevalue("postgres").new_database()
+    with Store(url) as store:
+        store.write(load_crm(demo_folder))
+    env = launch.server_env(DataSource(url, store=True), project_dir=champion_project,
+                            keys=request.module.KEYS)
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        env.pop(name, None)
+    process, base = launch.start(env)
+    try:
+        launch.wait_ready(base, process)
+        customers = load_crm(url).tables["customers"]["customer_id"].tolist()
+        yield {"base": base, "url": url, "customers": customers}
+    finally:
+        launch.stop(process)
+
+
 # --------------------------------------------------------------------------------------------
 # Tests never write into the repository
 # --------------------------------------------------------------------------------------------

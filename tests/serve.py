@@ -15,6 +15,10 @@ KEY = "hardening-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
+def bearer(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}
+
+
 
 def request(base: str, path: str, body=None, headers=AUTH, method=None, raw: bytes | None = None,
             content_type: str | None = "application/json"):

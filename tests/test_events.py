@@ -9,8 +9,7 @@ import pytest
 from churn_risk.features.io import DataSource
 from churn_risk.features.store import Store
 from churn_risk.features.validation import load_crm
-from churn_risk.serving import launch
-from tests.serve import assert_problem, request
+from tests.serve import assert_problem, bearer, request
 
 pytestmark = pytest.mark.slow
 
@@ -18,32 +17,6 @@ READ = "read-key-0123456789abcdef"
 INGEST = "ingest-key-0123456789abcd"
 ADMIN = "admin-key-0123456789abcde"
 KEYS = f"{READ},ingest:{INGEST},admin:{ADMIN}"
-
-
-def bearer(key: str) -> dict:
-    return {"Authorization": f"Bearer {key}"}
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def live(request, champion_project, demo_folder, tmp_path_factory):
-    """A server reading and writing a store filled with the session's demo data."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'store.db'}"
-    else:
-        url = request.getfixturevalue("postgres").new_database()
-    with Store(url) as store:
-        store.write(load_crm(demo_folder))
-    env = launch.server_env(DataSource(url, store=True), project_dir=champion_project,
-                            keys=KEYS)
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-        env.pop(name, None)
-    process, base = launch.start(env)
-    try:
-        launch.wait_ready(base, process)
-        customers = load_crm(url).tables["customers"]["customer_id"].tolist()
-        yield {"base": base, "url": url, "customers": customers}
-    finally:
-        launch.stop(process)
 
 
 def counts(url: str) -> dict[str, int]:
@@ -432,110 +405,3 @@ def test_metrics_show_the_served_portfolio_by_band_without_customer_ids(live):
     below = len([p for p in probabilities if p <= 0.1])
     assert f'churn_portfolio_probability_at_most{{le="0.1",model_version="1"}} {below}.0' in text
     assert not any(re.search(rf"\b{customer}\b", text) for customer in live["customers"][:200])
-
-
-
-# ------------------------------------------------------------------------------ outcomes
-
-
-def _scored(live, customers, channel="contact_center") -> list[dict]:
-    status, _, answer = request(live["base"], "/score", {"customer_ids": customers,
-                                                         "channel": channel},
-                                headers=bearer(READ))
-    assert status == 200, answer
-    return answer["results"]
-
-
-def _report(result: dict, **fields) -> dict:
-    import pandas as pd
-
-    action = result["recommended_action"]
-    return {"prediction_id": result["prediction_id"], "customer_id": result["customer_id"],
-            "response": "taken", "channel": "contact_center",
-            "occurred_at": f"{pd.Timestamp.now(tz='UTC'):%Y-%m-%dT%H:%M:%SZ}",
-            **({} if action else {"action": "service_recovery"}), **fields}
-
-
-def test_an_outcome_quoting_a_score_just_given_out_is_stored_once(live):
-    """Posted the moment the score is answered (its log entry is written behind the answer),
-    then sent again: stored once; a later report of whether the customer stayed completes its
-    outcome."""
-    results = _scored(live, live["customers"][60:80])[:2]
-    assert all(len(r["prediction_id"]) == 32 for r in results)
-    assert results[0]["prediction_id"] != results[1]["prediction_id"]
-    body = {"records": [_report(results[0]), _report(results[1], response="declined")]}
-    status, _, answer = request(live["base"], "/outcomes", body, headers=bearer(INGEST))
-    assert status == 200 and answer == {"received": 2, "stored": 2, "already_stored": 0}, answer
-    status, _, again = request(live["base"], "/outcomes", body, headers=bearer(INGEST))
-    assert status == 200 and again == {"received": 2, "stored": 0, "already_stored": 2}
-    later = {"records": [_report(results[0], stayed=True, outcome_id="crm-42")]}
-    assert request(live["base"], "/outcomes", later, headers=bearer(INGEST))[0] == 200
-    with Store(live["url"]) as store:
-        state = store.outcome_state(results[0]["customer_id"]).set_index("prediction_id")
-    row = state.loc[results[0]["prediction_id"]]
-    assert row["response"] == "taken" and row["reports"] == 2
-    assert state.loc[[results[0]["prediction_id"]], "stayed"].tolist() == [True]
-    assert row["churn_probability"] == results[0]["churn_probability"]
-    assert row["action"] == (results[0]["recommended_action"] or {}).get(
-        "action", "service_recovery")
-
-
-def test_one_bad_outcome_rejects_the_batch_naming_record_field_and_rule(live):
-    results = _scored(live, live["customers"][80:100])[:2]
-    with Store(live["url"]) as store:
-        before = len(store.outcomes())
-    body = {"records": [
-        _report(results[0]),
-        _report(results[1], response="maybe"),
-        _report(results[1], prediction_id="0" * 32),
-        _report(results[1], customer_id=live["customers"][0]),
-        _report(results[1], occurred_at="2999-01-01T00:00:00Z", stayed="yes"),
-    ]}
-    answer = request(live["base"], "/outcomes", body, headers=bearer(INGEST))
-    problem = assert_problem(answer, 422, "invalid-outcomes")
-    fields = {e["field"]: e["message"] for e in problem["errors"]}
-    assert 'must be "taken" or "declined"' in fields["records[1].response"]
-    assert "no score was given out with this id" in fields["records[2].prediction_id"]
-    assert f"was about customer {results[1]['customer_id']}" in fields["records[3].customer_id"]
-    assert "in the future" in fields["records[4].occurred_at"]
-    assert "true or false" in fields["records[4].stayed"]
-    with Store(live["url"]) as store:
-        assert len(store.outcomes()) == before  # the good first report is not stored either
-
-
-def test_outcomes_need_the_ingest_role(live):
-    results = _scored(live, live["customers"][100:120])[:1]
-    answer = request(live["base"], "/outcomes", {"records": [_report(results[0])]},
-                     headers=bearer(READ))
-    assert_problem(answer, 403, "forbidden")
-
-
-def test_outcomes_load_from_a_file_all_or_nothing(live, tmp_path, capsys):
-    import time
-
-    import pandas as pd
-
-    from churn_risk.cli import main
-
-    results = _scored(live, live["customers"][120:140])[:3]
-    ids = [r["prediction_id"] for r in results]
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:  # a file arrives after the scores are logged
-        with Store(live["url"]) as store:
-            if len(store.predictions_by_id(ids)) == len(ids):
-                break
-        time.sleep(0.1)
-    reports = pd.DataFrame([_report(r, stayed=i % 2 == 0) for i, r in enumerate(results)])
-    bad = reports.assign(response=["taken", "later", "taken"])
-    bad.to_csv(tmp_path / "bad.csv", index=False)
-    assert main(["outcomes", "load", str(tmp_path / "bad.csv"), "--store", live["url"]]) == 1
-    err = capsys.readouterr().err
-    assert "row 1, response: must be" in err and "nothing stored" in err
-    reports.to_csv(tmp_path / "outcomes.csv", index=False)
-    assert main(["outcomes", "load", str(tmp_path / "outcomes.csv"), "--store",
-                 live["url"]]) == 0
-    assert "3 new" in " ".join(capsys.readouterr().out.split())
-    with Store(live["url"]) as store:
-        state = store.outcome_state().set_index("prediction_id")
-    assert state.loc[[r["prediction_id"] for r in results], "stayed"].tolist() == [
-        True, False, True]

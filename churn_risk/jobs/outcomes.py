@@ -12,6 +12,8 @@ from churn_risk.errors import DataError
 from churn_risk.features.io import read_file
 from churn_risk.features.store import Store
 
+#: The columns a file of outcome reports must have (`serving.outcomes.FIELDS` may).
+REQUIRED = ("prediction_id", "customer_id", "response", "occurred_at")
 #: Text a file may hold for `stayed`.
 _TRUTH = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
@@ -19,9 +21,19 @@ _TRUTH = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no"
 def load(path: Path, store_url: str) -> tuple[int, int]:
     """Validate the reports of a CSV or Parquet file (the fields of `POST /outcomes`) and store
     them, all or none; (received, new)."""
-    from churn_risk.serving.outcomes import OutcomeErrors, checked_outcomes
+    from churn_risk.serving.outcomes import FIELDS, OutcomeErrors, checked_outcomes
 
-    records = _records(read_file(path))
+    if not path.is_file():
+        raise DataError(f"{path}: no such file (a CSV or Parquet file of outcome reports)")
+    frame = read_file(path)
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    unknown = [str(c) for c in frame.columns if c not in FIELDS]
+    if missing or unknown:  # one line for the file, not one per row
+        problem = (f"no column {', '.join(missing)}" if missing else
+                   f"unknown column {', '.join(unknown)}")
+        raise DataError(f"{path}: {problem} (the columns of an outcome report: "
+                        f"{', '.join(FIELDS)}; {', '.join(REQUIRED)} required); nothing stored")
+    records = _records(frame)
     with Store(store_url) as store:
         try:
             rows = checked_outcomes(records, store)
