@@ -391,6 +391,30 @@ class Campaigns:
     control_response: float = 0.02
 
 
+# ----------------------------------------------------------------------------------------------
+# Simulated drift (`generate(drifts=...)`, `churn generate-data --drift KIND:YYYY-MM`)
+
+
+@dataclass(frozen=True)
+class Drift:
+    """What each kind of simulated drift changes from its first month on (none by default).
+
+    - delivery: a worsening delivery partner: ``quality_shift`` is added to the quality (carrier
+      offset + route; higher is worse) of every delivery of a purchase made from that month on,
+      so late, very late, lost and damaged deliveries become much more frequent; through the
+      hazard's delivery term (and the satisfaction hits of bad deliveries) churn rises.
+    - price: a new competitor's price pressure: ``price_shift`` is added to every customer's
+      latent price perception and to its mean at the start of that month, so the surveys'
+      price scores fall and the hazard's price term (``price`` x p) rises, and for good.
+    """
+
+    quality_shift: float = 1.5
+    price_shift: float = -1.2
+
+
+#: The kinds of drift the generator can simulate, in the order they are documented.
+DRIFT_KINDS: tuple[str, ...] = ("delivery", "price")
+
 INPUTS = Inputs()
 POPULATION = Population()
 LATENT = LatentStates()
@@ -401,3 +425,4 @@ TICKETS = Tickets()
 INTERACTIONS = Interactions()
 SURVEYS = Surveys()
 CAMPAIGNS = Campaigns()
+DRIFT = Drift()

@@ -167,8 +167,12 @@ def returns(rng: np.random.Generator, tx: Chunk, hi: np.ndarray) -> Chunk:
 # Deliveries
 
 
-def deliveries(rng: np.random.Generator, cust: Customers, state: State, tx: Chunk) -> Chunk:
+def deliveries(
+    rng: np.random.Generator, cust: Customers, state: State, tx: Chunk, worse: float = 0.0
+) -> Chunk:
     """Deliveries of physical purchases: lateness from the carrier and the customer's route.
+    `worse`: added to every delivery's quality and to the log of its loss rate (a simulated
+    delivery drift, `coefficients.Drift`; 0: none, and the draws are exactly those without it).
 
     Returns the recorded fields (``promised``, ``delivered``, ``damaged`` with -1 = unknown) and
     the truth behind them (``lost``, ``damaged_true``, ``lateness``: days late, 0 when lost)."""
@@ -178,12 +182,16 @@ def deliveries(rng: np.random.Generator, cust: Customers, state: State, tx: Chun
     c = tx["cust"][buy]
     promised = tx["day"][buy] + rng.integers(*D.promise_days, c.size)
     quality = _CARRIER_OFFSET[cust.carrier[c]] + state.route[c]
+    loss = _CARRIER_OFFSET[cust.carrier[c]]
+    if worse:  # only then: the arrays (and so the data) without drift stay bit-identical
+        quality = quality + worse
+        loss = loss + worse
     late = rng.random(c.size) < sigmoid(D.late_intercept + quality)
     days_late = rng.geometric(
         1.0 / (1.0 + D.days_late_scale * np.exp(D.days_late_slope * quality))
     )
     early = ~late & (rng.random(c.size) < D.early)
-    lost = rng.random(c.size) < D.lost * np.exp(_CARRIER_OFFSET[cust.carrier[c]])
+    lost = rng.random(c.size) < D.lost * np.exp(loss)
     delivered = promised + np.where(late, days_late, 0) - early
     delivered = np.where(lost, NEVER, delivered)
     damaged_true = ~lost & (

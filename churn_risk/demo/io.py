@@ -21,11 +21,13 @@ def write_demo(
     *,
     end: str | pd.Timestamp | None = None,
     progress: Progress | None = None,
+    drifts: dict[str, str | pd.Timestamp] | None = None,
 ) -> DemoData:
     """Generate the demo data and write it: the nine tables to `out/<table>.<fmt>` and the ground
     truth to `out/ground_truth/` (Parquet, plus a README explaining the mechanism). `end`: the
-    data end at that moment (see `generate`)."""
-    data = generate(customers, months, seed, start, end=end, progress=progress)
+    data end at that moment (see `generate`). `drifts`: simulated drift (see `generate`),
+    recorded in `out/ground_truth/drifts.parquet` and the README."""
+    data = generate(customers, months, seed, start, end=end, progress=progress, drifts=drifts)
     start = first_month(months, start, end)
     out = Path(out)
     write_tables(data.tables, out, fmt)

@@ -115,6 +115,7 @@ def readme_context(
         "mean_hazard": math.nan if empty else float(churn["hazard"].mean()),
         "monthly_churn": math.nan if empty else float(churn["churned_in_month"].mean()),
         "campaign_effects": list(data.truth["campaign_effects"].itertuples()),
+        "drifts": list(data.truth["drifts"].itertuples()) if "drifts" in data.truth else [],
     }
 
 

@@ -10,7 +10,8 @@ campaign sends), churners leaving and the latent states moving on.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +19,12 @@ import pandas as pd
 
 from churn_risk.demo import events as ev
 from churn_risk.demo.campaigns import CampaignRun, plan_campaigns, send_campaign, true_uplift
-from churn_risk.demo.coefficients import AdoptionCoefficients, HazardCoefficients
+from churn_risk.demo.coefficients import (
+    DRIFT,
+    DRIFT_KINDS,
+    AdoptionCoefficients,
+    HazardCoefficients,
+)
 from churn_risk.demo.hazard import (
     Risk,
     Trailing,
@@ -48,6 +54,7 @@ from churn_risk.demo.state import (
     State,
     calendar,
     month,
+    month_stamp,
     presence,
 )
 from churn_risk.demo.tables import build_tables
@@ -88,6 +95,8 @@ class _Simulation:
     campaign_rows: list[Chunk] = field(default_factory=list)
     churn_rows: list[Chunk] = field(default_factory=list)
     adoption_rows: list[Chunk] = field(default_factory=list)
+    #: Simulated drifts: kind -> first month index (`coefficients.Drift`); empty: none.
+    drift_from: dict[str, int] = field(default_factory=dict)
 
 
 def generate(
@@ -100,13 +109,17 @@ def generate(
     progress: Progress | None = None,
     hazard: HazardCoefficients | None = None,
     adoption: AdoptionCoefficients | None = None,
+    drifts: Mapping[str, str | pd.Timestamp] | None = None,
 ) -> DemoData:
     """Simulate `customers` customers over `months` months from `start` (see `churn_risk.demo`),
     or, with `end`, over the `months` months up to the one holding `end`, the data cut at `end`
     as a CRM would hold them then (`known_at`): "now" for live data.
 
     `progress(month_index, months)` is called once per simulated month. `hazard` and `adoption`
-    override the mechanism's coefficients (defaults: the documented ones).
+    override the mechanism's coefficients (defaults: the documented ones). `drifts`: simulated
+    drift, kind (`coefficients.DRIFT_KINDS`) -> the first month it acts in (a day of that month,
+    e.g. "2025-06"; see `coefficients.Drift`), recorded in the truth's ``drifts`` frame; none by
+    default (and then no draw differs from a generation without the option).
     """
     if customers < 1 or months < 1:
         raise ValueError("customers and months must be at least 1")
@@ -114,6 +127,7 @@ def generate(
     rng = np.random.default_rng(seed)
     sim = _setup(rng, customers, months, start, hazard or HazardCoefficients(),
                  adoption or AdoptionCoefficients())
+    sim.drift_from = drift_months(drifts or {}, sim.cal)
     for m in range(months):
         _simulate_month(rng, sim, m)
         if progress is not None:
@@ -124,6 +138,8 @@ def generate(
         "adoption": adoption_truth(sim.cal, sim.adoption_rows),
         "campaign_effects": campaign_effects(sim.cal, sim.campaigns, sim.state, months),
     }
+    if sim.drift_from:
+        truth["drifts"] = drift_truth(sim.cal, sim.drift_from)
     data = DemoData(tables=tables, truth=truth)
     return data if end is None else known_at(data, pd.Timestamp(end))
 
@@ -159,6 +175,55 @@ def first_month(months: int, start: str, end: str | pd.Timestamp | None) -> str:
     return f"{month:%Y-%m-%d}"
 
 
+def parse_drift(text: str) -> tuple[str, pd.Timestamp]:
+    """``KIND:YYYY-MM`` (or a day, ``KIND:YYYY-MM-DD``) -> (kind, first day of that month);
+    `ValueError` naming what is wrong."""
+    kind, sep, when = text.partition(":")
+    kind = kind.strip().lower()
+    if not sep or kind not in DRIFT_KINDS:
+        raise ValueError(f"drift {text!r}: expected KIND:YYYY-MM with KIND one of "
+                         f"{', '.join(DRIFT_KINDS)} (e.g. delivery:2025-06)")
+    when = when.strip()
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", when):
+            raise ValueError(when)
+        month = pd.Period(when, freq="M")
+    except (ValueError, TypeError):
+        raise ValueError(f"drift {text!r}: {when!r} is not a month (YYYY-MM)") from None
+    return kind, month.start_time
+
+
+def drift_months(drifts: Mapping[str, str | pd.Timestamp], cal: Calendar) -> dict[str, int]:
+    """Each drift's first month as a month index of the simulation; `ValueError` when a kind is
+    unknown or the month is not one of the simulated months."""
+    first = pd.Period(cal.start, freq="M")
+    out = {}
+    for kind, when in drifts.items():
+        if kind not in DRIFT_KINDS:
+            raise ValueError(f"unknown drift {kind!r}: expected one of {', '.join(DRIFT_KINDS)}")
+        m = (pd.Period(pd.Timestamp(when), freq="M") - first).n
+        if not 0 <= m < cal.months:
+            last = first + (cal.months - 1)
+            raise ValueError(f"drift {kind}: {pd.Timestamp(when):%Y-%m} is not a simulated "
+                             f"month ({first} to {last})")
+        out[kind] = m
+    return out
+
+
+def drift_truth(cal: Calendar, drift_from: dict[str, int]) -> pd.DataFrame:
+    """One row per simulated drift: kind, first month, what it changes and by how much."""
+    what = {"delivery": ("delivery quality (carrier + route; higher is worse)",
+                         DRIFT.quality_shift),
+            "price": ("latent price perception p and its mean", DRIFT.price_shift)}
+    kinds = [k for k in DRIFT_KINDS if k in drift_from]
+    return pd.DataFrame({
+        "from_month": month_stamp(cal, np.array([drift_from[k] for k in kinds])),
+        "drift": kinds,
+        "changes": [what[k][0] for k in kinds],
+        "shift": [float(what[k][1]) for k in kinds],
+    })
+
+
 def _setup(
     rng: np.random.Generator,
     customers: int,
@@ -186,6 +251,9 @@ def _simulate_month(rng: np.random.Generator, sim: _Simulation, m: int) -> None:
     """One month: the truth at its start, the churn draw, the events, then the next state."""
     cust, state = sim.cust, sim.state
     mo = month(sim.cal, cust, state, m)
+    if sim.drift_from.get("price") == m:  # competitor price pressure, from this month on
+        cust.price_mean = cust.price_mean + DRIFT.price_shift
+        state.price = state.price + DRIFT.price_shift
     tr = trailing(m, sim.cal, cust, state, sim.events, sim.agents)
     risk = month_risk(tr, state, mo, sim.profile, sim.coef)
     for run in sim.campaigns:
@@ -197,7 +265,8 @@ def _simulate_month(rng: np.random.Generator, sim: _Simulation, m: int) -> None:
 
     pr = presence(cust, state, mo, churners, churn_day)
     tx = _purchases(rng, sim, mo, pr, candidates, p_adopt)
-    dl = ev.deliveries(rng, cust, state, tx)
+    worse = DRIFT.quality_shift if sim.drift_from.get("delivery", sim.cal.months) <= m else 0.0
+    dl = ev.deliveries(rng, cust, state, tx, worse)
     fresh = ev.new_tickets(rng, cust, pr, dl)
     tk, sim.pending_tickets = ev.tickets(rng, state, fresh, sim.pending_tickets, mo, pr)
     ia = ev.interactions(rng, cust, state, pr, tk, sim.agents)
