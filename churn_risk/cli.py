@@ -131,21 +131,48 @@ def generate_data(
     end: Annotated[str | None, typer.Option(
         "--end", help="Instead of --start: the data end on this day (ISO date), or 'now' (live "
                       "data, as a CRM holds them at this moment).")] = None,
+    drift: Annotated[list[str] | None, typer.Option(
+        "--drift", help="Simulate drift from a month on, KIND:YYYY-MM (repeatable): "
+                        "delivery (a worsening delivery partner: late, lost and damaged "
+                        "deliveries much more frequent) or price (a competitor's price "
+                        "pressure: price perception falls); recorded in ground_truth/.")] = None,
 ) -> None:
     """Write realistic demo CRM tables (and a separate ground_truth/ folder) to OUT."""
     from churn_risk.demo import write_demo
+    from churn_risk.demo.simulation import parse_drift
+    from churn_risk.errors import UsageError
+
+    drifts = {}
+    for text in drift or []:
+        try:
+            kind, month = parse_drift(text)
+        except ValueError as exc:
+            raise UsageError(f"--drift: {exc}") from None
+        drifts[kind] = month
 
     moment = None
     if end is not None:
         from churn_risk.features.live import live_now
 
         moment = live_now() if end == "now" else _parse_date(end, "--end")
+    if drifts:  # a month outside the data is refused before any work
+        import pandas as pd
+
+        from churn_risk.demo.simulation import drift_months, first_month
+        from churn_risk.demo.state import calendar
+
+        try:
+            drift_months(drifts, calendar(pd.Timestamp(first_month(months, start, moment)),
+                                          months))
+        except ValueError as exc:
+            raise UsageError(f"--drift: {exc}") from None
     started = time.perf_counter()
     with _progress() as progress:
         task = progress.add_task("Simulating months", total=months)
         demo = write_demo(
             out, customers=customers, months=months, seed=seed, fmt=fmt, start=start,
             end=moment, progress=lambda done, total: progress.update(task, completed=done + 1),
+            drifts=drifts or None,
         )
     console.print(_tables_table(f"Demo CRM data in {out} (seed {seed})", demo.tables))
     console.print(
@@ -502,6 +529,156 @@ def evaluate(
     result = job.run(_source(data, mapping, store), job.EvaluateSettings(model=model))
     print_metrics(result.metrics, f"{model} on {result.judged_on}", prefix="")
     console.print(f"MLflow run {result.run_id}: {result.ui_command}")
+
+
+MonitorModelOpt = Annotated[
+    str, typer.Option("--model", help="Model URI to monitor.")
+]
+PsiAlertOpt = Annotated[float, typer.Option(
+    "--psi-alert", min=0.0, help="Retraining is due when a feature's population stability "
+    "index reaches this (0.1: watch, 0.25: a real shift).")]
+MissingAlertOpt = Annotated[float, typer.Option(
+    "--missing-alert", min=0.0, max=1.0, help="... or a feature's missing share moves by at "
+    "least this (0.10 = 10 percentage points).")]
+ScorePsiAlertOpt = Annotated[float, typer.Option(
+    "--score-psi-alert", min=0.0, help="... or the churn probability's PSI reaches this.")]
+AucDropOpt = Annotated[float, typer.Option(
+    "--auc-drop", min=0.0, max=1.0, help="... or the realised ROC-AUC of matured predictions "
+    "falls this far below the test ROC-AUC at training (needs the store's prediction log).")]
+
+
+def _monitor_settings(model, as_of, psi_alert, missing_alert, score_psi_alert, auc_drop):
+    from churn_risk.jobs import monitor as job
+
+    return job.MonitorSettings(
+        model=model, as_of=None if as_of is None else _parse_date(as_of, "--as-of"),
+        psi_alert=psi_alert, missing_alert=missing_alert, score_psi_alert=score_psi_alert,
+        auc_drop=auc_drop)
+
+
+@app.command()
+def monitor(
+    data: DataOpt = None,
+    mapping: MappingOpt = None,
+    store: StoreOpt = None,
+    model: MonitorModelOpt = "models:/churn-risk@champion",
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="Date of the portfolio (default: now for a store, else the day after "
+                        "the data end).")] = None,
+    psi_alert: PsiAlertOpt = 0.25,
+    missing_alert: MissingAlertOpt = 0.10,
+    score_psi_alert: ScorePsiAlertOpt = 0.25,
+    auc_drop: AucDropOpt = 0.05,
+) -> int:
+    """Watch the model: per feature the drift (PSI) and missing-share change of the current
+    portfolio against the model's training reference, the score distribution's shift, the
+    prediction log's scores and reasons by month (--store) and the realised accuracy of matured
+    predictions; logged to MLflow. Exit 0 when stable, 4 when retraining is due (a scheduler
+    can act on it)."""
+    from churn_risk.jobs import monitor as job
+
+    settings = _monitor_settings(model, as_of, psi_alert, missing_alert, score_psi_alert,
+                                 auc_drop)
+    result = job.run(_source(data, mapping, store), settings)
+    _print_monitor(result, settings)
+    return job.RETRAINING_DUE if result.verdict.retraining_due else 0
+
+
+def _print_monitor(result, settings) -> None:
+    report = result.report
+    model = f"{settings.model} (version {result.version})"
+    if report is not None:
+        t = report.features
+        shown = t.loc[(t["psi"] >= 0.1) | (t["missing_change"].abs() >= settings.missing_alert)]
+        shown = shown if len(shown) >= 10 else t.head(10)
+        table = Table(title=f"Drift of {model}: portfolio as of {report.as_of} "
+                            f"({report.rows:,} customers) vs training reference "
+                            f"{report.reference_as_of} ({report.reference_rows:,})")
+        table.add_column("feature")
+        table.add_column("driver group")
+        table.add_column("PSI", justify="right")
+        table.add_column("missing (reference → now)", justify="right")
+        for r in shown.itertuples():
+            style = ("bold red" if r.psi >= settings.psi_alert
+                     else "yellow" if r.psi >= 0.1 else "")
+            table.add_row(r.feature, r.group, f"[{style}]{r.psi:.3f}[/{style}]" if style
+                          else f"{r.psi:.3f}",
+                          f"{r.missing_reference:.0%} → {r.missing_current:.0%}")
+        console.print(table)
+        console.print(f"{len(t) - len(shown)} more features below PSI 0.1. Score distribution: "
+                      f"PSI {report.score_psi:.3f}, mean churn probability "
+                      f"{report.score_reference_mean:.1%} at training, "
+                      f"{report.score_current_mean:.1%} now.")
+    if len(result.log_scores):
+        table = Table(title="Prediction log by month of features_as_of")
+        for column in ("month", "predictions", "mean", "p50", "p90"):
+            table.add_column(column, justify="right")
+        table.add_column("most frequent first reason")
+        mix = result.reason_mix.set_index("month")
+        for r in result.log_scores.itertuples():
+            shares = mix.loc[r.month].drop(["(none)", "(other)"], errors="ignore")
+            top = (f"{shares.idxmax()} ({shares.max():.0%})" if len(shares) and shares.max() > 0
+                   else "")
+            table.add_row(r.month, f"{r.predictions:,}", f"{r.mean:.1%}", f"{r.p50:.1%}",
+                          f"{r.p90:.1%}", top)
+        console.print(table)
+    if result.realised is not None:
+        console.print(f"Realised: {result.realised}")
+    style = "bold red" if result.verdict.retraining_due else "green"
+    console.print(f"[{style}]{escape(result.verdict.text)}[/{style}]")
+    console.print(f"MLflow run {result.run_id}: {result.ui_command}")
+
+
+@app.command()
+def retrain(
+    data: DataOpt = None,
+    mapping: MappingOpt = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    force: Annotated[bool, typer.Option(
+        "--force/--no-force", help="Train (and try to promote) even when the monitor says "
+                                   "stable; the promotion rule still applies.")] = False,
+    psi_alert: PsiAlertOpt = 0.25,
+    missing_alert: MissingAlertOpt = 0.10,
+    score_psi_alert: ScorePsiAlertOpt = 0.25,
+    auc_drop: AucDropOpt = 0.05,
+) -> int:
+    """The scheduled path: monitor the champion, and when retraining is due (or --force) train
+    a challenger and promote it by the usual rule. Exit 0: stable (nothing trained) or the
+    challenger promoted; 3: the challenger was not better, the champion is left alone. Without
+    a champion, the first model is trained and promoted."""
+    from churn_risk.errors import PromotionRefused
+    from churn_risk.jobs import monitor as monitor_job
+    from churn_risk.jobs import promote as promote_job
+    from churn_risk.jobs import train as train_job
+    from churn_risk.models.pyfunc import resolve_model
+    from churn_risk.training.config import load_config
+    from churn_risk.training.tracking import configure_tracking
+
+    source = _source(data, mapping, store)
+    configure_tracking()
+    prep = _prepare(source)
+    settings = _monitor_settings("models:/churn-risk@champion", None, psi_alert, missing_alert,
+                                 score_psi_alert, auc_drop)
+    try:
+        resolve_model(settings.model)
+    except LookupError:
+        console.print("No champion yet: training the first model.")
+    else:
+        result = monitor_job.run(source, settings, prep)
+        _print_monitor(result, settings)
+        if not result.verdict.retraining_due and not force:
+            console.print("Stable: nothing to retrain (--force trains anyway).")
+            return 0
+    cfg = load_config(config if config is not None and str(config) not in ("", ".") else None)
+    _print_training(_train(train_job, source, cfg, prep), source)
+    promoted = promote_job.run(source, promote_job.PromoteSettings(), prep)
+    if promoted.judged_on is not None:
+        console.print(f"(judged on {promoted.judged_on})")
+    if promoted.refused:
+        raise PromotionRefused(promoted.decision.reason)
+    console.print(f"[green]{promoted.decision.reason}[/green]")
+    return 0
 
 
 @app.command()

@@ -11,6 +11,7 @@ is wrong and what to change) with no traceback, then exits with the class's code
 | 2 | usage: a bad option or config file, no such model or champion, an unreachable tracking store,
       a data source that cannot be read |
 | 3 | `churn promote` refused the challenger (worse, or a different target): nothing changed |
+| 4 | `churn monitor`: retraining is due (drift or a realised-accuracy drop; the verdict says why) |
 | 130 | interrupted |
 
 The service answers the same failures with a 4xx (see `serving/`).

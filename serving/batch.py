@@ -53,6 +53,45 @@ def check_output_path(out: str | os.PathLike) -> Path:
     return out
 
 
+def portfolio_frame(source: DataSourceLike, as_of: str | pd.Timestamp | None, bundle: ChurnBundle,
+                    prep=None) -> tuple[pd.DataFrame, pd.Timestamp]:
+    """The features (the bundle's feature set) of every customer of the bundle's population at
+    `as_of`, sorted by customer_id, and that moment: `as_of` a day, checked against the data;
+    None: now for a store (it follows the CRM; taken before the read, so nothing read later
+    counts), else the day after the data end. `prep`: the data already prepared from `source`."""
+    from churn_risk.features.lifecycle import prepare
+    from churn_risk.features.snapshots import build_snapshot
+    from churn_risk.features.validation import load_crm
+
+    live = _live_moment(source, as_of)
+    prep = prepare(load_crm(source)) if prep is None else prep
+    as_of = _scoring_moment(as_of, live, prep)
+    frame = build_snapshot(prep, as_of, bundle.feature_config, bundle.target)
+    return frame.sort_values("customer_id", kind="stable").reset_index(drop=True), as_of
+
+
+def _live_moment(source: DataSourceLike, as_of) -> pd.Timestamp | None:
+    """Now, for a store asked for no day (it follows the CRM), taken before the data are read;
+    else None."""
+    if as_of is not None or not as_source(source).store:
+        return None
+    from churn_risk.features.live import live_now
+
+    return live_now()
+
+
+def _scoring_moment(as_of, live: pd.Timestamp | None, facts) -> pd.Timestamp:
+    """The moment a portfolio is featured as of: `live`; else `as_of` (a day the data can
+    score); else the day after the data end (`scoring_as_of`)."""
+    if live is not None:
+        return live
+    if as_of is None:
+        return scoring_as_of(facts)
+    as_of = parse_day(as_of, "--as-of")
+    check_scoring_date(facts, as_of)
+    return as_of
+
+
 def score_portfolio(
     source: DataSourceLike,
     as_of: str | pd.Timestamp | None,
@@ -73,42 +112,21 @@ def score_portfolio(
         raise ValueError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
-    cfg = bundle.feature_config
-    if as_of is None and as_source(source).store:  # a store follows the CRM: as of now
-        from churn_risk.features.live import live_now
-
-        as_of = live_now()
-        live = True
-    else:
-        live = False
     if engine == "pandas":
-        from churn_risk.features.lifecycle import prepare
-        from churn_risk.features.snapshots import build_snapshot
-        from churn_risk.features.validation import load_crm
-
-        prep = prepare(load_crm(source)) if prep is None else prep
-        if as_of is None:
-            as_of = scoring_as_of(prep)
-        elif not live:
-            as_of = parse_day(as_of, "--as-of")
-            check_scoring_date(prep, as_of)
-        frame = build_snapshot(prep, as_of, cfg, bundle.target)
+        frame, as_of = portfolio_frame(source, as_of, bundle, prep)
         del prep
-        frame = frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
         with all_cores(bundle):
             return score_frame(frame, bundle, model_name, model_version, as_of, chunk_rows,
                                progress)
 
     from churn_risk.features.dask_engine import dask_client, prepare_dask
 
+    live = _live_moment(source, as_of)
     with dask_client(scheduler) as client:
         data = prepare_dask(source, client)
-        if as_of is None:  # the same definition, from facts added up on the workers
-            as_of = scoring_as_of(data.facts)
-        elif not live:
-            as_of = parse_day(as_of, "--as-of")
-            check_scoring_date(data.facts, as_of)
-        frames = data.frames([as_of], cfg, bundle.target)
+        # the same definition, from facts added up on the workers
+        as_of = _scoring_moment(as_of, live, data.facts)
+        frames = data.frames([as_of], bundle.feature_config, bundle.target)
         return score_partitions(frames, bundle, model_name, model_version, as_of, client,
                                 chunk_rows, progress)
 

@@ -32,6 +32,7 @@ from churn_risk.training.fit import (
     refit_cross_fitted,
     search_model,
 )
+from churn_risk.training.monitor import reference_profile
 from churn_risk.training.split import Split, gap_months, split_by_time
 
 Step = Callable[[str, int, int], None]
@@ -286,7 +287,9 @@ def fit_bundle(
 def _fit_policy(bundle: ChurnBundle, split: Split, cfg: TrainConfig, target: Target,
                 measured: dict[str, dict]):
     """Matrix thresholds from the newest snapshot the model has not been trained on (the
-    portfolio as it will be scored); retention over one horizon from the training labels."""
+    portfolio as it will be scored), which is also the drift reference stored with the model
+    (`training.monitor.reference_profile`); retention over one horizon from the training
+    labels."""
     reference = split.test if len(split.test) else split.validation
     reference = reference.loc[reference["as_of"] == reference["as_of"].max()]
     dm = bundle.dmatrix(reference)
@@ -295,6 +298,9 @@ def _fit_policy(bundle: ChurnBundle, split: Split, cfg: TrainConfig, target: Tar
              else np.zeros(len(reference)))
     actions = with_measured_success(load_catalogue(cfg.actions), measured)
     bundle.info["measured_success"] = measured
+    # the drift reference `churn monitor` compares the scored portfolio with
+    bundle.info["reference"] = reference_profile(reference, bundle.specs, bundle.categories,
+                                                 probability)
     return fit_policy(probability, spend, 1.0 - float(split.train[CHURN_LABEL].mean()),
                       target.horizon_days, cfg.value, cfg.matrix, actions)
 

@@ -1,0 +1,249 @@
+"""Drift simulation in the demo generator, the training reference, `churn monitor` and
+`churn retrain` (issue 14)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churn_risk.demo import generate, truth_readme
+from churn_risk.features.lifecycle import FeatureSpec
+from churn_risk.training.monitor import (
+    Thresholds,
+    compare,
+    feature_reference,
+    psi,
+    reference_profile,
+    verdict,
+)
+
+#: `_digest` of `generate(customers=300, months=8, seed=3)` made by the generator before drift
+#: simulation existed: without --drift the data (tables, truth, README) must stay bit-identical.
+BEFORE_DRIFT = "b8f63cbfffd6f57b73bc2d0a17ea86d77fb557b2e28d44c2b00db1606947d1fe"
+
+
+def _digest(data) -> str:
+    h = hashlib.sha256()
+    for group in (data.tables, data.truth):
+        for name in sorted(group):
+            h.update(name.encode())
+            h.update(pd.util.hash_pandas_object(group[name], index=True).to_numpy().tobytes())
+    h.update(truth_readme(data, customers=300, months=8, seed=3, start="2023-01-01").encode())
+    return h.hexdigest()
+
+
+# -------------------------------------------------------------------------------- demo drift
+
+
+def test_without_drift_the_data_are_those_made_before_drift_existed():
+    assert _digest(generate(customers=300, months=8, seed=3)) == BEFORE_DRIFT
+    assert _digest(generate(customers=300, months=8, seed=3, drifts={})) == BEFORE_DRIFT
+
+
+def _late(deliveries: pd.DataFrame) -> pd.Series:
+    return deliveries["delivered_date"].isna() | (
+        deliveries["delivered_date"] > deliveries["promised_date"])
+
+
+def test_delivery_drift_acts_from_its_month_only():
+    stable = generate(customers=1500, months=12, seed=4)
+    drifted = generate(customers=1500, months=12, seed=4, drifts={"delivery": "2023-08"})
+    before = pd.Timestamp("2023-07-25")  # purchases of July are promised up to 6 days later
+    old = stable.tables["deliveries"]
+    new = drifted.tables["deliveries"]
+    pd.testing.assert_frame_equal(old[old["promised_date"] < before].reset_index(drop=True),
+                                  new[new["promised_date"] < before].reset_index(drop=True))
+    after = pd.Timestamp("2023-08-10")
+    late_old = _late(old[old["promised_date"] >= after]).mean()
+    late_new = _late(new[new["promised_date"] >= after]).mean()
+    assert late_new > 2 * late_old
+    truth = drifted.truth["drifts"]
+    assert truth["drift"].tolist() == ["delivery"]
+    assert truth["from_month"].tolist() == [pd.Timestamp("2023-08-01")]
+    assert "drifts" not in stable.truth
+    # the hazard rises with it
+    churn = drifted.truth["churn"].groupby("as_of")["hazard"].mean()
+    churn_old = stable.truth["churn"].groupby("as_of")["hazard"].mean()
+    assert churn.loc["2023-11-01":].mean() > 1.1 * churn_old.loc["2023-11-01":].mean()
+
+
+def test_price_drift_lowers_price_scores_and_raises_churn():
+    stable = generate(customers=1500, months=12, seed=4)
+    drifted = generate(customers=1500, months=12, seed=4, drifts={"price": "2023-09"})
+
+    def price(data):
+        s = data.tables["surveys"]
+        return s.loc[s["timestamp"] >= "2023-09-01", "price"].mean()
+
+    assert price(drifted) < price(stable) - 1.0
+    readme = truth_readme(drifted, customers=1500, months=12, seed=4, start="2023-01-01")
+    assert "## Simulated drift" in readme and "**price** from 2023-09" in readme
+    assert "Simulated drift" not in truth_readme(stable, customers=1500, months=12, seed=4,
+                                                 start="2023-01-01")
+    hazard = drifted.truth["churn"].groupby("as_of")["hazard"].mean()
+    hazard_old = stable.truth["churn"].groupby("as_of")["hazard"].mean()
+    assert hazard.loc["2023-09-01":].mean() > 1.3 * hazard_old.loc["2023-09-01":].mean()
+
+
+def test_bad_drifts_are_refused(tmp_path):
+    from churn_risk.cli import main
+    from churn_risk.demo.simulation import parse_drift
+
+    assert parse_drift("delivery:2025-06") == ("delivery", pd.Timestamp("2025-06-01"))
+    for text in ("weather:2025-06", "delivery", "delivery:June"):
+        with pytest.raises(ValueError, match="drift"):
+            parse_drift(text)
+    with pytest.raises(ValueError, match="not a simulated month"):
+        generate(customers=50, months=6, seed=1, drifts={"price": "2030-01"})
+    out = tmp_path / "data"
+    assert main(["generate-data", "--out", str(out), "--customers", "50", "--months", "6",
+                 "--drift", "delivery:2030-01"]) == 2
+    assert not out.exists()
+
+
+# -------------------------------------------------------------------------------- PSI
+
+
+def test_psi_of_the_reference_itself_is_zero_and_grows_with_a_shift():
+    rng = np.random.default_rng(0)
+    spec = FeatureSpec("x", "x", "delivery")
+    values = pd.Series(rng.normal(size=5000))
+    ref = feature_reference(values, spec)
+    frame = pd.DataFrame({"x": values, "as_of": pd.Timestamp("2024-01-01")})
+    reference = reference_profile(frame, [spec], {}, rng.random(5000))
+    same = compare(reference, frame, [spec], rng.random(5000), "2024-02-01")
+    assert same.features.loc[0, "psi"] == pytest.approx(0.0, abs=1e-12)
+    assert same.score_psi < 0.01  # another draw of the same distribution
+    shifted = compare(reference, frame.assign(x=values + 1.0), [spec], rng.random(5000),
+                      "2024-02-01")
+    assert shifted.features.loc[0, "psi"] > 0.5
+    assert len(ref["edges"]) == 9 and sum(ref["shares"]) == pytest.approx(1.0)
+    assert psi([0.5, 0.5, 0.0], [0.5, 0.5, 0.0]) == 0.0  # empty bins cost nothing when both are
+
+
+def test_reference_of_constant_boolean_categorical_and_missing_features():
+    n = 1000
+    frame = pd.DataFrame({
+        "constant": np.zeros(n), "flag": np.r_[np.zeros(700), np.ones(300)],
+        "segment": ["consumer"] * 600 + ["enterprise"] * 300 + [None] * 100,
+        "empty": np.full(n, np.nan), "as_of": pd.Timestamp("2024-01-01")})
+    specs = [FeatureSpec("constant", "c", "tenure"), FeatureSpec("flag", "f", "products"),
+             FeatureSpec("segment", "s", "profile", kind="categorical"),
+             FeatureSpec("empty", "e", "satisfaction")]
+    reference = reference_profile(frame, specs, {"segment": ["consumer", "enterprise"]},
+                                  np.full(n, 0.05))
+    features = reference["features"]
+    assert features["constant"]["edges"] == [0.0] and features["constant"]["shares"] == [1, 0]
+    assert features["flag"]["edges"] == [0.0, 1.0]
+    assert features["flag"]["shares"] == pytest.approx([0.7, 0.3, 0.0])
+    assert features["segment"]["shares"] == pytest.approx([2 / 3, 1 / 3, 0.0])
+    assert features["segment"]["missing"] == pytest.approx(0.1)
+    assert features["empty"] == {"kind": "numeric", "edges": [], "shares": [0.0], "missing": 1.0}
+    now = frame.assign(segment=["small_business"] * n, flag=1.0)  # an unseen level, all flags
+    report = compare(reference, now, specs, np.full(n, 0.05), "2024-02-01")
+    by_feature = report.features.set_index("feature")
+    assert by_feature.loc["segment", "psi"] > 1 and by_feature.loc["flag", "psi"] > 1
+    assert by_feature.loc["constant", "psi"] == 0 and by_feature.loc["empty", "psi"] == 0
+    assert by_feature.loc["segment", "missing_change"] == pytest.approx(-0.1)
+    decided = verdict(report, Thresholds(missing_alert=0.05))
+    assert decided.retraining_due
+    assert "segment" in decided.text and "flag" in decided.text and "missing" in decided.text
+
+
+def test_a_model_without_reference_is_told_to_retrain():
+    decided = verdict(None, Thresholds())
+    assert decided.retraining_due and "no training reference" in decided.text
+
+
+def test_the_reference_travels_with_the_bundle(fitted, tmp_path):
+    from churn_risk.models.bundle import ChurnBundle
+
+    reference = fitted.bundle.info["reference"]
+    assert set(reference["features"]) == set(fitted.bundle.feature_names)
+    loaded = ChurnBundle.load(fitted.bundle.save(tmp_path / "bundle"))
+    assert loaded.info["reference"] == reference
+    newest = fitted.test.loc[fitted.test["as_of"] == fitted.test["as_of"].max()]
+    p = loaded.predict(newest)["churn_probability"].to_numpy()
+    report = compare(reference, newest, loaded.specs, p, newest["as_of"].max())
+    assert report.features["psi"].max() == pytest.approx(0.0, abs=1e-9)  # its own snapshot
+    assert report.score_psi == pytest.approx(0.0, abs=1e-9)
+
+
+# -------------------------------------------------------------------------------- end to end
+
+#: Data end in September, so the reference (the newest labelled month) and the portfolio are
+#: outside the Nov/Dec season: the drift is the only shift in the data.
+E2E = ["--customers", "3000", "--months", "24", "--seed", "11", "--start", "2022-10-01"]
+FAST_TOML = ('figures = false\nmin_positives = 10\n[search]\nmax_depth = [3]\n'
+             'num_boost_round = 150\n')
+
+
+def _project(tmp_path, monkeypatch, name: str, drift: str | None):
+    from churn_risk.cli import main
+    from tests.conftest import MLFLOW_EXPORTS
+
+    folder = tmp_path / name
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    for variable in MLFLOW_EXPORTS:
+        monkeypatch.setenv(variable, "unset")
+        monkeypatch.delenv(variable)
+    (folder / "fast.toml").write_text(FAST_TOML)
+    args = ["generate-data", "--out", "data", *E2E]
+    assert main(args + (["--drift", drift] if drift else [])) == 0
+    assert main(["train", "--data", "data", "--config", "fast.toml"]) == 0
+    assert main(["promote", "--data", "data"]) == 0
+    return folder
+
+
+def _champion() -> str:
+    from mlflow import MlflowClient
+
+    return str(MlflowClient().get_model_version_by_alias("churn-risk", "champion").version)
+
+
+@pytest.mark.slow
+def test_monitor_finds_the_simulated_delivery_drift_and_retrain_keeps_the_rule(
+        tmp_path, monkeypatch, capsys):
+    from mlflow import MlflowClient
+
+    from churn_risk.cli import main
+
+    _project(tmp_path, monkeypatch, "drifted", "delivery:2024-07")
+    capsys.readouterr()
+    assert main(["monitor", "--data", "data"]) == 4
+    out = capsys.readouterr().out
+    assert "retraining due" in out and "late_deliveries_90d" in out
+    runs = MlflowClient().search_runs(
+        [MlflowClient().get_experiment_by_name("churn-risk").experiment_id],
+        filter_string="tags.job = 'monitor'")
+    assert len(runs) == 1
+    metrics = runs[0].data.metrics
+    drifted = {k: v for k, v in metrics.items() if k.startswith("psi_") and v >= 0.25}
+    assert drifted and all(k in {"psi_late_deliveries_90d", "psi_late_share_90d",
+                                 "psi_lateness_days_90d", "psi_deliveries_overdue",
+                                 "psi_damaged_deliveries_90d"} for k in drifted), drifted
+    artifacts = {a.path for a in MlflowClient().list_artifacts(runs[0].info.run_id, "plots")}
+    assert artifacts == {"plots/psi.png", "plots/score_distribution.png"}
+
+    # retraining is due: monitor -> train -> promote by the usual rule
+    code = main(["retrain", "--data", "data", "--config", "fast.toml"])
+    assert code in (0, 3)
+    assert _champion() == ("2" if code == 0 else "1")  # refused: the champion is left alone
+
+
+@pytest.mark.slow
+def test_monitor_raises_no_false_alarm_on_stable_data(tmp_path, monkeypatch, capsys):
+    from churn_risk.cli import main
+
+    _project(tmp_path, monkeypatch, "stable", None)
+    capsys.readouterr()
+    assert main(["monitor", "--data", "data"]) == 0
+    out = capsys.readouterr().out
+    assert "stable" in out and "retraining due" not in out
+    assert main(["retrain", "--data", "data", "--config", "fast.toml"]) == 0
+    assert "nothing to retrain" in capsys.readouterr().out
+    assert _champion() == "1"  # nothing trained
