@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -52,6 +53,10 @@ PREDICTION_ID_INDEX = "ix_prediction_log_prediction_id"
 OUTCOMES = "outcomes"
 OUTCOME_COLUMNS = ("outcome_key", "prediction_id", "customer_id", "action", "response",
                    "channel", "occurred_at", "stayed", "reported_at")
+
+#: One row per `churn monitor` run on the store (`Store.record_check`): the verdict and the drift
+#: figures the service exports as Prometheus gauges (`Store.latest_check`).
+CHECKS = "monitor_checks"
 
 #: The scored portfolio the service reads by customer id: per (model, version, customer) the
 #: newest score, reasons, action and what the channel views show (a JSON payload).
@@ -348,6 +353,41 @@ class Store:
                                     for v in state["stayed"]], dtype="boolean")
         return state
 
+    # ------------------------------------------------------------------------ monitor checks
+
+    def record_check(self, check: dict) -> None:
+        """Keep a `churn monitor` verdict: `model_name`, `model_version`, `as_of` (the
+        portfolio's day), `retraining_due`, `verdict` (its text), `score_psi`,
+        `realised_roc_auc` (None: nothing matured) and `features` ({feature: {"psi": ..,
+        "missing_change": ..}}, empty without a training reference)."""
+        import sqlalchemy as sa
+
+        table = self._checks_table()
+        now = pd.Timestamp.now(tz="UTC").tz_localize(None).to_pydatetime()
+        row = {**check, "checked_at": now, "features": json.dumps(check.get("features") or {})}
+        try:
+            with self._writing(), self.engine.begin() as conn:
+                table.create(conn, checkfirst=True)
+                conn.execute(sa.insert(table), [row])
+        except sa.exc.SQLAlchemyError as exc:
+            raise DataSourceError(f"cannot write to the store {self.url!r}: "
+                                  f"{_first_line(exc)}") from None
+
+    def latest_check(self, model_name: str, version: str) -> dict | None:
+        """The newest `record_check` of this model version (`features` decoded), or None."""
+        import sqlalchemy as sa
+
+        table = self._checks_table()
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(CHECKS):
+                return None
+            row = conn.execute(sa.select(table).where(
+                table.c.model_name == model_name, table.c.model_version == str(version))
+                .order_by(table.c.id.desc()).limit(1)).mappings().first()
+        if row is None:
+            return None
+        return {**row, "features": json.loads(row["features"] or "{}")}
+
     # --------------------------------------------------------------------- served scores
 
     def save_scores(self, model_name: str, version: str, rows: list[tuple],
@@ -605,6 +645,25 @@ class Store:
                      sa.Column("stayed", sa.Boolean),
                      sa.Column("reported_at", sa.DateTime, nullable=False))
         return self.metadata.tables[OUTCOMES]
+
+    def _checks_table(self):
+        import sqlalchemy as sa
+
+        if CHECKS not in self.metadata.tables:
+            sa.Table(CHECKS, self.metadata,
+                     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+                               primary_key=True, autoincrement=True),
+                     sa.Column("checked_at", sa.DateTime, nullable=False),
+                     sa.Column("model_name", sa.Text, nullable=False),
+                     sa.Column("model_version", sa.String(40), nullable=False),
+                     sa.Column("as_of", sa.String(40)),
+                     sa.Column("retraining_due", sa.Boolean, nullable=False),
+                     sa.Column("verdict", sa.Text, nullable=False),
+                     sa.Column("score_psi", sa.Float(precision=53)),
+                     sa.Column("realised_roc_auc", sa.Float(precision=53)),
+                     sa.Column("features", sa.Text),
+                     sa.Index("ix_monitor_checks_model", "model_name", "model_version"))
+        return self.metadata.tables[CHECKS]
 
     def _writes_table(self):
         import sqlalchemy as sa

@@ -11,12 +11,17 @@ id, and an anonymous caller can make the label set grow without bound), so they 
   `churn_churn_probability{model_version}` (the distribution of the probabilities served);
 - `churn_model_info{model_version, target}`: the champion each worker serves (1), and
   `churn_model_load_failures_total`;
-- live (on a store), the served portfolio in aggregate, refreshed every `PORTFOLIO_SECONDS` by
-  the worker that keeps it fresh: `churn_portfolio_customers{model_version, risk_band}`,
+- live (on a store), the served portfolio in aggregate, refreshed every `CHURN_GAUGE_SECONDS`
+  (60) by the worker that keeps it fresh: `churn_portfolio_customers{model_version, risk_band}`,
   `churn_portfolio_band_share{model_version, risk_band}`,
   `churn_portfolio_probability_at_most{model_version, le}` (customers whose churn probability
   over the target's horizon is at most `le`: the score distribution) and
-  `churn_portfolio_mean_probability{model_version}`.
+  `churn_portfolio_mean_probability{model_version}`, and `churn_score_psi{model_version}`: the
+  population stability index of those probabilities against the model's training reference;
+- live, the newest `churn monitor --store` verdict on the served version:
+  `churn_retraining_due{model_version}` (1 or 0), `churn_feature_psi{model_version, feature}`,
+  `churn_feature_missing_change{model_version, feature}`, `churn_realised_roc_auc{model_version}`
+  (of matured predictions) and `churn_monitor_checked_timestamp_seconds{model_version}`.
 
 Workers write to the Prometheus multiprocess folder BentoML gives them (`PROMETHEUS_MULTIPROC_DIR`,
 inside this server's own instance folder: `settings.py`), and `/metrics` sums them.
@@ -25,6 +30,7 @@ inside this server's own instance folder: `settings.py`), and `/metrics` sums th
 from __future__ import annotations
 
 import os
+from datetime import UTC
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -49,8 +55,6 @@ PROBABILITY = Histogram("churn_churn_probability", "Churn probabilities served",
                         ["model_version"], buckets=PROBABILITY_EDGES)
 MODEL = Gauge("churn_model_info", "The model version each worker serves (1)",
               ["model_version", "target"], multiprocess_mode="liveall")
-#: How often the refresher recomputes the portfolio gauges (a GROUP BY over the served scores).
-PORTFOLIO_SECONDS = 60.0
 _LIVE = "livemostrecent"  # set by one worker; gone with it
 PORTFOLIO = Gauge("churn_portfolio_customers", "Customers of the served portfolio by risk band",
                   ["model_version", "risk_band"], multiprocess_mode=_LIVE)
@@ -63,6 +67,21 @@ PORTFOLIO_AT_MOST = Gauge("churn_portfolio_probability_at_most",
 PORTFOLIO_MEAN = Gauge("churn_portfolio_mean_probability",
                        "Mean churn probability of the served portfolio", ["model_version"],
                        multiprocess_mode=_LIVE)
+SCORE_PSI = Gauge("churn_score_psi", "Population stability index of the served portfolio's churn "
+                  "probabilities against the model's training reference", ["model_version"],
+                  multiprocess_mode=_LIVE)
+RETRAINING_DUE = Gauge("churn_retraining_due", "1 when the newest churn monitor said retraining "
+                       "is due, else 0", ["model_version"], multiprocess_mode=_LIVE)
+FEATURE_PSI = Gauge("churn_feature_psi", "Population stability index of each model feature, "
+                    "portfolio against the training reference (newest churn monitor)",
+                    ["model_version", "feature"], multiprocess_mode=_LIVE)
+MISSING_CHANGE = Gauge("churn_feature_missing_change", "Change of each model feature's missing "
+                       "share since training (newest churn monitor)",
+                       ["model_version", "feature"], multiprocess_mode=_LIVE)
+REALISED_AUC = Gauge("churn_realised_roc_auc", "Realised ROC-AUC of matured predictions (newest "
+                     "churn monitor)", ["model_version"], multiprocess_mode=_LIVE)
+CHECKED = Gauge("churn_monitor_checked_timestamp_seconds", "When churn monitor last judged the "
+                "model (Unix time)", ["model_version"], multiprocess_mode=_LIVE)
 LOAD_FAILURES = Counter("churn_model_load_failures_total",
                         "Failed attempts to load the champion (the last good one keeps serving)")
 
@@ -87,9 +106,20 @@ def observe_portfolio(version: str, summary: dict, bands: tuple[str, ...]) -> No
         n = summary["bands"].get(band, 0)
         PORTFOLIO.labels(version, band).set(n)
         PORTFOLIO_SHARE.labels(version, band).set(n / total)
-    for edge, n in summary["at_most"].items():
-        PORTFOLIO_AT_MOST.labels(version, f"{edge:g}").set(n)
+    for edge in PROBABILITY_EDGES:
+        PORTFOLIO_AT_MOST.labels(version, f"{edge:g}").set(summary["at_most"][edge])
     PORTFOLIO_MEAN.labels(version).set(summary["mean_probability"])
+
+
+def observe_check(version: str, check: dict) -> None:
+    """The gauges of the newest `churn monitor` verdict (`Store.latest_check`)."""
+    RETRAINING_DUE.labels(version).set(float(check["retraining_due"]))
+    CHECKED.labels(version).set(check["checked_at"].replace(tzinfo=UTC).timestamp())
+    if check["realised_roc_auc"] is not None:
+        REALISED_AUC.labels(version).set(check["realised_roc_auc"])
+    for feature, figures in check["features"].items():
+        FEATURE_PSI.labels(version, feature).set(figures["psi"])
+        MISSING_CHANGE.labels(version, feature).set(figures["missing_change"])
 
 
 def serving_model(version: str, target: str, previous: tuple[str, str] | None = None) -> None:

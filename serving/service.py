@@ -163,7 +163,6 @@ class Serving:
 
     def _follow_store(self) -> None:
         """Live: apply the store's new writes as they commit (every `follow_seconds`)."""
-        from churn_risk.serving import metrics
         from churn_risk.serving.scorer import first_line
 
         gauges_due = 0.0
@@ -172,21 +171,33 @@ class Serving:
                 self.scorer.follow()
                 if self.scorer.refresher and time.monotonic() >= gauges_due:
                     self._portfolio_metrics()
-                    gauges_due = time.monotonic() + metrics.PORTFOLIO_SECONDS
+                    gauges_due = time.monotonic() + self.settings.gauge_seconds
             except Exception as exc:  # the store may be briefly unreachable: say so, go on
                 logger.error("cannot follow the store's new records (%s)", first_line(exc))
                 self._stop.wait(5.0)
 
     def _portfolio_metrics(self) -> None:
-        """The served portfolio's gauges (`metrics.observe_portfolio`)."""
+        """The served portfolio's gauges (`metrics.observe_portfolio`), its score PSI against
+        the model's training reference, and the newest `churn monitor` verdict's gauges."""
         from churn_risk.serving import metrics
 
         state = self.scorer.state
-        summary = self.scorer.feed.store.portfolio_summary(
-            state.model.name, state.model.version, metrics.PROBABILITY_EDGES)
+        store = self.scorer.feed.store
+        reference = state.bundle.info.get("reference")
+        score_edges = tuple(reference["score"]["edges"]) if reference else ()
+        summary = store.portfolio_summary(state.model.name, state.model.version,
+                                          metrics.PROBABILITY_EDGES + score_edges)
         if summary is not None:
             metrics.observe_portfolio(state.model.version, summary,
                                       tuple(name for name, _ in state.bundle.risk_bands))
+            if reference:
+                from churn_risk.training.monitor import portfolio_score_psi
+
+                metrics.SCORE_PSI.labels(state.model.version).set(portfolio_score_psi(
+                    reference["score"], summary["at_most"], summary["customers"]))
+        check = store.latest_check(state.model.name, state.model.version)
+        if check is not None:
+            metrics.observe_check(state.model.version, check)
 
     def _failed(self, exc: Exception) -> None:
         from churn_risk.features.validation import DataContractError

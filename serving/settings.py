@@ -8,6 +8,7 @@ The environment names the data and the keys (what a deployment sets):
 | `CHURN_STORE` | the store (URL) the data are read from and `POST /events` writes to |
 | `CHURN_RESCORE_SECONDS` | live: the whole portfolio is re-scored this often (86400, daily) |
 | `CHURN_FOLLOW_SECONDS` | live: how often the store is asked for new records (0.2) |
+| `CHURN_GAUGE_SECONDS` | live: how often the portfolio and drift gauges are recomputed (60) |
 | `CHURN_PROJECT_DIR` | where the embedded MLflow store is (`MLFLOW_TRACKING_URI` wins) |
 | `CHURN_POLL_SECONDS` | how often the champion alias is checked (default 5) |
 | `CHURN_API_KEYS`, `CHURN_API_KEYS_FILE` | the API keys (`auth.py`) |
@@ -37,6 +38,7 @@ MAPPING_ENV = "CHURN_MAPPING"
 STORE_ENV = "CHURN_STORE"
 RESCORE_ENV = "CHURN_RESCORE_SECONDS"
 FOLLOW_ENV = "CHURN_FOLLOW_SECONDS"
+GAUGE_ENV = "CHURN_GAUGE_SECONDS"
 PROJECT_ENV = "CHURN_PROJECT_DIR"
 POLL_ENV = "CHURN_POLL_SECONDS"
 MAX_BODY_ENV = "CHURN_MAX_BODY_BYTES"
@@ -70,6 +72,9 @@ class ServiceSettings(BaseModel):
     rescore_seconds: float = Field(86_400.0, ge=60)
     #: Live: how often the store is asked for new records.
     follow_seconds: float = Field(0.2, gt=0, le=60)
+    #: Live: how often the portfolio and drift gauges are recomputed (a GROUP BY over the
+    #: served scores, and the newest `churn monitor` verdict).
+    gauge_seconds: float = Field(60.0, ge=1)
     project_dir: str | None = None
     poll_seconds: float = Field(5.0, gt=0)
     max_body_bytes: int = Field(DEFAULT_MAX_BODY, ge=1024)
@@ -93,6 +98,7 @@ class ServiceSettings(BaseModel):
             store=env.get(STORE_ENV) or None,
             rescore_seconds=float(env.get(RESCORE_ENV, "86400")),
             follow_seconds=float(env.get(FOLLOW_ENV, "0.2")),
+            gauge_seconds=float(env.get(GAUGE_ENV, "60")),
             mapping=env.get(MAPPING_ENV) or None,
             project_dir=env.get(PROJECT_ENV) or None,
             poll_seconds=float(env.get(POLL_ENV, "5")),

@@ -189,7 +189,8 @@ def champion_project(tmp_path_factory, champion_store) -> Path:
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def live(request, champion_project, demo_folder, tmp_path_factory):
     """A real server reading and writing a store filled with the session's demo data, with the
-    API keys of the module's `KEYS`: on SQLite, then on PostgreSQL."""
+    API keys of the module's `KEYS` (and its `SERVER_ENV`, if any): on SQLite, then on
+    PostgreSQL."""
     from churn_risk.features.io import DataSource
     from churn_risk.features.store import Store
     from churn_risk.features.validation import load_crm
@@ -205,11 +206,13 @@ def live(request, champion_project, demo_folder, tmp_path_factory):
                             keys=request.module.KEYS)
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
         env.pop(name, None)
+    env.update(getattr(request.module, "SERVER_ENV", {}))
     process, base = launch.start(env)
     try:
         launch.wait_ready(base, process)
         customers = load_crm(url).tables["customers"]["customer_id"].tolist()
-        yield {"base": base, "url": url, "customers": customers}
+        yield {"base": base, "url": url, "customers": customers,
+               "project": champion_project}
     finally:
         launch.stop(process)
 

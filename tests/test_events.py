@@ -17,6 +17,8 @@ READ = "read-key-0123456789abcdef"
 INGEST = "ingest-key-0123456789abcd"
 ADMIN = "admin-key-0123456789abcde"
 KEYS = f"{READ},ingest:{INGEST},admin:{ADMIN}"
+#: The gauges are recomputed every second here (60 s by default).
+SERVER_ENV = {"CHURN_GAUGE_SECONDS": "1"}
 
 
 def counts(url: str) -> dict[str, int]:
@@ -405,3 +407,53 @@ def test_metrics_show_the_served_portfolio_by_band_without_customer_ids(live):
     below = len([p for p in probabilities if p <= 0.1])
     assert f'churn_portfolio_probability_at_most{{le="0.1",model_version="1"}} {below}.0' in text
     assert not any(re.search(rf"\b{customer}\b", text) for customer in live["customers"][:200])
+
+
+def _gauges(text: str, name: str) -> dict[str, float]:
+    """The samples of gauge `name` of model version 1, by their other label (or "")."""
+    import re
+
+    samples = {}
+    for labels, value in re.findall(rf"^{name}\{{([^}}]*)\}} (\S+)$", text, re.MULTILINE):
+        found = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        if found.pop("model_version", None) == "1":
+            samples[next(iter(found.values()), "")] = float(value)
+    return samples
+
+
+def test_metrics_show_the_newest_monitor_verdict_and_the_live_score_drift(live, monkeypatch,
+                                                                           capsys):
+    """`churn monitor --store` keeps its verdict in the store; the service exports it (retraining
+    due, each feature's PSI and missing-share change, when it was judged) and computes the
+    served portfolio's score PSI against the training reference itself, close to the monitor's
+    (the same customers, a few re-scored by the other tests' events)."""
+    import time
+
+    from churn_risk.cli import main
+    from tests.conftest import MLFLOW_EXPORTS
+
+    monkeypatch.chdir(live["project"])
+    for name in MLFLOW_EXPORTS:
+        monkeypatch.setenv(name, "unset")
+        monkeypatch.delenv(name)
+    code = main(["monitor", "--store", live["url"]])
+    assert code in (0, 4), capsys.readouterr().out
+    with Store(live["url"]) as store:
+        check = store.latest_check("churn-risk", "1")
+    assert check is not None and check["retraining_due"] == (code == 4)
+    assert check["features"] and check["score_psi"] is not None
+
+    deadline, text = time.monotonic() + 30, ""
+    while time.monotonic() < deadline and not _gauges(text, "churn_retraining_due"):
+        time.sleep(0.5)
+        _, _, text = request(live["base"], "/metrics", headers=bearer(READ))
+    assert _gauges(text, "churn_retraining_due") == {"": float(check["retraining_due"])}
+    psi = _gauges(text, "churn_feature_psi")
+    assert psi.keys() == check["features"].keys()
+    assert all(psi[f] == pytest.approx(v["psi"]) for f, v in check["features"].items())
+    missing = _gauges(text, "churn_feature_missing_change")
+    assert all(missing[f] == pytest.approx(v["missing_change"])
+               for f, v in check["features"].items())
+    checked = _gauges(text, "churn_monitor_checked_timestamp_seconds")[""]
+    assert abs(checked - time.time()) < 120
+    assert _gauges(text, "churn_score_psi")[""] == pytest.approx(check["score_psi"], abs=0.02)

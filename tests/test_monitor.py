@@ -15,6 +15,7 @@ from churn_risk.training.monitor import (
     Thresholds,
     compare,
     feature_reference,
+    portfolio_score_psi,
     psi,
     reference_profile,
     verdict,
@@ -122,6 +123,21 @@ def test_psi_of_the_reference_itself_is_zero_and_grows_with_a_shift():
     assert shifted.features.loc[0, "psi"] > 0.5
     assert len(ref["edges"]) == 9 and sum(ref["shares"]) == pytest.approx(1.0)
     assert psi([0.5, 0.5, 0.0], [0.5, 0.5, 0.0]) == 0.0  # empty bins cost nothing when both are
+
+
+def test_the_score_psi_from_counts_is_the_score_psi_of_the_rows():
+    """The service knows its portfolio by counts of probabilities at most each edge
+    (`Store.portfolio_summary`): the same PSI as `compare` computes from the rows."""
+    rng = np.random.default_rng(1)
+    spec = FeatureSpec("x", "x", "delivery")
+    frame = pd.DataFrame({"x": rng.normal(size=3000), "as_of": pd.Timestamp("2024-01-01")})
+    reference = reference_profile(frame, [spec], {}, rng.beta(1, 8, 3000))
+    for current in (rng.beta(1, 8, 2000), rng.beta(2, 5, 2000)):  # the same, and drifted
+        at_most = {e: int((current <= e).sum()) for e in reference["score"]["edges"]}
+        rows = compare(reference, frame, [spec], current, "2024-02-01").score_psi
+        assert portfolio_score_psi(reference["score"], at_most, len(current)) == \
+            pytest.approx(rows, abs=1e-12)
+    assert rows > 0.25
 
 
 def test_reference_of_constant_boolean_categorical_and_missing_features():

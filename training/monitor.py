@@ -155,6 +155,15 @@ def psi(reference: np.ndarray | list[float], current: np.ndarray | list[float],
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+def portfolio_score_psi(score: dict, at_most: dict[float, int], customers: int) -> float:
+    """The score PSI of a portfolio known only by counts: `at_most` maps each of the reference's
+    score edges (`score["edges"]`) to the customers whose probability is at most it
+    (`Store.portfolio_summary`): the same bins as `compare`, without reading a row."""
+    cumulative = [*(at_most[edge] for edge in score["edges"]), customers]
+    counts = np.diff([0, *cumulative])
+    return psi(score["shares"], counts / max(customers, 1))
+
+
 def current_shares(values: pd.Series, ref: dict) -> tuple[list[float], float]:
     """The current values in the reference's bins: (shares of the non-missing values, missing
     share)."""

@@ -72,8 +72,11 @@ def run(source: DataSourceLike, settings: MonitorSettings | None = None,
         report = compare(reference, frame, bundle.specs, probability, as_of)
     log = _prediction_log(source)
     log_scores, reason_mix = prediction_log_by_month(log)
-    realised, realised_reason = _realised(prep, log, name, version, settings.auc_drop)
+    realised, realised_reason, realised_auc = _realised(prep, log, name, version,
+                                                        settings.auc_drop)
     decided = verdict(report, settings.thresholds, realised_reason)
+    if log is not None:  # a store: the service exports the verdict (`serving.metrics`)
+        _record_check(source, name, version, report, decided, realised_auc)
     run_id = _log_run(source, settings, name, version, reference, report, decided, log_scores,
                       reason_mix, realised)
     return MonitorResult(name, version, report, decided, log_scores, reason_mix, realised,
@@ -106,8 +109,8 @@ def _prediction_log(source: DataSourceLike) -> pd.DataFrame | None:
 
 
 def _realised(prep: PreparedData, log: pd.DataFrame | None, name: str, version: str,
-              auc_drop: float) -> tuple[str | None, str | None]:
-    """(the realised accuracy in words, the `auc_drop` reason or None).
+              auc_drop: float) -> tuple[str | None, str | None, float | None]:
+    """(the realised accuracy in words, the `auc_drop` reason or None, the realised ROC-AUC).
 
     ---- issue 14: realised accuracy joins the verdict HERE -----------------------------------
     `training.realised` (written separately) judges matured predictions of the prediction log;
@@ -117,19 +120,39 @@ def _realised(prep: PreparedData, log: pd.DataFrame | None, name: str, version: 
     prediction log) or without that module, nothing is judged here.
     """
     if log is None or not len(log):
-        return None, None
+        return None, None, None
     try:
         from churn_risk.training.realised import realised_performance
     except ImportError:  # not there yet: drift only
-        return None, None
+        return None, None, None
     from churn_risk.training.monitor import auc_drop_reason
 
     perf = realised_performance(prep, log, model_name=name or None,
                                 model_version=version or None)
     if perf.empty:
-        return perf.summary, None
-    return perf.summary, auc_drop_reason(_test_auc(name, version), perf.overall.get("roc_auc"),
-                                         auc_drop)
+        return perf.summary, None, None
+    auc = perf.overall.get("roc_auc")
+    return perf.summary, auc_drop_reason(_test_auc(name, version), auc, auc_drop), auc
+
+
+def _record_check(source: DataSourceLike, name: str, version: str, report: DriftReport | None,
+                  decided: Verdict, realised_auc: float | None) -> None:
+    """Keep the verdict in the store, where the service reads its drift gauges."""
+    from churn_risk.features.io import as_source
+    from churn_risk.features.store import Store
+
+    features = {} if report is None else {
+        r.feature: {"psi": float(r.psi), "missing_change": float(r.missing_change)}
+        for r in report.features.itertuples()}
+    with Store(as_source(source).location) as store:
+        store.record_check({
+            "model_name": name, "model_version": str(version),
+            "as_of": None if report is None else report.as_of,
+            "retraining_due": bool(decided.retraining_due), "verdict": decided.text,
+            "score_psi": None if report is None else float(report.score_psi),
+            "realised_roc_auc": None if realised_auc is None or realised_auc != realised_auc
+            else float(realised_auc),
+            "features": features})
 
 
 def _test_auc(name: str, version: str) -> float | None:
