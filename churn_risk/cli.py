@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from enum import StrEnum
@@ -500,11 +501,16 @@ def promote(
 ) -> None:
     """Make the newest version @champion if it has the champion's target and is at least as good
     on the same held-out rows. A refusal exits with code 3 (nothing changed)."""
-    from churn_risk.errors import PromotionRefused
     from churn_risk.jobs import promote as job
 
-    result = job.run(_source(data, mapping, store),
-                     job.PromoteSettings(version=version, force=force))
+    _print_promotion(job.run(_source(data, mapping, store),
+                             job.PromoteSettings(version=version, force=force)))
+
+
+def _print_promotion(result) -> None:
+    """What `churn promote` decided; a refusal is exit code 3 (`PromotionRefused`)."""
+    from churn_risk.errors import PromotionRefused
+
     if result.judged_on is not None:
         console.print(f"(judged on {result.judged_on})")
     if result.refused:
@@ -647,7 +653,6 @@ def retrain(
     a challenger and promote it by the usual rule. Exit 0: stable (nothing trained) or the
     challenger promoted; 3: the challenger was not better, the champion is left alone. Without
     a champion, the first model is trained and promoted."""
-    from churn_risk.errors import PromotionRefused
     from churn_risk.jobs import monitor as monitor_job
     from churn_risk.jobs import promote as promote_job
     from churn_risk.jobs import train as train_job
@@ -672,12 +677,7 @@ def retrain(
             return 0
     cfg = load_config(config if config is not None and str(config) not in ("", ".") else None)
     _print_training(_train(train_job, source, cfg, prep), source)
-    promoted = promote_job.run(source, promote_job.PromoteSettings(), prep)
-    if promoted.judged_on is not None:
-        console.print(f"(judged on {promoted.judged_on})")
-    if promoted.refused:
-        raise PromotionRefused(promoted.decision.reason)
-    console.print(f"[green]{promoted.decision.reason}[/green]")
+    _print_promotion(promote_job.run(source, promote_job.PromoteSettings(), prep))
     return 0
 
 
@@ -719,8 +719,16 @@ def serve(
         raise UsageError(f"--insecure-dev serves customer data without keys: only on a loopback "
                          f"address (e.g. --host 127.0.0.1), not {host}")
     source = _source(data, mapping, store)
+    users = os.environ.get("CHURN_USERS_FILE") or None
+    if users is not None:  # a bad users file: the reason now, not a server that never starts
+        from churn_risk.serving.people import PeopleFileError, load_people
+
+        try:
+            load_people(users)
+        except PeopleFileError as exc:
+            raise UsageError(str(exc)) from None
     try:
-        auth.required_keys(insecure_dev=insecure_dev)
+        auth.required_keys(insecure_dev=insecure_dev, people=users is not None)
     except auth.NoKeysConfigured as exc:
         raise UsageError(str(exc)) from None
     if launch.port_in_use(host, port):
@@ -754,6 +762,137 @@ def serve(
         launch.stop(process, timeout=8.0)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+users_app = typer.Typer(help="People and rights: named users who log in to the customer "
+                         "pages, and integrations with API keys of their own (a users file, "
+                         "CHURN_USERS_FILE for `churn serve`).", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+UsersFileOpt = Annotated[Path, typer.Option(
+    "--file", envvar="CHURN_USERS_FILE", help="The users file (TOML; written 0600).")]
+
+
+def _people(file: Path):
+    from churn_risk.errors import UsageError
+    from churn_risk.serving.people import PeopleFileError, load_people
+
+    try:
+        return load_people(file if file.exists() else None)
+    except PeopleFileError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _check_name(name: str) -> None:
+    from churn_risk.errors import UsageError
+    from churn_risk.serving.people import _NAME
+
+    if not _NAME.match(name):
+        raise UsageError(f"name {name!r}: 1-64 letters, digits, '_' or '-', e.g. alice")
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="The user name people log in with.")],
+    role: Annotated[str, typer.Option(
+        "--role", help="account_manager, retention_lead or admin.")],
+    file: UsersFileOpt = Path("users.toml"),
+    display_name: Annotated[str | None, typer.Option(
+        "--display-name", help="How pages name them, e.g. 'Alice Martin'.")] = None,
+    segment: Annotated[list[str] | None, typer.Option(
+        "--segment", help="An account manager's portfolio: customers of this segment "
+                          "(repeatable; none: every customer).")] = None,
+    region: Annotated[list[str] | None, typer.Option(
+        "--region", help="... and of this region (repeatable).")] = None,
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="Read the password from standard input (scripts) instead "
+                                 "of asking twice.")] = False,
+) -> None:
+    """Add a user, or replace one of that name (a new password ends their sessions). The
+    password is stored as an Argon2id hash, never as given."""
+    import sys
+    from dataclasses import replace
+
+    from churn_risk.errors import UsageError
+    from churn_risk.serving.people import ROLES, Portfolio, User, hash_password, save_people
+
+    _check_name(name)
+    if role not in ROLES or role == "integrator":
+        raise UsageError(f"--role: one of account_manager, retention_lead, admin (got {role!r};"
+                         " an integrator gets a key: `churn users key`)")
+    if (segment or region) and role != "account_manager":
+        raise UsageError(f"--segment/--region: only an account_manager has a portfolio; a "
+                         f"{role} sees every customer")
+    people = _people(file)
+    password = (sys.stdin.readline().rstrip("\n") if password_stdin else
+                typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+    try:
+        hashed = hash_password(password)
+    except ValueError as exc:
+        raise UsageError(f"password: {exc}") from None
+    user = User(name, role, hashed, display_name,
+                Portfolio(frozenset(segment or ()), frozenset(region or ())))
+    save_people(file, replace(people, users={**people.users, name: user}))
+    console.print(f"{'Replaced' if name in people.users else 'Added'} {name} ({role}, "
+                  f"{user.portfolio.describe()}) in {file}")
+
+
+@users_app.command("key")
+def users_key(
+    name: Annotated[str, typer.Argument(help="The integration, e.g. crm-outbox.")],
+    file: UsersFileOpt = Path("users.toml"),
+    role: Annotated[str, typer.Option(
+        "--role", help="integrator (the API: score, explain, events, outcomes) or admin.")
+    ] = "integrator",
+) -> None:
+    """Make an API key for an integration (a new one replaces its old key). The key is printed
+    once; the file keeps only its SHA-256."""
+    from dataclasses import replace
+
+    from churn_risk.errors import UsageError
+    from churn_risk.serving.people import Integration, key_digest, new_key, save_people
+
+    _check_name(name)
+    if role not in ("integrator", "admin"):
+        raise UsageError(f"--role: integrator or admin (got {role!r})")
+    people = _people(file)
+    key = new_key()
+    integration = Integration(name, role, key_digest(key))
+    save_people(file, replace(people, integrations={**people.integrations, name: integration}))
+    console.print(f"API key of {name} ({role}), shown once: send it as "
+                  "'Authorization: Bearer <key>'")
+    print(key)
+
+
+@users_app.command("list")
+def users_list(file: UsersFileOpt = Path("users.toml")) -> None:
+    """The users and integrations of the file (no secrets)."""
+    people = _people(file)
+    table = Table(title=f"People and integrations in {file}")
+    for column in ("name", "kind", "role", "sees"):
+        table.add_column(column)
+    for user in sorted(people.users.values(), key=lambda u: u.name):
+        table.add_row(user.name + (f" ({user.display_name})" if user.display_name else ""),
+                      "user", user.role, user.portfolio.describe())
+    for integration in sorted(people.integrations.values(), key=lambda i: i.name):
+        table.add_row(integration.name, "integration", integration.role, "the API")
+    console.print(table)
+
+
+@users_app.command("remove")
+def users_remove(
+    name: Annotated[str, typer.Argument(help="A user or integration.")],
+    file: UsersFileOpt = Path("users.toml"),
+) -> None:
+    """Remove a user (their sessions end) or an integration (its key stops working)."""
+    from churn_risk.errors import UsageError
+    from churn_risk.serving.people import People, save_people
+
+    people = _people(file)
+    if name not in people.users and name not in people.integrations:
+        raise UsageError(f"{name!r} is neither a user nor an integration in {file}")
+    save_people(file, People({k: v for k, v in people.users.items() if k != name},
+                             {k: v for k, v in people.integrations.items() if k != name}))
+    console.print(f"Removed {name} from {file}")
 
 
 store_app = typer.Typer(help="The CRM store: a SQL database (SQLite or PostgreSQL) every "

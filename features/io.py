@@ -283,12 +283,35 @@ def write_tables(
         write_frame(frame, target)
 
 
-def atomic_write(target: str | os.PathLike, content: bytes | str) -> Path:
+def read_toml(path: str | os.PathLike, where: str, what: str = "the file") -> dict:
+    """A TOML file a person wrote (a byte-order mark tolerated); `UsageError` starting with
+    `where` when it cannot be read or is not TOML."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise UsageError(f"{where}: cannot read {what} ({exc.strerror})") from None
+    return parse_toml(text, where)
+
+
+def parse_toml(text: str, where: str) -> dict:
+    import tomllib
+
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{where}: not valid TOML ({exc})") from None
+
+
+def atomic_write(target: str | os.PathLike, content: bytes | str, mode: int | None = None
+                 ) -> Path:
     """Write a whole file or nothing (temp file in the same folder + rename): a failure or a
-    kill never leaves a truncated file, and an old one stays until the new one is complete."""
+    kill never leaves a truncated file, and an old one stays until the new one is complete.
+    `mode`: the file's permissions, set before it is renamed into place (0600 for secrets)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    if mode is not None:
+        os.fchmod(fd, mode)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(content.encode() if isinstance(content, str) else content)

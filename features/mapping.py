@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -178,16 +177,12 @@ class DataMapping(BaseModel):
 
 def load_mapping(path: str | os.PathLike) -> DataMapping:
     """Parse and check a mapping file; `UsageError` naming the file and key otherwise."""
+    from churn_risk.features.io import read_toml
     from churn_risk.models.portfolio import settings_error
 
     path = Path(path)
     where = f"--mapping {path}"
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
-    except OSError as exc:
-        raise UsageError(f"{where}: cannot read the file ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{where}: not valid TOML ({exc})") from None
+    raw = read_toml(path, where)
     try:
         mapping = DataMapping.model_validate({**raw, "path": path})
     except ValidationError as exc:

@@ -38,7 +38,6 @@ Next-best action
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -152,10 +151,9 @@ def load_catalogue(path: str | Path | None = None) -> tuple[Action, ...]:
         except OSError as exc:
             raise UsageError(
                 f"{where}: cannot read the action catalogue ({exc.strerror})") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{where}: not valid TOML ({exc})") from None
+    from churn_risk.features.io import parse_toml
+
+    raw = parse_toml(text, where)
     unknown = sorted(set(raw) - {"action"})
     if unknown:
         raise UsageError(f"{where}: unknown top-level keys {unknown}; the catalogue is a list of "

@@ -47,8 +47,9 @@ risk (SHAP), next products and a recommended action.
 
 **Authentication**: `Authorization: Bearer <API key>` on every route but `/healthz`, `/livez`,
 `/readyz`, `/docs` and `/openapi.json` (and `/metrics` when the server was started with
-`--public-metrics`). A browser opening a customer page may log in with HTTP Basic (any user
-name, the key as password).
+`--public-metrics`). Integrations may have keys of their own (`CHURN_USERS_FILE`, role
+`integrator`). People log in at `/login` for the customer pages (a session cookie); a browser
+may also use HTTP Basic (any user name, an API key as password).
 
 **Errors**: every error is `application/problem+json` (RFC 9457): `type`, `title`, `status`,
 `detail`, `instance` and `errors` (at most {problems.MAX_ERRORS} `{{field, message}}`). The
@@ -281,10 +282,93 @@ def outcomes(request: OutcomesRequest, writer: Annotated[Any, Depends(ingestion)
                response_class=HTMLResponse, summary="A customer's page",
                responses={200: {"content": {"text/html": {}}},
                           **problems.responses(401, 404, 503)})
-def customer_page(customer_id: str, state: State) -> HTMLResponse:
+def customer_page(customer_id: str, state: State, request: Request) -> HTMLResponse:
     """The account manager's page: risk and its period, reasons, value, the recommended action,
-    history. HTTP Basic login in a browser (the API key as password)."""
-    return HTMLResponse(state.page(customer_id))
+    history. A person logs in at `/login` (an account manager sees the customers of their
+    portfolio: 403 for others); a key with the role `read` may open it too (HTTP Basic in a
+    browser: any user name, the key as password)."""
+    return HTMLResponse(state.page(customer_id, viewer=principal(request)))
+
+
+def principal(request: Request):
+    """Who sent the request (`people.Principal`, set by the middleware)."""
+    return getattr(request.state, "principal", None)
+
+
+# ------------------------------------------------------------------------------------------------
+# Logging in and out (people.py): a form, a signed session cookie
+
+#: The largest login form accepted.
+MAX_FORM_BYTES = 4096
+
+
+@app.get("/login", include_in_schema=False)
+def login_form(next: str = "/") -> HTMLResponse:  # noqa: A002 - the query parameter's name
+    from churn_risk.serving.page import render_login
+
+    return HTMLResponse(render_login(safe_next(next)))
+
+
+@app.post("/login", include_in_schema=False)
+async def login(request: Request) -> Response:
+    """Check the user name and password (Argon2, off the event loop); 303 to `next` with a
+    session cookie, or the form again with a 401."""
+    from urllib.parse import parse_qs
+
+    from starlette.concurrency import run_in_threadpool
+
+    from churn_risk.serving import middleware, people
+    from churn_risk.serving.page import render_login
+    from churn_risk.serving.service import SETTINGS
+
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise Problem("payload-too-large", f"a login form is at most {MAX_FORM_BYTES} bytes")
+    form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+    name, password = form.get("user", "").strip(), form.get("password", "")
+    target = safe_next(form.get("next", "/"))
+    everyone = middleware.settings_people(SETTINGS) if SETTINGS is not None else None
+    if not isinstance(everyone, people.People) or not everyone.users:
+        raise Problem("not-found", "this server has no users to log in (CHURN_USERS_FILE); use "
+                                   "an API key")
+    user = everyone.users.get(name)
+    audit = middleware.audit_log(SETTINGS)
+    if not await run_in_threadpool(people.check_password, user, password):
+        audit.write(name or None, "login_failed", 401)
+        return HTMLResponse(render_login(target, "Wrong user name or password.", name),
+                            status_code=401)
+    audit.write(user.principal(session=True), "login", 303)
+    answer = RedirectResponse(target, status_code=303)
+    answer.set_cookie(people.SESSION_COOKIE, middleware.sessions(SETTINGS).issue(user),
+                      max_age=people.SESSION_SECONDS, path="/", httponly=True, samesite="lax",
+                      secure=request.url.scheme == "https")
+    return answer
+
+
+@app.post("/logout", include_in_schema=False)
+def logout(request: Request) -> Response:
+    from churn_risk.serving import middleware, people
+    from churn_risk.serving.service import SETTINGS
+
+    if SETTINGS is not None:
+        everyone = middleware.settings_people(SETTINGS)
+        if isinstance(everyone, people.People) and everyone.users:
+            user = middleware.sessions(SETTINGS).user_of(
+                request.cookies.get(people.SESSION_COOKIE), everyone)
+            if user is not None:
+                middleware.audit_log(SETTINGS).write(user.principal(True), "logout", 303)
+    answer = RedirectResponse("/login", status_code=303)
+    answer.delete_cookie(people.SESSION_COOKIE, path="/", httponly=True, samesite="lax")
+    return answer
+
+
+def safe_next(target: str) -> str:
+    """Where to go after logging in: a path of this server only (never another site)."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
 
 
 @app.get("/metrics", tags=["operations"], summary="Prometheus metrics",

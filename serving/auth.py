@@ -4,6 +4,9 @@ CHURN_API_KEYS_FILE (one key per line), never from the repository.
 Each key has roles, written before it: `ingest:KEY`, `read+ingest:KEY`, `admin:KEY`; a key
 without a prefix is `read`. The roles:
 
+Named people (browser logins) and integrations with keys of their own are configured in a users
+file beside these (`people.py`).
+
 | role | may |
 |---|---|
 | `read` | score, explain, read pages and metrics |
@@ -80,39 +83,48 @@ def _roles_and_key(entry: str, n: int) -> tuple[frozenset[str], str]:
     return roles, key.strip()
 
 
-def required_keys(environ: Mapping[str, str] | None = None, insecure_dev: bool = False
-                  ) -> Keys | None:
-    """The keys to check, or None in --insecure-dev mode. Refuses to run without either."""
+def required_keys(environ: Mapping[str, str] | None = None, insecure_dev: bool = False,
+                  people: bool = False) -> Keys | None:
+    """The keys to check (empty when only the users file's people and integrations may
+    enter), or None in --insecure-dev mode. Refuses to run with none of them."""
     keys = load_keys(environ)
-    if keys:
+    if keys or people:
         return keys
     if insecure_dev:
         return None
     raise NoKeysConfigured(
         f"no API key configured: set {KEYS_ENV} (comma-separated) or {KEYS_FILE_ENV} (a file, "
-        f"one key per line; make a key with: {MAKE_A_KEY}), or start with "
-        "`churn serve --insecure-dev` for a local demo")
+        f"one key per line; make a key with: {MAKE_A_KEY}), or name a users file in "
+        "CHURN_USERS_FILE (`churn users add`), or start with `churn serve --insecure-dev` for "
+        "a local demo")
 
 
-def allows(roles: frozenset[str], needed: str) -> bool:
-    return needed in roles or "admin" in roles
+def permissions(roles: frozenset[str]) -> frozenset[str]:
+    """What a key with these roles may do: `read` also reads the customer pages."""
+    return roles | ({"pages"} if "read" in roles else frozenset())
 
 
-def roles_of(header: str | None, keys: Keys) -> frozenset[str] | None:
-    """The roles of the key an Authorization header carries, or None for no valid key."""
+def key_of(header: str | None) -> str | None:
+    """The key an Authorization header carries: Bearer, or Basic with the key as password."""
     if not header:
         return None
     scheme, _, credentials = header.partition(" ")
     scheme = scheme.lower()
     if scheme == "bearer":
-        given = credentials.strip()
-    elif scheme == "basic":
+        return credentials.strip() or None
+    if scheme == "basic":
         try:
-            given = base64.b64decode(credentials.strip(), validate=True).decode().partition(
-                ":")[2]
+            return base64.b64decode(credentials.strip(), validate=True).decode().partition(
+                ":")[2] or None
         except (ValueError, UnicodeDecodeError):
             return None
-    else:
+    return None
+
+
+def roles_of(header: str | None, keys: Keys) -> frozenset[str] | None:
+    """The roles of the key an Authorization header carries, or None for no valid key."""
+    given = key_of(header)
+    if given is None:
         return None
     found = None
     for key, roles in keys.items():  # every key compared: the time says nothing of which

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from churn_risk.runtime import OFFLINE_ENV, THREADING_ENV
 from churn_risk.serving import auth
+from churn_risk.serving.people import write_session_secret
 from churn_risk.serving.settings import (
     DATA_ENV,
     FAILURE_FILE,
@@ -103,6 +104,7 @@ def server_env(data, project_dir: str | Path | None = None, insecure: bool = Fal
     instance = Path(tempfile.mkdtemp(prefix="churn-serve-"))  # private: mode 0700
     write_instance(instance, InstanceOptions(insecure_dev=insecure,
                                              public_metrics=public_metrics, host=host))
+    write_session_secret(instance)  # the workers' shared secret for browser sessions
     env[INSTANCE_ENV] = str(instance)
     env["BENTOML_HOME"] = str(instance / "bentoml")
     return env

@@ -16,16 +16,20 @@ import asyncio
 import ipaddress
 import json
 import logging
+import os
 import re
 import time
 
 from churn_risk.serving import auth, deadline
+from churn_risk.serving import people as people_module
+from churn_risk.serving.people import Principal
 from churn_risk.serving.problems import MEDIA_TYPE, Problem, send_problem
 
 logger = logging.getLogger("churn_risk.serving")
 
 #: Answered without a key.
-OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/docs", "/openapi.json"})
+OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/docs", "/openapi.json", "/login",
+                        "/logout"})
 OPEN_PREFIXES = ("/docs/assets/",)
 #: BentoML's own documentation routes, superseded by /docs.
 BENTOML_DOCS = frozenset({"/docs.json", "/schema.json"})
@@ -35,9 +39,14 @@ TEMPLATES = ((re.compile(r"^/customers/[^/]+$"), "/customers/{customer_id}"),)
 #: Routes that take a JSON body (others answer 405 to a POST: the router's).
 BODY_ROUTES = frozenset({"/score", "/explain", "/explain_change", "/events", "/outcomes"})
 KNOWN = frozenset({"/score", "/explain", "/explain_change", "/events", "/outcomes", "/metrics",
-                   "/healthz", "/livez", "/readyz", "/docs", "/openapi.json", "/"})
-#: The role a route needs (`auth.ROLES`); every other route needs `read`.
-ROUTE_ROLES = {"/events": "ingest", "/outcomes": "ingest"}
+                   "/healthz", "/livez", "/readyz", "/docs", "/openapi.json", "/", "/login",
+                   "/logout"})
+#: The permission a route needs (`auth.ROLES`, `people.ROLES`); every other route needs `read`.
+ROUTE_ROLES = {"/events": "ingest", "/outcomes": "ingest", "/customers/{customer_id}": "pages"}
+#: Routes a person opens in a browser: without a session they are sent to /login.
+PAGE_ROUTES = frozenset({"/customers/{customer_id}"})
+#: Routes answering a person with HTML, errors included (pages' security headers).
+HTML_ROUTES = PAGE_ROUTES | {"/login"}
 JSON_TYPE = re.compile(r"^application/([a-z0-9.+-]+\+)?json\s*(;.*)?$", re.IGNORECASE)
 
 PAGE_HEADERS = [
@@ -100,7 +109,7 @@ class ServiceMiddleware:
                 status["code"] = message["status"]
                 headers = list(message.get("headers", []))
                 if status["code"] >= 400 and not _is_problem(headers) and not (
-                        route == "/customers/{customer_id}" and _is_html(headers)):
+                        route in HTML_ROUTES and _is_html(headers)):
                     replaced["start"] = message  # an error in another shape: made a problem
                     return
                 message = {**message, "headers": _secured(headers, route)}
@@ -118,6 +127,9 @@ class ServiceMiddleware:
                                     code, time.perf_counter() - started)
             if 400 <= code < 500:
                 logger.info("%s %s %d", scope["method"], route, code)
+            who = (scope.get("state") or {}).get("principal")
+            if route in PAGE_ROUTES and who is not None:
+                _audit(service.SETTINGS, who, "page", code, path)
 
     @staticmethod
     async def _as_problem(start, path, send, route) -> None:
@@ -151,12 +163,18 @@ class ServiceMiddleware:
         public = path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or (
             path == "/metrics" and settings is not None and settings.options.public_metrics)
         if not public:
-            problem = _unauthorized(scope, settings, ROUTE_ROLES.get(path, "read"))
-            if problem is not None:
+            who = _authenticate(scope, settings, ROUTE_ROLES.get(route, "read"))
+            if isinstance(who, Problem):
+                if route in PAGE_ROUTES:
+                    _audit(settings, _principal_of(scope, settings), "denied", who.status,
+                           path)
+                    if who.status == 401 and _login_page_wanted(scope, settings):
+                        return await _to_login(send, path)
                 extra = ([(b"www-authenticate", b'Basic realm="churn-risk"')]
                          if path.startswith("/customers/") else
                          [(b"www-authenticate", b'Bearer realm="churn-risk"')])
-                return await send_problem(send, problem, path, extra)
+                return await send_problem(send, who, path, extra)
+            scope.setdefault("state", {})["principal"] = who
         if scope["method"] == "POST" and path in BODY_ROUTES:
             problem = _bad_content_type(scope)
             if problem is not None:
@@ -170,30 +188,136 @@ class ServiceMiddleware:
         await _with_deadline(self.app, scope, receive, send, seconds)
 
 
-def _unauthorized(scope, settings, role: str) -> Problem | None:
-    """A 401 problem (no valid key), a 403 (a key without `role`), or None when the request
-    may pass."""
+def _authenticate(scope, settings, needed: str) -> Principal | Problem:
+    """Who the request comes from (`people.Principal`), or the problem: 401 without valid
+    credentials (a key of `CHURN_API_KEYS`, an integration's key, or a browser session), 403
+    when they may not do what the route needs."""
     if settings is None:
         return Problem("not-ready", "the service is starting")
-    keys = settings_keys(settings)
-    if isinstance(keys, Problem):
-        return keys
-    if keys is None:  # --insecure-dev: loopback only
+    keys, people = settings_keys(settings), settings_people(settings)
+    for problem in (keys, people):
+        if isinstance(problem, Problem):
+            return problem
+    if keys is None and not people:  # --insecure-dev: loopback only
         host = (scope.get("server") or (None,))[0]
         if not loopback(host):
             return Problem("not-ready", "started with --insecure-dev but listening on a "
                                         "non-loopback address: refused")
+        return Principal("local demo (--insecure-dev)", "admin", frozenset({"admin"}))
+    who = _principal_of(scope, settings)
+    if who is None:
+        return Problem("unauthorized", "missing or invalid credentials: send 'Authorization: "
+                                       "Bearer <key>', or log in at /login")
+    if not who.may(needed):
+        return Problem("forbidden", f"{who.name} ({who.role}) may not use {scope['path']}: it "
+                                    f"needs the permission {needed!r}")
+    return who
+
+
+def _principal_of(scope, settings) -> Principal | None:
+    """The principal the request's credentials name, or None."""
+    keys, people = settings_keys(settings), settings_people(settings)
+    if isinstance(keys, Problem) or isinstance(people, Problem):
         return None
     headers = dict(scope.get("headers") or [])
     header = headers.get(b"authorization", b"").decode("latin-1")
-    roles = auth.roles_of(header, keys)
-    if roles is None:
-        return Problem("unauthorized", "missing or invalid API key: send 'Authorization: "
-                                       "Bearer <key>'")
-    if not auth.allows(roles, role):
-        return Problem("forbidden", f"this API key may {' and '.join(sorted(roles))}; "
-                                    f"{scope['path']} needs a key with the role {role!r}")
+    if header:
+        key = auth.key_of(header)
+        roles = auth.roles_of(header, keys or {})
+        if roles is not None:
+            return Principal(f"API key …{people_module.key_digest(key)[-6:]}",
+                             "+".join(sorted(roles)), auth.permissions(roles))
+        integration = people.integration_of(key) if people and key else None
+        return integration.principal() if integration is not None else None
+    if people.users:
+        user = sessions(settings).user_of(cookie_of(scope, people_module.SESSION_COOKIE),
+                                          people)
+        if user is not None:
+            return user.principal(session=True)
     return None
+
+
+def cookie_of(scope, name: str) -> str | None:
+    from http.cookies import CookieError, SimpleCookie
+
+    headers = dict(scope.get("headers") or [])
+    raw = headers.get(b"cookie", b"").decode("latin-1")
+    if not raw:
+        return None
+    try:
+        jar = SimpleCookie(raw)
+    except CookieError:
+        return None
+    return jar[name].value if name in jar else None
+
+
+def _login_page_wanted(scope, settings) -> bool:
+    """A person in a browser (asks for HTML, sends no Authorization) on a server with users."""
+    people = settings_people(settings)
+    headers = dict(scope.get("headers") or [])
+    return (not isinstance(people, Problem) and bool(people.users)
+            and scope["method"] in ("GET", "HEAD") and b"authorization" not in headers
+            and b"text/html" in headers.get(b"accept", b""))
+
+
+async def _to_login(send, path: str) -> None:
+    from urllib.parse import quote
+
+    location = f"/login?next={quote(path, safe='/')}".encode()
+    await send({"type": "http.response.start", "status": 303,
+                "headers": [(b"location", location), (b"content-length", b"0"),
+                            (b"cache-control", b"no-store"), *COMMON_HEADERS]})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def _audit(settings, who, action: str, status: int, path: str) -> None:
+    """An audit line for a customer page (its id from the path)."""
+    from urllib.parse import unquote
+
+    log = audit_log(settings)
+    if log is not None:
+        log.write(who, action, status, unquote(path.rsplit("/", 1)[-1]))
+
+
+_people_cache: dict = {}
+_sessions_cache: dict = {}
+_audit_cache: dict = {}
+
+
+def settings_people(settings):
+    """The users file's people (`people.load_people`), read again when the file changes; an
+    empty `People` without a file; a 503 problem when it cannot be used."""
+    path = settings.users_file
+    if path is None:
+        return people_module.People()
+    try:
+        stamp = os.stat(path).st_mtime_ns
+    except OSError:
+        stamp = None
+    cached = _people_cache.get(id(settings))
+    if cached is None or cached[0] != stamp:
+        try:
+            loaded = people_module.load_people(path)
+        except people_module.PeopleFileError as exc:
+            logger.error("%s", exc)
+            loaded = Problem("not-ready", str(exc))
+        _people_cache[id(settings)] = cached = (stamp, loaded)
+    return cached[1]
+
+
+def sessions(settings) -> people_module.Sessions:
+    if id(settings) not in _sessions_cache:
+        _sessions_cache[id(settings)] = people_module.Sessions(
+            people_module.session_secret(settings.instance_dir))
+    return _sessions_cache[id(settings)]
+
+
+def audit_log(settings) -> people_module.AuditLog | None:
+    if settings is None:
+        return None
+    if id(settings) not in _audit_cache:
+        _audit_cache[id(settings)] = people_module.AuditLog(settings.audit_file)
+    return _audit_cache[id(settings)]
 
 
 _keys_cache: dict = {}
@@ -204,7 +328,7 @@ def settings_keys(settings):
     if id(settings) not in _keys_cache:
         try:
             _keys_cache[id(settings)] = auth.required_keys(
-                insecure_dev=settings.options.insecure_dev)
+                insecure_dev=settings.options.insecure_dev, people=settings.users_file is not None)
         except auth.NoKeysConfigured as exc:
             logger.error("%s", exc)
             _keys_cache[id(settings)] = Problem("not-ready", str(exc))
@@ -287,7 +411,7 @@ def _is_html(headers: list) -> bool:
 def _secured(headers: list, route: str) -> list:
     names = {k.lower() for k, _ in headers}
     extra = list(COMMON_HEADERS)
-    if route == "/customers/{customer_id}":
+    if route in HTML_ROUTES:
         extra += PAGE_HEADERS
     elif route.startswith("/docs"):
         extra += DOCS_HEADERS

@@ -23,7 +23,7 @@ from churn_risk.serving import charts
 from churn_risk.serving.charts import CHANGE_ROWS, WATERFALL_BARS
 from churn_risk.serving.pagemodel import PAST_RECOMMENDATIONS, CustomerPage
 
-__all__ = ["render_customer_page", "environment", "WATERFALL_BARS", "CHANGE_ROWS"]
+__all__ = ["render_customer_page", "render_login", "environment", "WATERFALL_BARS", "CHANGE_ROWS"]
 
 #: Rows shown in the tickets and deliveries tables (most recent first).
 TABLE_ROWS = 20
@@ -201,10 +201,12 @@ def environment() -> jinja2.Environment:
 ENV = environment()
 
 
-def render_customer_page(page: CustomerPage) -> str:
-    """The whole HTML document for one customer (`CustomerPage.build(state, customer_id)`)."""
+def render_customer_page(page: CustomerPage, viewer=None) -> str:
+    """The whole HTML document for one customer (`CustomerPage.build(state, customer_id)`), for
+    `viewer` (`people.Principal`: named, with a log-out button, when logged in)."""
     return ENV.get_template("customer.html").render(
         page=page,
+        viewer=viewer,
         waterfall=charts.waterfall(page.explanation, page.risk.probability),
         favour=page.explanation.in_favour(FAVOUR_AMONG),
         change_rows=charts.change_rows(page.risk_change.groups),
@@ -213,3 +215,9 @@ def render_customer_page(page: CustomerPage) -> str:
         contacts=charts.contacts_chart(page.history.contacts),
         surveys=charts.survey_chart(page.history.surveys),
     )
+
+
+def render_login(next_path: str, error: str | None = None, user_name: str = "") -> str:
+    """The login form (`POST /login`), going to `next_path` once logged in."""
+    return ENV.get_template("login.html").render(next_path=next_path, error=error,
+                                                 user_name=user_name)

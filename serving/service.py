@@ -303,7 +303,9 @@ class Serving:
             message = exc.problem + (f" (e.g. {exc.example})" if exc.example else "")
             raise Problem(slug, str(exc), [{"field": exc.field, "message": message}]) from None
 
-    def page(self, customer_id: str) -> str:
+    def page(self, customer_id: str, viewer=None) -> str:
+        """The customer's page for `viewer` (`people.Principal`): a 403 when the customer is
+        not in an account manager's portfolio."""
         from churn_risk.serving.page import render_customer_page
         from churn_risk.serving.scorer import UnknownCustomer
 
@@ -311,9 +313,12 @@ class Serving:
             page = self.scorer.state.page_model(customer_id)
         except UnknownCustomer:
             raise Problem("unknown-customer", "no such customer in the loaded snapshot") from None
+        if viewer is not None and not viewer.may_see(page.profile.segment, page.profile.region):
+            raise Problem("forbidden", f"customer {customer_id} is not in your portfolio "
+                                       f"({viewer.portfolio.describe()})")
         if self.predictions is not None:  # live: the scores given out and their outcomes
             page = self._with_past(page)
-        return render_customer_page(page)
+        return render_customer_page(page, viewer)
 
     def _with_past(self, page):
         """`page` with the customer's past recommendations (`pagemodel.past_recommendations`);

@@ -12,6 +12,9 @@ The environment names the data and the keys (what a deployment sets):
 | `CHURN_PROJECT_DIR` | where the embedded MLflow store is (`MLFLOW_TRACKING_URI` wins) |
 | `CHURN_POLL_SECONDS` | how often the champion alias is checked (default 5) |
 | `CHURN_API_KEYS`, `CHURN_API_KEYS_FILE` | the API keys (`auth.py`) |
+| `CHURN_USERS_FILE` | named users and integrations with their roles (`people.py`) |
+| `CHURN_AUDIT_FILE` | the audit log of who opened which customer (`audit.jsonl` in the project) |
+| `CHURN_SESSION_SECRET` | signs browser sessions (default: a new secret per server) |
 | `CHURN_MAX_BODY_BYTES` | the largest request body accepted (default 4 MiB) |
 | `CHURN_REQUEST_TIMEOUT_SECONDS` | a request is answered or stopped (504) within this (2.5) |
 | `CHURN_INSTANCE_DIR` | this server's private folder, made by `churn serve` (below) |
@@ -32,6 +35,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from churn_risk.serving.people import AUDIT_ENV, AUDIT_FILE, USERS_ENV
 
 DATA_ENV = "CHURN_DATA"
 MAPPING_ENV = "CHURN_MAPPING"
@@ -81,6 +86,10 @@ class ServiceSettings(BaseModel):
     #: Requests are answered (or stopped with a 504) within this many seconds.
     request_timeout: float = Field(2.5, gt=0, le=2.8)  # below BentoML's own 3 s
     instance_dir: str | None = None
+    #: Named users and integrations (`people.py`); None: only the API keys.
+    users_file: str | None = None
+    #: Where who opened which customer is appended (`people.AuditLog`).
+    audit_file: str = "audit.jsonl"
     options: InstanceOptions = InstanceOptions()
     workers: int = WORKERS
 
@@ -105,6 +114,9 @@ class ServiceSettings(BaseModel):
             max_body_bytes=int(env.get(MAX_BODY_ENV, str(DEFAULT_MAX_BODY))),
             request_timeout=float(env.get(TIMEOUT_ENV, "2.5")),
             instance_dir=instance,
+            users_file=env.get(USERS_ENV) or None,
+            audit_file=env.get(AUDIT_ENV) or str(
+                Path(env.get(PROJECT_ENV) or ".") / AUDIT_FILE),
             options=options,
         )
 

@@ -109,6 +109,40 @@ def dump_dom(url: str, headers: dict[str, str] | None = None,
     return _run_cli(["--dump-dom", url], timeout)
 
 
+class Tab:
+    """A page in a running Chromium (`page_session`): read it, act on it, photograph it."""
+
+    def __init__(self, session: _Session):
+        self._session = session
+
+    def evaluate(self, expression: str, wait_for_load: bool = False):
+        """The value of a JavaScript expression; `wait_for_load`: it navigates (a form sent),
+        and this returns once the next page has loaded."""
+        if wait_for_load:
+            self._session.ws.events.clear()
+        result = self._session.call("Runtime.evaluate", {"expression": expression,
+                                                         "returnByValue": True})
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"evaluating {expression!r} failed: {result['exceptionDetails']}")
+        if wait_for_load:
+            self._session.wait_for("Page.loadEventFired")
+        return result.get("result", {}).get("value")
+
+    def screenshot(self, path: str | os.PathLike) -> Path:
+        path = Path(path).resolve()
+        data = self._session.call("Page.captureScreenshot", {"format": "png"})["data"]
+        path.write_bytes(base64.b64decode(data))
+        return path
+
+
+@contextlib.contextmanager
+def page_session(url: str, width: int = 1280, height: int = 2000,
+                 timeout: float = DEFAULT_TIMEOUT) -> Iterator[Tab]:
+    """`url` loaded in a real Chromium (its redirects followed, its cookies kept) as a `Tab`."""
+    with _devtools(url, {}, width, height, timeout) as (tab, _):
+        yield Tab(tab)
+
+
 # --------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ value of the wrong type is a short error naming the file, the key and what is ex
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -142,13 +141,10 @@ def load_config(path: str | Path | None) -> TrainConfig:
     tables and top-level keys; `UsageError` naming the file and the key when anything is off."""
     if path is None:
         return TrainConfig()
+    from churn_risk.features.io import read_toml
+
     where = str(path)
-    try:
-        raw = tomllib.loads(Path(path).read_text())
-    except OSError as exc:
-        raise UsageError(f"--config {where}: cannot read the file ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"--config {where}: not valid TOML ({exc})") from None
+    raw = read_toml(path, f"--config {where}")
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as exc:
