@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,19 @@ DEFAULT_RISK_BANDS: tuple[tuple[str, float], ...] = (
     ("high", 0.15),
     ("very_high", 0.30),
 )
+#: The band from which a customer is "high risk" everywhere: the API's `risk_band` and the risk
+#: matrix's high-risk column (`portfolio.PortfolioPolicy.risk_threshold`), so no chart or quadrant
+#: calls a customer high risk at another threshold than the API.
+HIGH_RISK_BAND = "high"
+
+
+def high_risk_from(risk_bands: tuple[tuple[str, float], ...]) -> float:
+    """The lower edge of the `HIGH_RISK_BAND` of `risk_bands`: the risk matrix's split."""
+    for name, low in risk_bands:
+        if name == HIGH_RISK_BAND:
+            return float(low)
+    raise ValueError(f"risk_bands {[name for name, _ in risk_bands]} have no "
+                     f"{HIGH_RISK_BAND!r} band, the risk matrix's high-risk split")
 
 
 #: The logistic function, from margins to probabilities: SciPy's (no overflow warnings at large
@@ -421,7 +434,19 @@ class ChurnBundle:
             risk_bands=tuple((name, float(low)) for name, low in meta["risk_bands"]),
             info=meta["info"],
             value=booster(folder / "value.ubj") if meta.get("value_model") else None,
-            policy=PortfolioPolicy.from_dict(meta.get("policy", {})),
+            policy=_matrix_on_bands(PortfolioPolicy.from_dict(meta.get("policy", {})),
+                                    meta["risk_bands"]),
             holdout=pd.read_parquet(holdout) if holdout.exists() else None,
             ranges={k: (float(lo), float(hi)) for k, (lo, hi) in meta.get("ranges", {}).items()},
         )
+
+
+def _matrix_on_bands(policy: PortfolioPolicy, risk_bands: list) -> PortfolioPolicy:
+    """`policy` with its risk split on the `high` band: models trained before the split was the
+    band's kept a quantile of their own, which would give quadrants the API's bands contradict.
+    Bands without a `high` band (a custom set) keep the stored split."""
+    try:
+        split = high_risk_from(tuple((name, float(low)) for name, low in risk_bands))
+    except ValueError:
+        return policy
+    return replace(policy, risk_threshold=split)

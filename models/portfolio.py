@@ -15,9 +15,11 @@ Value
     `value_at_risk` = churn probability × lifetime value.
 
 Risk matrix
-    Four quadrants of risk × value, with thresholds from the scored portfolio's quantiles at
-    training (or given in the config): `protect_first` (high value, high risk), `keep` (high
-    value, low risk), `grow` (low value, low risk) and `let_go` (low value, high risk).
+    Four quadrants of risk × value: `protect_first` (high value, high risk), `keep` (high
+    value, low risk), `grow` (low value, low risk) and `let_go` (low value, high risk). High
+    risk is the API's: from the lower edge of the `high` risk band (`bundle.high_risk_from`),
+    so a quadrant never calls a customer high risk whom `risk_band` does not. The value split
+    is a quantile of the scored portfolio at training (or given in the config).
 
 Next-best action
     A declared catalogue (TOML, `actions.toml` by default) maps reasons to actions with a cost
@@ -70,16 +72,18 @@ class ValueSettings(BaseModel):
     annual_discount_rate: float = Field(0.10, ge=0, lt=1)
     #: How far ahead lifetime value looks.
     lifetime_years: float = Field(3.0, gt=0, le=50)
+    #: The currency of transactions (so of every value, cost and profit), written before
+    #: amounts in charts and reports: "€", "$", "CHF ".
+    currency: str = Field("€", min_length=1, max_length=8)
 
 
 class MatrixSettings(BaseModel):
-    """Quadrant thresholds: absolute when given, else these quantiles of the portfolio."""
+    """The value split of the matrix: absolute when given, else this quantile of the portfolio.
+    (The risk split is no setting of its own: it is the `high` risk band's lower edge.)"""
 
     model_config = SETTINGS
 
-    risk_quantile: float = Field(0.75, ge=0, le=1)
     value_quantile: float = Field(0.50, ge=0, le=1)
-    risk_threshold: float | None = Field(None, ge=0, le=1)
     value_threshold: float | None = None
 
 
@@ -358,6 +362,16 @@ class PortfolioPolicy:
                 return action
         raise KeyError(name)
 
+    def action_label(self, name: str) -> str:
+        """What a person reads for the action `name`: its catalogue label ("No action" for
+        NO_ACTION, the name in words for an action the catalogue no longer has)."""
+        if name == NO_ACTION:
+            return "No action"
+        try:
+            return self.action(name).label
+        except KeyError:
+            return str(name).replace("_", " ")
+
     # ------------------------------------------------------------------ persistence
 
     def to_dict(self) -> dict:
@@ -383,25 +397,24 @@ class PortfolioPolicy:
 
 
 def fit_policy(
-    churn_probability: np.ndarray,
     horizon_spend_predicted: np.ndarray,
     retention_rate: float,
     horizon_days: int,
+    risk_threshold: float,
     value: ValueSettings | None = None,
     matrix: MatrixSettings | None = None,
     actions: tuple[Action, ...] = (),
 ) -> PortfolioPolicy:
-    """Thresholds from a reference portfolio (the newest scored snapshot at training)."""
+    """The value threshold from a reference portfolio (the newest scored snapshot at training);
+    `risk_threshold` is the `high` risk band's lower edge (`bundle.high_risk_from`)."""
     value = value or ValueSettings()
     matrix = matrix or MatrixSettings()
     policy = PortfolioPolicy(value=value, horizon_days=horizon_days,
                              retention_rate=float(retention_rate), actions=actions)
     ltv = policy.lifetime_value(policy.horizon_margin(horizon_spend_predicted))
-    risk = (matrix.risk_threshold if matrix.risk_threshold is not None
-            else float(np.quantile(churn_probability, matrix.risk_quantile)))
     value_threshold = (matrix.value_threshold if matrix.value_threshold is not None
                        else float(np.quantile(ltv, matrix.value_quantile)))
-    return replace(policy, risk_threshold=risk, value_threshold=value_threshold)
+    return replace(policy, risk_threshold=float(risk_threshold), value_threshold=value_threshold)
 
 
 def _no_action(n: int) -> pd.DataFrame:

@@ -8,9 +8,13 @@ file, and `summary.json` with the headline figures the page shows:
 - per quadrant of the value × risk matrix: customers and value at risk;
 - the recommended actions: customers and total expected profit.
 
-Charts: the risk matrix (2×2, thresholds from the bundle's policy), value at risk by segment,
-key drivers by segment (mean |SHAP| of each driver group, from the `group_*` columns) and the
-score distribution with the risk bands. `log_report_to_mlflow` records the whole in one run.
+The page names actions by their catalogue labels, lists the customers with the most value at
+risk (with their band and action) and writes amounts in the policy's currency.
+
+Charts: the risk matrix (2×2: the risk split is the API's `high` band, the value split the
+bundle's policy), value at risk by segment, key drivers by segment (the mean signed
+contribution of each driver group, from the `group_*` columns) and the score distribution with
+the risk bands. `log_report_to_mlflow` records the whole in one run.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from churn_risk.features.io import atomic_write
-from churn_risk.models.bundle import DEFAULT_RISK_BANDS
+from churn_risk.models.bundle import DEFAULT_RISK_BANDS, high_risk_from
 from churn_risk.models.portfolio import NO_ACTION, QUADRANT_LABELS, QUADRANTS, PortfolioPolicy
 from churn_risk.training import plots
 
@@ -33,6 +37,8 @@ REPORT_FILE = "report.html"
 SUMMARY_FILE = "summary.json"
 GROUP_PREFIX = "group_"
 ALL_CUSTOMERS = "all customers"
+#: Customers listed in the report: the most value at risk first.
+CUSTOMERS_SHOWN = 20
 
 
 def portfolio_summary(scores: pd.DataFrame) -> dict:
@@ -77,7 +83,13 @@ def portfolio_figures(
     policy: PortfolioPolicy | None = None,
     risk_bands: tuple[tuple[str, float], ...] = DEFAULT_RISK_BANDS,
 ) -> dict:
-    """The report's charts by file stem (matplotlib Figures, see `training/plots.py`)."""
+    """The report's charts by file stem (matplotlib Figures, see `training/plots.py`).
+    `policy` (None: the defaults) must split risk where `risk_bands` put the `high` band, the
+    split the quadrants of `scores` were made with."""
+    if policy is not None and not np.isclose(policy.risk_threshold, high_risk_from(risk_bands)):
+        raise ValueError(f"the policy splits risk at {policy.risk_threshold:.1%}, the risk bands "
+                         f"at {high_risk_from(risk_bands):.1%}: not the same model's")
+    currency = (policy or PortfolioPolicy()).value.currency
     segments = (np.full(len(scores), ALL_CUSTOMERS, dtype=object) if frame_segments is None
                 else np.asarray(frame_segments, dtype=object))
     if len(segments) != len(scores):
@@ -85,12 +97,10 @@ def portfolio_figures(
     figures = {}
     if scores["quadrant"].notna().any():
         figures["risk_matrix"] = plots.risk_matrix_figure(
-            scores["quadrant"], scores["value_at_risk"],
-            policy.risk_threshold if policy else None, policy.value_threshold if policy else None,
-        )
+            scores["quadrant"], scores["value_at_risk"], risk_bands,
+            policy.value_threshold if policy else None, currency)
         figures["value_at_risk_by_segment"] = plots.value_at_risk_by_segment_figure(
-            scores["value_at_risk"], segments, scores["quadrant"]
-        )
+            scores["value_at_risk"], segments, scores["quadrant"], currency)
     groups = scores[[c for c in scores.columns if c.startswith(GROUP_PREFIX)]]
     if groups.shape[1] and len(groups):
         figures["key_drivers_by_segment"] = plots.key_drivers_figure(
@@ -98,8 +108,7 @@ def portfolio_figures(
         )
     if len(scores):
         figures["score_distribution"] = plots.score_distribution_figure(
-            scores["churn_probability"], risk_bands, policy.risk_threshold if policy else None
-        )
+            scores["churn_probability"], risk_bands)
     return figures
 
 
@@ -126,7 +135,9 @@ def portfolio_report(
         pngs[name] = buffer.getvalue()
         atomic_write(out_dir / f"{name}.png", pngs[name])
     atomic_write(out_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
-    return atomic_write(out_dir / REPORT_FILE, _html(title, details or {}, summary, pngs))
+    html = _html(title, details or {}, summary, pngs, top_customers(scores),
+                 policy or PortfolioPolicy())
+    return atomic_write(out_dir / REPORT_FILE, html)
 
 
 CHART_TITLES = {
@@ -140,13 +151,25 @@ CHART_TITLES = {
 ACTIONS_SHOWN = 10
 
 
-def _html(title: str, details: dict[str, str], summary: dict, pngs: dict[str, bytes]) -> str:
+def top_customers(scores: pd.DataFrame, n: int = CUSTOMERS_SHOWN) -> pd.DataFrame:
+    """The `n` customers with the most value at risk (without a value model: the highest churn
+    probability), the columns the report lists."""
+    key = "value_at_risk" if scores["value_at_risk"].notna().any() else "churn_probability"
+    columns = ["customer_id", "churn_probability", "risk_band", "value_at_risk",
+               "recommended_action", "expected_profit"]
+    return scores.sort_values(key, ascending=False, kind="stable", na_position="last")[
+        columns].head(n)
+
+
+def _html(title: str, details: dict[str, str], summary: dict, pngs: dict[str, bytes],
+          customers: pd.DataFrame, policy: PortfolioPolicy) -> str:
     """The report document from `templates/report.html` (autoescaped, CSS inlined)."""
     from churn_risk.serving.page import ENV
 
     return ENV.get_template("report.html").render(
         title=title, details=details, summary=summary, quadrant_labels=QUADRANT_LABELS,
-        actions_shown=ACTIONS_SHOWN,
+        actions_shown=ACTIONS_SHOWN, action_label=policy.action_label,
+        currency=policy.value.currency, customers=customers.to_dict("records"),
         charts=[(name, CHART_TITLES.get(name, name), base64.b64encode(png).decode("ascii"))
                 for name, png in pngs.items()],
     )

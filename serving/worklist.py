@@ -130,7 +130,7 @@ def build_worklist(
             break
     rows = table.loc[keep].reset_index(drop=True)
     rows.insert(0, "rank", np.arange(1, len(rows) + 1))
-    rows["action_label"] = [bundle.policy.action(a).label for a in rows["recommended_action"]]
+    rows["action_label"] = [bundle.policy.action_label(a) for a in rows["recommended_action"]]
     return Worklist(rows, int(recent.sum()), candidates, float(rules.budget) - left)
 
 

@@ -6,6 +6,7 @@ project folder."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,10 +20,16 @@ from mlflow import MlflowClient
 from churn_risk.cli import main
 from churn_risk.features.labels import scoring_as_of
 from churn_risk.features.snapshots import build_snapshot
+from churn_risk.models.bundle import high_risk_from
 from churn_risk.models.portfolio import QUADRANTS
 from churn_risk.models.pyfunc import load_bundle
 from churn_risk.serving.batch import score_frame, score_portfolio
-from churn_risk.serving.report import log_report_to_mlflow, portfolio_report, portfolio_summary
+from churn_risk.serving.report import (
+    log_report_to_mlflow,
+    portfolio_figures,
+    portfolio_report,
+    portfolio_summary,
+)
 from churn_risk.training.tracking import MODEL_NAME, configure_tracking
 
 from .conftest import MLFLOW_EXPORTS
@@ -202,11 +209,45 @@ def test_report_is_rendered_from_an_autoescaped_template(scores, trained, tmp_pa
     assert "<style>" in text and ".tiles {" in text  # report.css, inlined
     summary = portfolio_summary(scores)
     for figure in (f"{summary['customers']:,}", f"{summary['mean_churn_probability']:.1%}",
-                   f"{summary['total_value_at_risk']:,.0f}"):
+                   f"€{summary['total_value_at_risk']:,.0f}"):
         assert f'<div class="value">{figure}</div>' in text, figure
     assert text.count('<tr class="quadrant">') == len(QUADRANTS)
+
+
+def test_report_names_actions_in_words_and_lists_the_customers_most_at_risk(scores, trained,
+                                                                            tmp_path):
+    """Users read code names (`service_recovery`) and no customer: the report names each action
+    by its catalogue label and lists the customers with the most value at risk."""
+    policy = trained.bundle.policy
+    text = portfolio_report(scores, scores["segment"], tmp_path / "report", "Portfolio",
+                            policy, trained.bundle.risk_bands).read_text()
+    summary = portfolio_summary(scores)
+    assert summary["actions"]
     for action in summary["actions"][:10]:
-        assert f"<td>{action['action']}</td><td>{action['customers']:,}</td>" in text
+        label = policy.action(action["action"]).label
+        assert f'<tr class="action"><td>{label}</td><td>{action["customers"]:,}</td>' in text
+        assert f"<td>{action['action']}</td>" not in text
+    assert text.count('<tr class="customer">') == min(20, len(scores))
+    top = scores.sort_values("value_at_risk", ascending=False).iloc[0]
+    first = text[text.index('<tr class="customer">'):].split("</tr>")[0]
+    assert f"<td>{top['customer_id']}</td>" in first
+    assert f"<td>€{top['value_at_risk']:,.0f}</td>" in first
+    assert f"<td>{policy.action_label(top['recommended_action'])}</td>" in first
+    assert "risk</td>" in first  # the band in words: "High risk"
+
+
+def test_the_quadrants_split_risk_where_the_api_high_band_starts(scores, trained):
+    """One definition of high risk: a customer is in a high-risk quadrant exactly when the
+    API's band is `high` or above."""
+    bands = trained.bundle.risk_bands
+    assert trained.bundle.policy.risk_threshold == high_risk_from(bands)
+    high_bands = {name for name, low in bands if low >= high_risk_from(bands)}
+    high_quadrant = scores["quadrant"].isin(["protect_first", "let_go"])
+    assert (high_quadrant == scores["risk_band"].isin(high_bands)).all()
+    assert high_quadrant.any() and not high_quadrant.all()
+    own_split = dataclasses.replace(trained.bundle.policy, risk_threshold=0.061)
+    with pytest.raises(ValueError, match="splits risk at 6.1%, the risk bands at 15.0%"):
+        portfolio_figures(scores, None, own_split, bands)
 
 
 @pytest.mark.slow

@@ -482,8 +482,74 @@ def test_key_drivers_figure_title_and_values():
     heatmap = fig.axes[0]
     assert heatmap.get_title() == "Key drivers by segment"
     texts = sorted(t.get_text() for t in heatmap.texts)
-    # mean |SHAP|: a: service 2.00, price 0.20; b: service 0.50, price 0.40
-    assert texts == ["0.20", "0.40", "0.50", "2.00"]
+    # signed means: a: service -1.00, price +0.20; b: service +0.50, price -0.40 (true minus)
+    assert texts == ["+0.20", "+0.50", "−0.40", "−1.00"]
+
+
+def test_key_drivers_are_signed_on_a_scale_centred_at_zero_with_groups_in_words():
+    """Users saw every cell red: unsigned means on a 0-based scale. A group that lowers the
+    risk on average must be a blue cell, one that raises it red, white at 0."""
+    groups = pd.DataFrame({"delivery": [0.6, 0.4, 0.5, 0.5], "tenure": [-0.5, -0.3, 0.0, 0.0]})
+    fig = plots.key_drivers_figure(groups, pd.Series(["new", "new", "old", "old"]))
+    heatmap, colorbar = fig.axes
+    image = heatmap.get_images()[0]
+    norm = image.norm
+    assert norm.vmin == -norm.vmax and norm(0.0) == pytest.approx(0.5)
+    rgba = image.to_rgba(image.get_array())
+    # rows: new, old; columns: delivery (larger mean |contribution|), tenure
+    red, green, blue = rgba[0, 1, :3]  # new customers: tenure -0.40, lowers the risk
+    assert blue > red + 0.2 and blue > green, rgba[0, 1]
+    red, green, blue = rgba[0, 0, :3]  # delivery +0.50 raises it
+    assert red > blue + 0.2 and red > green, rgba[0, 0]
+    assert np.allclose(rgba[1, 1, :3], 1.0, atol=0.1)  # old customers: tenure 0: white
+    assert [t.get_text() for t in heatmap.get_xticklabels()] == ["Delivery", "Tenure"]
+    words = " ".join([colorbar.get_ylabel(), colorbar.get_title(), colorbar.get_xlabel()])
+    assert "raises\nrisk" in words and "lowers\nrisk" in words and "log-odds" in words
+
+
+def test_money_and_count_axes_carry_the_currency_and_thousands_separators():
+    """Users saw "1e6" offsets on money axes and bare counts."""
+    rng = np.random.default_rng(3)
+    value_at_risk = rng.gamma(2, 400_000, 60)
+    fig = plots.value_at_risk_by_segment_figure(value_at_risk, rng.choice(["a", "b"], 60),
+                                                currency="$")
+    fig.canvas.draw()
+    axis = fig.axes[0].xaxis
+    ticks = [t.get_text() for t in axis.get_ticklabels() if t.get_text()]
+    assert axis.get_offset_text().get_text() == ""
+    assert all(t.startswith("$") for t in ticks), ticks
+    assert any("M" in t for t in ticks) or any("," in t for t in ticks), ticks
+    assert plots.money(1_250_000) == "€1.25M" and plots.money(35_412.4, "$") == "$35,412"
+
+    p = rng.beta(1, 12, 20_000)
+    fig = plots.score_distribution_figure(p, (("low", 0.0), ("high", 0.15)))
+    fig.canvas.draw()
+    counts = [t.get_text() for t in fig.axes[0].yaxis.get_ticklabels() if t.get_text()]
+    assert any("," in t for t in counts), counts
+    assert fig.axes[0].yaxis.get_offset_text().get_text() == ""
+
+
+def test_risk_matrix_splits_risk_where_the_api_high_band_starts():
+    """The matrix said "high risk (from 6.1%)" while the API's `high` band starts at 15%: the
+    quadrants and their columns are the API's bands now."""
+    from churn_risk.models.bundle import DEFAULT_RISK_BANDS, high_risk_from
+    from churn_risk.models.portfolio import PortfolioPolicy, fit_policy
+
+    split = high_risk_from(DEFAULT_RISK_BANDS)
+    assert split == dict(DEFAULT_RISK_BANDS)["high"] == 0.15
+    policy = fit_policy(np.full(4, 100.0), 0.9, 90, split)
+    assert policy.risk_threshold == split
+    quadrant = policy.quadrant(np.array([split - 1e-9, split]), np.full(2, 1e6))
+    assert quadrant.tolist() == ["keep", "protect_first"]
+
+    fig = plots.risk_matrix_figure(quadrant, np.array([10.0, 20.0]), DEFAULT_RISK_BANDS, 5e5)
+    low, high = (t.get_text() for t in fig.axes[0].get_xticklabels())
+    assert "Low risk, Medium risk" in low and "below 15.0%" in low
+    assert "High risk, Very high risk" in high and "from 15.0%" in high
+    assert "€500,000" in fig.axes[0].get_yticklabels()[0].get_text()
+    with pytest.raises(ValueError, match="'high' band"):
+        high_risk_from((("low", 0.0), ("elevated", 0.1)))
+    assert PortfolioPolicy().action_label("none") == "No action"
 
 
 def test_figures_survive_degenerate_input(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from churn_risk.features.labels import resolve_target
 from churn_risk.features.target import TargetKind
 from churn_risk.jobs.common import prepared
 from churn_risk.jobs.train import run as train
-from churn_risk.models.bundle import Calibrator, ChurnBundle
+from churn_risk.models.bundle import Calibrator, ChurnBundle, high_risk_from
 from churn_risk.training.config import SearchSpace, TrainConfig
 from churn_risk.training.fit import fit_calibrator
 from churn_risk.training.split import split_by_time
@@ -77,6 +78,17 @@ def test_bundle_round_trip_gives_identical_scores(fitted, tmp_path):
     pd.testing.assert_frame_equal(loaded.predict(split.test), bundle.predict(split.test))
     assert loaded.feature_config == bundle.feature_config
     assert loaded.target == bundle.target
+
+
+def test_a_model_with_a_risk_split_of_its_own_loads_with_the_api_high_band(fitted, tmp_path):
+    """Models trained before the matrix split at the `high` band kept a quantile (e.g. 6.1%):
+    loaded, their quadrants call high risk what the API's `risk_band` calls high."""
+    bundle = fitted.bundle
+    assert bundle.policy.risk_threshold == high_risk_from(bundle.risk_bands)
+    old = dataclasses.replace(bundle, policy=dataclasses.replace(bundle.policy,
+                                                                 risk_threshold=0.061))
+    loaded = ChurnBundle.load(old.save(tmp_path / "bundle"))
+    assert loaded.policy.risk_threshold == high_risk_from(bundle.risk_bands)
 
 
 def test_explanations_add_up_to_the_model_output(fitted):
@@ -225,6 +237,13 @@ def test_config_file_sets_any_field_and_rejects_unknown_ones(tmp_path):
     # The horizon moved from [features] to [target]: an old config is told where.
     path.write_text("[features]\nhorizon_days = 60\n")
     with pytest.raises(UsageError, match="features.horizon_days: moved to target.horizon_days"):
+        load_config(path)
+    # High risk is the API's `high` band everywhere: the matrix has no risk split of its own.
+    path.write_text("[matrix]\nrisk_quantile = 0.75\n")
+    with pytest.raises(UsageError, match="matrix.risk_quantile: moved to risk_bands"):
+        load_config(path)
+    path.write_text('risk_bands = [["low", 0.0], ["elevated", 0.1]]\n')
+    with pytest.raises(UsageError, match="no 'high' band"):
         load_config(path)
 
 

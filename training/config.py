@@ -13,11 +13,14 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from churn_risk.errors import UsageError
 from churn_risk.features.config import SETTINGS, FeatureConfig
 from churn_risk.features.target import TargetKind
-from churn_risk.models.bundle import DEFAULT_RISK_BANDS
+from churn_risk.models.bundle import DEFAULT_RISK_BANDS, high_risk_from
 from churn_risk.models.portfolio import MatrixSettings, ValueSettings, settings_error
 
 #: Keys that moved, so an old config gets a pointer instead of a bare "unknown setting".
-MOVED = {"features.horizon_days": "target.horizon_days"}
+MOVED = {"features.horizon_days": "target.horizon_days",
+         # the matrix's risk split is the API's: the `high` risk band's lower edge
+         "matrix.risk_quantile": "risk_bands (the 'high' band's lower edge)",
+         "matrix.risk_threshold": "risk_bands (the 'high' band's lower edge)"}
 
 
 def _tuple(value):
@@ -93,7 +96,8 @@ class TrainConfig(BaseModel):
     #: Value model: depth of the spend regressor; margin rate, discounting, lifetime.
     value_max_depth: int = Field(4, ge=1, le=12)
     value: ValueSettings = ValueSettings()
-    #: Risk-matrix thresholds (quantiles of the newest scored snapshot, or absolute).
+    #: Risk-matrix value split (a quantile of the newest scored snapshot, or absolute); the
+    #: risk split is the `high` risk band's lower edge.
     matrix: MatrixSettings = MatrixSettings()
     #: Next-best-action catalogue (TOML); None: the packaged `models/actions.toml`.
     actions: str | None = None
@@ -111,6 +115,12 @@ class TrainConfig(BaseModel):
         if isinstance(data, dict) and isinstance(data.get("risk_bands"), list):
             data = {**data, "risk_bands": tuple(tuple(b) for b in data["risk_bands"])}
         return data
+
+    @field_validator("risk_bands")
+    @classmethod
+    def _has_high_band(cls, value):
+        high_risk_from(value)  # the risk matrix splits there: a ValueError names the band
+        return value
 
     @field_validator("first_as_of", "last_as_of")
     @classmethod

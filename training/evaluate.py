@@ -143,8 +143,8 @@ def evaluate(
             )
         if bundle.value is not None:
             figs["risk_matrix"] = plots.risk_matrix_figure(
-                scores["quadrant"], scores["value_at_risk"], bundle.policy.risk_threshold,
-                bundle.policy.value_threshold)
+                scores["quadrant"], scores["value_at_risk"], bundle.risk_bands,
+                bundle.policy.value_threshold, bundle.policy.value.currency)
     return Evaluation(out, figs, notes, tables)
 
 

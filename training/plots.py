@@ -22,6 +22,7 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
+from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from sklearn.metrics import (
@@ -31,6 +32,8 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from churn_risk.models.bundle import high_risk_from
+from churn_risk.models.portfolio import QUADRANT_LABELS, QUADRANTS, ValueSettings
 from churn_risk.training.metrics import (
     MISSING_SEGMENT,
     _check,
@@ -45,7 +48,10 @@ __all__ = [
     "calibration_figure",
     "calibration_limits",
     "gains_figure",
+    "count_axis",
     "key_drivers_figure",
+    "money",
+    "money_axis",
     "precision_recall_figure",
     "roc_figure",
     "shap_beeswarm_figure",
@@ -60,6 +66,8 @@ MODEL_COLOR = "tab:blue"
 REFERENCE_COLOR = "0.55"
 #: Probability thresholds of the threshold table (the caller may add its own: risk bands, ...).
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.02, 0.05, 0.10, 0.15, 0.20, 0.30, 0.40, 0.50)
+#: The currency of amounts when the caller has none (the policy's `ValueSettings.currency`).
+CURRENCY = ValueSettings().currency
 #: The calibration axes switch to a log scale when the 99.5th percentile of the predictions is
 #: at least this many times the 0.5th (churn scores: most customers near zero, a long tail).
 LOG_SCALE_RATIO = 20.0
@@ -199,6 +207,7 @@ def calibration_figure(y: np.ndarray, p: np.ndarray, bins: int = 10,
         xlabel += f" ({' and '.join(outside)} counted in the edge bars)"
     bottom.set(xlim=(low, high), xlabel=xlabel, ylabel="Customers")
     _percent_axis(bottom.xaxis, scale)
+    count_axis(bottom.yaxis)
     bottom.grid(alpha=0.3)
     return fig
 
@@ -397,20 +406,25 @@ def shap_importance_figure(explanation, max_display: int = 20, title: str | None
 
 
 def key_drivers_figure(group_contributions: pd.DataFrame, segments: pd.Series) -> Figure:
-    """Heatmap of the mean |SHAP| of each driver group (columns, most important overall first)
-    in each segment (rows), annotated with the values.
+    """Heatmap of the mean signed contribution of each driver group (columns, the largest mean
+    |SHAP| overall first) in each segment (rows): what the group adds to (red) or removes from
+    (blue) the segment's churn risk on average, in log-odds, on a colour scale centred at 0 so
+    both directions read at a glance. Groups are named in words (`serving.page.human`, as on the
+    customer page).
 
     `group_contributions` holds, per customer, the sum of the SHAP contributions of each
-    group's features; `segments` is aligned with it by position (missing values form the
-    segment "(missing)").
+    group's features (log-odds); `segments` is aligned with it by position (missing values form
+    the segment "(missing)").
     """
+    from churn_risk.serving.page import human, signed
+
     if group_contributions.shape[1] == 0 or len(group_contributions) == 0:
         raise ValueError("group_contributions has no rows or no group columns")
     names = _segment_names(segments, len(group_contributions))
-    magnitude = group_contributions.astype(float).abs().reset_index(drop=True)
-    by_segment = magnitude.groupby(names, sort=True).mean()
+    contributions = group_contributions.astype(float).reset_index(drop=True)
+    by_segment = contributions.groupby(names, sort=True).mean()
     sizes = pd.Series(names).value_counts()
-    order = magnitude.mean().sort_values(ascending=False, kind="stable").index
+    order = contributions.abs().mean().sort_values(ascending=False, kind="stable").index
     by_segment = by_segment[order]
     segment_order = [s for s in by_segment.index if s != MISSING_SEGMENT]
     segment_order += [s for s in by_segment.index if s == MISSING_SEGMENT]
@@ -418,26 +432,28 @@ def key_drivers_figure(group_contributions: pd.DataFrame, segments: pd.Series) -
     values = by_segment.to_numpy()
 
     n_rows, n_cols = values.shape
-    fig = _figure((7.0, min(12.0, max(5.0, 1.8 + 0.45 * n_rows))))
+    fig = _figure((7.5, min(12.0, max(5.0, 1.8 + 0.45 * n_rows))))
     ax = fig.subplots()
-    cmap = colormaps["Reds"]
-    vmax = float(np.nanmax(values)) if np.isfinite(values).any() else 1.0
-    image = ax.imshow(values, cmap=cmap, vmin=0, vmax=vmax or 1.0, aspect="auto")
+    finite = np.abs(values[np.isfinite(values)])
+    limit = float(finite.max()) if len(finite) and finite.max() > 0 else 1.0
+    norm = TwoSlopeNorm(vcenter=0.0, vmin=-limit, vmax=limit)
+    image = ax.imshow(values, cmap=colormaps["RdBu_r"], norm=norm, aspect="auto")
     for i in range(n_rows):
         for j in range(n_cols):
             v = values[i, j]
-            shade = v / vmax if vmax else 0.0
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8,
-                    color="white" if shade > 0.6 else "black")
-    ax.set_xticks(np.arange(n_cols), [str(c) for c in by_segment.columns], rotation=35,
+            ax.text(j, i, signed(v), ha="center", va="center", fontsize=8,
+                    color="white" if abs(v) > 0.6 * limit else "black")
+    ax.set_xticks(np.arange(n_cols), [human(c) for c in by_segment.columns], rotation=35,
                   ha="right", fontsize=9)
     ax.set_yticks(np.arange(n_rows),
                   [f"{s}\n(n={sizes[s]:,})" for s in by_segment.index], fontsize=9)
-    ax.set_xlabel("Driver group (most important overall first)")
+    ax.set_xlabel("Driver group (largest mean |contribution| overall first)")
     ax.set_ylabel("Segment")
     ax.set_title("Key drivers by segment")
     colorbar = fig.colorbar(image, ax=ax, pad=0.02)
-    colorbar.set_label("Mean |SHAP| of the group (log-odds)", fontsize=8)
+    colorbar.set_label("Mean contribution to the churn score (log-odds)", fontsize=8)
+    colorbar.ax.set_title("raises\nrisk", fontsize=8, color=colormaps["RdBu_r"](1.0))
+    colorbar.ax.set_xlabel("lowers\nrisk", fontsize=8, color=colormaps["RdBu_r"](0.0))
     return fig
 
 
@@ -451,28 +467,44 @@ QUADRANT_COLORS = {
 }
 
 
-def _money(value: float) -> str:
-    """A compact amount: 1.2M, 35.4k, 812."""
+def money(value: float, currency: str = CURRENCY) -> str:
+    """An amount as people read it, the currency first: €812, €35,412, €2M, €1.25M, €12.7M,
+    €2.1bn (the one money format of the figures, ticks and annotations alike)."""
     value = float(value)
-    for size, suffix in ((1e9, "bn"), (1e6, "M"), (1e3, "k")):
+    sign = "-" if value < 0 else ""
+    for size, suffix in ((1e9, "bn"), (1e6, "M")):
         if abs(value) >= size:
-            return f"{value / size:,.1f}{suffix}"
-    return f"{value:,.0f}"
+            digits = f"{abs(value) / size:,.2f}".rstrip("0").rstrip(".")
+            return f"{sign}{currency}{digits}{suffix}"
+    return f"{sign}{currency}{abs(value):,.0f}"
+
+
+def money_axis(axis, currency: str = CURRENCY) -> None:
+    """Ticks as `money`: no "1e6" offset, the currency on every tick."""
+    axis.set_major_formatter(FuncFormatter(lambda v, _: money(v, currency)))
+
+
+def count_axis(axis) -> None:
+    """Ticks of a count with thousands separators (12,000, not 12000 or 1.2e4)."""
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
 
 
 def risk_matrix_figure(
     quadrant: np.ndarray | pd.Series,
     value_at_risk: np.ndarray | pd.Series,
-    risk_threshold: float | None = None,
+    risk_bands: tuple[tuple[str, float], ...],
     value_threshold: float | None = None,
+    currency: str = CURRENCY,
 ) -> Figure:
     """The value × risk matrix as a 2×2 heatmap: customers and value at risk in each quadrant
     (cells shaded by their share of the portfolio's value at risk).
 
     `quadrant` holds each customer's quadrant name (`portfolio.QUADRANTS`; missing when there is
-    no value model) and `value_at_risk` their churn probability × lifetime value; the thresholds
-    (the bundle's policy) label the axes."""
-    from churn_risk.models.portfolio import QUADRANT_LABELS
+    no value model) and `value_at_risk` their churn probability × lifetime value. The risk
+    columns are named after the API's risk bands (`risk_bands`, the bundle's), whose `high`
+    band's lower edge is the quadrants' risk split; `value_threshold` (the bundle's policy)
+    labels the value rows."""
+    from churn_risk.serving.page import band_name
 
     names = pd.Series(np.asarray(quadrant, dtype=object))
     var = pd.Series(np.asarray(value_at_risk, dtype=float))
@@ -485,26 +517,30 @@ def risk_matrix_figure(
     layout = [["keep", "protect_first"], ["grow", "let_go"]]
     shares = np.array([[float(sums.get(q, 0.0)) / total for q in row] for row in layout])
 
-    fig = _figure((7.0, 5.5))
+    fig = _figure((7.5, 5.5))
     ax = fig.subplots()
     image = ax.imshow(shares, cmap=colormaps["Reds"], vmin=0, vmax=max(shares.max(), 1e-9))
     for i, row in enumerate(layout):
         for j, q in enumerate(row):
             n = int(counts.get(q, 0))
             share = n / max(len(names), 1)
-            text = (f"{QUADRANT_LABELS[q]}\n{n:,} customers ({share:.0%})\n"
-                    f"value at risk {_money(sums.get(q, 0.0))} ({shares[i, j]:.0%})")
+            text = (f"{QUADRANT_LABELS[q]}\n{n:,} customer{'' if n == 1 else 's'} ({share:.0%})\n"
+                    f"value at risk {money(sums.get(q, 0.0), currency)} ({shares[i, j]:.0%})")
             ax.text(j, i, text, ha="center", va="center", fontsize=10,
                     color="white" if shares[i, j] > 0.6 * shares.max() else "black")
-    risk = f" (from {risk_threshold:.1%})" if risk_threshold is not None else ""
-    value = f" (from {_money(value_threshold)})" if value_threshold is not None else ""
-    ax.set_xticks([0, 1], ["low risk", f"high risk{risk}"])
+    split = high_risk_from(risk_bands)
+    below = [band_name(name) for name, low in risk_bands if low < split]
+    above = [band_name(name) for name, low in risk_bands if low >= split]
+    ax.set_xticks([0, 1], [f"{', '.join(below)}\n(below {split:.1%})",
+                           f"{', '.join(above)}\n(from {split:.1%})"])
+    value = f" (from {money(value_threshold, currency)})" if value_threshold is not None else ""
     ax.set_yticks([0, 1], [f"high value{value}", "low value"], rotation=90, va="center")
-    ax.set_xlabel("Churn probability")
+    ax.set_xlabel("Churn probability: risk band (as in the API)")
     ax.set_ylabel("Lifetime value")
     unplaced = int(names.isna().sum())
     note = f"; {unplaced:,} without a value" if unplaced else ""
-    ax.set_title(f"Risk matrix: {len(names):,} customers, value at risk {_money(total)}{note}")
+    ax.set_title(f"Risk matrix: {len(names):,} customers, value at risk "
+                 f"{money(total, currency)}{note}")
     colorbar = fig.colorbar(image, ax=ax, pad=0.02, fraction=0.05)
     colorbar.set_label("Share of the portfolio's value at risk", fontsize=8)
     return fig
@@ -514,6 +550,7 @@ def value_at_risk_by_segment_figure(
     value_at_risk: np.ndarray | pd.Series,
     segments: np.ndarray | pd.Series,
     quadrant: np.ndarray | pd.Series | None = None,
+    currency: str = CURRENCY,
 ) -> Figure:
     """Horizontal bars of the total value at risk per segment (largest on top), stacked by
     quadrant when `quadrant` is given, annotated with the segment's total and customers."""
@@ -534,8 +571,6 @@ def value_at_risk_by_segment_figure(
     ax = fig.subplots()
     rows = np.arange(len(table))
     left = np.zeros(len(table))
-    from churn_risk.models.portfolio import QUADRANT_LABELS, QUADRANTS
-
     order = [q for q in QUADRANTS if q in table.columns] + [
         q for q in table.columns if q not in QUADRANTS]
     for q in order:
@@ -544,26 +579,28 @@ def value_at_risk_by_segment_figure(
                 color=QUADRANT_COLORS.get(q, MODEL_COLOR), alpha=0.85)
         left += values
     for row, (segment, total) in zip(rows, totals.items(), strict=True):
-        ax.text(total, row, f"  {_money(total)} (n={sizes[segment]:,})", va="center", fontsize=8)
+        ax.text(total, row, f"  {money(total, currency)} (n={sizes[segment]:,})", va="center",
+                fontsize=8)
     ax.set_yticks(rows, [str(s) for s in table.index], fontsize=9)
-    ax.set_xlim(0, float(totals.max()) * 1.3 if len(totals) and totals.max() > 0 else 1.0)
+    ax.set_xlim(0, float(totals.max()) * 1.4 if len(totals) and totals.max() > 0 else 1.0)
+    money_axis(ax.xaxis, currency)
     ax.set_xlabel("Value at risk (churn probability × lifetime value)")
-    ax.set_title(f"Value at risk by segment (total {_money(totals.sum())})")
+    ax.set_title(f"Value at risk by segment (total {money(totals.sum(), currency)})")
     ax.grid(alpha=0.3, axis="x")
     if len(order) > 1:
-        ax.legend(loc="lower right", fontsize=8, title="quadrant", title_fontsize=8)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="quadrant",
+                  title_fontsize=8)
     return fig
 
 
 def score_distribution_figure(
     churn_probability: np.ndarray | pd.Series,
     risk_bands: tuple[tuple[str, float], ...],
-    risk_threshold: float | None = None,
     bins: int = 60,
 ) -> Figure:
-    """Histogram of the churn probability with the risk bands shaded and counted, and the risk
-    matrix's high-risk threshold as a line. Scores beyond the 99.5th percentile are counted in
-    the last bar so a few extreme customers do not squash the rest."""
+    """Histogram of the churn probability with the risk bands shaded and counted (the risk
+    matrix's high-risk column starts where the `high` band does). Scores beyond the 99.5th
+    percentile are counted in the last bar so a few extreme customers do not squash the rest."""
     p = np.asarray(churn_probability, dtype=float)
     p = p[np.isfinite(p)]
     if len(p) == 0:
@@ -584,15 +621,14 @@ def score_distribution_figure(
         ax.axvspan(low, min(high, upper), color=color, alpha=0.25, lw=0,
                    label=f"{name} ({low:.0%}–{high:.0%}): {n:,}" if np.isfinite(high)
                    else f"{name} (≥ {low:.0%}): {n:,}")
-    if risk_threshold is not None:
-        ax.axvline(risk_threshold, color="tab:red", ls="--", lw=1.2,
-                   label=f"high risk (matrix) from {risk_threshold:.1%}")
     beyond = int(np.sum(p > upper))
     xlabel = "Churn probability (calibrated)"
     if beyond:
-        xlabel += f"; {beyond:,} customers above {upper:.2f} counted in the last bar"
+        xlabel += f"; {beyond:,} above {upper:.1%} counted in the last bar"
     ax.set(xlim=(0, upper), ylim=(0, top * 1.1), xlabel=xlabel, ylabel="Customers",
            title=f"Score distribution: {len(p):,} customers, mean {p.mean():.1%}")
+    _percent_axis(ax.xaxis, "linear")
+    count_axis(ax.yaxis)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(loc="upper right", fontsize=8, title="risk band: customers", title_fontsize=8)
     return fig

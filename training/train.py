@@ -20,7 +20,7 @@ from churn_risk.features.labels import DataFacts, resolve_target
 from churn_risk.features.lifecycle import FeatureSpec, PreparedData
 from churn_risk.features.snapshots import ADOPTION_PREFIX, CHURN_LABEL, SPEND_LABEL
 from churn_risk.features.target import Target, TargetKind
-from churn_risk.models.bundle import ChurnBundle, encode_features
+from churn_risk.models.bundle import HIGH_RISK_BAND, ChurnBundle, encode_features, high_risk_from
 from churn_risk.models.portfolio import fit_policy, load_catalogue, with_measured_success
 from churn_risk.training.campaigns import CampaignEvaluation, evaluate_campaigns, success_rates
 from churn_risk.training.config import TrainConfig
@@ -278,7 +278,8 @@ def fit_bundle(
     )
     bundle.policy = _fit_policy(bundle, split, cfg, target, measured_success or {})
     notes.append(
-        f"risk matrix: high risk from {bundle.policy.risk_threshold:.1%} churn probability, "
+        f"risk matrix: high risk from {bundle.policy.risk_threshold:.1%} churn probability "
+        f"(the {HIGH_RISK_BAND!r} risk band), "
         f"high value from {bundle.policy.value_threshold:,.0f} lifetime value"
     )
     return bundle, split, fit_metrics, notes
@@ -286,10 +287,10 @@ def fit_bundle(
 
 def _fit_policy(bundle: ChurnBundle, split: Split, cfg: TrainConfig, target: Target,
                 measured: dict[str, dict]):
-    """Matrix thresholds from the newest snapshot the model has not been trained on (the
-    portfolio as it will be scored), which is also the drift reference stored with the model
-    (`training.monitor.reference_profile`); retention over one horizon from the training
-    labels."""
+    """The matrix's value threshold from the newest snapshot the model has not been trained on
+    (the portfolio as it will be scored), which is also the drift reference stored with the model
+    (`training.monitor.reference_profile`); its risk split is the `high` risk band's; retention
+    over one horizon from the training labels."""
     reference = split.test if len(split.test) else split.validation
     reference = reference.loc[reference["as_of"] == reference["as_of"].max()]
     dm = bundle.dmatrix(reference)
@@ -301,7 +302,7 @@ def _fit_policy(bundle: ChurnBundle, split: Split, cfg: TrainConfig, target: Tar
     # the drift reference `churn monitor` compares the scored portfolio with
     bundle.info["reference"] = reference_profile(reference, bundle.specs, bundle.categories,
                                                  probability)
-    return fit_policy(probability, spend, 1.0 - float(split.train[CHURN_LABEL].mean()),
-                      target.horizon_days, cfg.value, cfg.matrix, actions)
+    return fit_policy(spend, 1.0 - float(split.train[CHURN_LABEL].mean()), target.horizon_days,
+                      high_risk_from(bundle.risk_bands), cfg.value, cfg.matrix, actions)
 
 
