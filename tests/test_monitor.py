@@ -88,6 +88,32 @@ def test_price_drift_lowers_price_scores_and_raises_churn():
     assert hazard.loc["2023-09-01":].mean() > 1.3 * hazard_old.loc["2023-09-01":].mean()
 
 
+def test_competitor_drift_wins_customers_of_one_region_whatever_their_drivers():
+    from scipy.special import expit
+
+    from churn_risk.demo.coefficients import DRIFT
+    from churn_risk.demo.simulation import known_at
+
+    stable = generate(customers=1500, months=12, seed=4)
+    drifted = generate(customers=1500, months=12, seed=4, drifts={"competitor": "2023-08"})
+    since = pd.Timestamp("2023-08-01")
+    before, before_drift = known_at(stable, since), known_at(drifted, since)
+    for name, table in before.tables.items():  # nothing differs before its first month
+        pd.testing.assert_frame_equal(table, before_drift.tables[name])
+    regions = drifted.tables["customers"].set_index("customer_id")["region"]
+    churn = drifted.truth["churn"]
+    market = churn["customer_id"].map(regions).eq(DRIFT.competitor_region).to_numpy()
+    after = (churn["as_of"] >= since).to_numpy()
+    usual = expit(churn["log_odds"]) * (1.0 - churn["campaign_reduction"])
+    won = np.where(market & after, DRIFT.competitor_hazard, 0.0)
+    np.testing.assert_allclose(churn["hazard"], 1.0 - (1.0 - usual) * (1.0 - won), rtol=1e-12)
+    left = churn.loc[after].groupby(market[after])["churned_in_month"].mean()
+    assert left[True] > 2 * left[False]
+    assert drifted.truth["drifts"]["drift"].tolist() == ["competitor"]
+    readme = truth_readme(drifted, customers=1500, months=12, seed=4, start="2023-01-01")
+    assert "**competitor** from 2023-08" in readme and f"`{DRIFT.competitor_region}`" in readme
+
+
 def test_bad_drifts_are_refused(tmp_path):
     from churn_risk.cli import main
     from churn_risk.demo.simulation import parse_drift
