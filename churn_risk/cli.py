@@ -135,8 +135,10 @@ def generate_data(
     drift: Annotated[list[str] | None, typer.Option(
         "--drift", help="Simulate drift from a month on, KIND:YYYY-MM (repeatable): "
                         "delivery (a worsening delivery partner: late, lost and damaged "
-                        "deliveries much more frequent) or price (a competitor's price "
-                        "pressure: price perception falls); recorded in ground_truth/.")] = None,
+                        "deliveries much more frequent), price (a competitor's price "
+                        "pressure: price perception falls) or competitor (a competitor wins "
+                        "customers of one region whatever their drivers: the features barely "
+                        "move, the model's ranking worsens); recorded in ground_truth/.")] = None,
 ) -> None:
     """Write realistic demo CRM tables (and a separate ground_truth/ folder) to OUT."""
     from churn_risk.demo import write_demo

@@ -89,6 +89,32 @@ def test_price_drift_lowers_price_scores_and_raises_churn():
     assert hazard.loc["2023-09-01":].mean() > 1.3 * hazard_old.loc["2023-09-01":].mean()
 
 
+def test_competitor_drift_wins_customers_of_one_region_whatever_their_drivers():
+    from scipy.special import expit
+
+    from churn_risk.demo.coefficients import DRIFT
+    from churn_risk.demo.simulation import known_at
+
+    stable = generate(customers=1500, months=12, seed=4)
+    drifted = generate(customers=1500, months=12, seed=4, drifts={"competitor": "2023-08"})
+    since = pd.Timestamp("2023-08-01")
+    before, before_drift = known_at(stable, since), known_at(drifted, since)
+    for name, table in before.tables.items():  # nothing differs before its first month
+        pd.testing.assert_frame_equal(table, before_drift.tables[name])
+    regions = drifted.tables["customers"].set_index("customer_id")["region"]
+    churn = drifted.truth["churn"]
+    market = churn["customer_id"].map(regions).eq(DRIFT.competitor_region).to_numpy()
+    after = (churn["as_of"] >= since).to_numpy()
+    usual = expit(churn["log_odds"]) * (1.0 - churn["campaign_reduction"])
+    won = np.where(market & after, DRIFT.competitor_hazard, 0.0)
+    np.testing.assert_allclose(churn["hazard"], 1.0 - (1.0 - usual) * (1.0 - won), rtol=1e-12)
+    left = churn.loc[after].groupby(market[after])["churned_in_month"].mean()
+    assert left[True] > 2 * left[False]
+    assert drifted.truth["drifts"]["drift"].tolist() == ["competitor"]
+    readme = truth_readme(drifted, customers=1500, months=12, seed=4, start="2023-01-01")
+    assert "**competitor** from 2023-08" in readme and f"`{DRIFT.competitor_region}`" in readme
+
+
 def test_bad_drifts_are_refused(tmp_path):
     from churn_risk.cli import main
     from churn_risk.demo.simulation import parse_drift
@@ -197,8 +223,15 @@ FAST_TOML = ('figures = false\nmin_positives = 10\n[search]\nmax_depth = [3]\n'
              'num_boost_round = 150\n')
 
 
-def _project(tmp_path, monkeypatch, name: str, drift: str | None):
+def _project(tmp_path, monkeypatch, name: str, drift: str | None,
+             train_before: str | None = None):
+    """A project folder (the working directory, its own MLflow store) with the E2E demo data in
+    `data` and a champion trained and promoted on them, or, with `train_before`, on the data as
+    a CRM knew them at that moment (in `data-before`)."""
     from churn_risk.cli import main
+    from churn_risk.demo.simulation import DemoData, known_at
+    from churn_risk.features.io import write_tables
+    from churn_risk.features.validation import load_crm
     from tests.conftest import MLFLOW_EXPORTS
 
     folder = tmp_path / name
@@ -210,8 +243,13 @@ def _project(tmp_path, monkeypatch, name: str, drift: str | None):
     (folder / "fast.toml").write_text(FAST_TOML)
     args = ["generate-data", "--out", "data", *E2E]
     assert main(args + (["--drift", drift] if drift else [])) == 0
-    assert main(["train", "--data", "data", "--config", "fast.toml"]) == 0
-    assert main(["promote", "--data", "data"]) == 0
+    train_on = "data"
+    if train_before is not None:
+        train_on = "data-before"
+        known = known_at(DemoData(load_crm("data").tables, {}), pd.Timestamp(train_before))
+        write_tables(known.tables, train_on)
+    assert main(["train", "--data", train_on, "--config", "fast.toml"]) == 0
+    assert main(["promote", "--data", train_on]) == 0
     return folder
 
 
@@ -263,3 +301,107 @@ def test_monitor_raises_no_false_alarm_on_stable_data(tmp_path, monkeypatch, cap
     assert main(["retrain", "--data", "data", "--config", "fast.toml"]) == 0
     assert "nothing to retrain" in capsys.readouterr().out
     assert _champion() == "1"  # nothing trained
+
+
+#: The competitor drift acts from April 2024 (the E2E data end in September 2024): the champion
+#: knows the data up to then, predictions are logged in May and June, and both have matured
+#: (90 days) by the data end.
+COMPETITOR_FROM = "2024-04-01"
+LOGGED = ("2024-05-01", "2024-06-01")
+#: The monitored portfolio: the month after the last logged predictions. (As of the data end,
+#: October, its purchase trend differs from the January reference by the Nov/Dec season alone.)
+MONITORED = "2024-07-01"
+
+
+def _logged_and_monitored(url: str, capsys):
+    """Load `data` into the store at `url`, log the champion's scores as of `LOGGED` and run
+    `churn monitor` on it: (exit code, what it printed, its MLflow run)."""
+    from mlflow import MlflowClient
+
+    from churn_risk.cli import main
+    from churn_risk.features.store import Store
+
+    main(["store", "load", "--data", "data", "--store", url])
+    for as_of in LOGGED:
+        main(["score", "--store", url, "--as-of", as_of, "--out", f"scores-{as_of}.parquet"])
+    with Store(url) as store:  # `churn score` logged what it gave out
+        log = store.predictions()
+    logged = pd.concat([pd.read_parquet(f"scores-{as_of}.parquet") for as_of in LOGGED])
+    assert sorted(log["prediction_id"]) == sorted(logged["prediction_id"])
+    assert sorted(log["features_as_of"].unique()) == list(LOGGED)
+    capsys.readouterr()
+    code = main(["monitor", "--store", url, "--as-of", MONITORED])
+    out = " ".join(capsys.readouterr().out.split())  # the console wraps long lines
+    client = MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("churn-risk").experiment_id],
+                              filter_string="tags.job = 'monitor'")
+    assert len(runs) == 1
+    return code, out, runs[0]
+
+
+def _sklearn_auc() -> float:
+    """sklearn's ROC-AUC of the scores `churn score` wrote, against labels computed here from
+    the raw tables by the repository's label definition: independent of `training.realised`
+    (log, maturity, one prediction per day) and of the monitor."""
+    from sklearn.metrics import roc_auc_score
+
+    from churn_risk.features.labels import churn_labels, data_end
+    from churn_risk.features.lifecycle import prepare, to_timestamp
+    from churn_risk.features.target import Target
+    from churn_risk.features.validation import load_crm
+
+    prep = prepare(load_crm("data"))
+    customers = prep.customers.assign(_pos=np.arange(len(prep.customers)))
+    customers = customers.set_index("customer_id", drop=False)
+    y, p = [], []
+    for as_of in LOGGED:
+        scores = pd.read_parquet(f"scores-{as_of}.parquet")
+        target = Target(kind=scores["target"].iloc[0],
+                        horizon_days=int(scores["horizon_days"].iloc[0]))
+        y.append(churn_labels(prep, customers.loc[scores["customer_id"]], to_timestamp(as_of),
+                              target, data_end(prep)))
+        p.append(scores["churn_probability"].to_numpy())
+    y = np.concatenate(y)
+    assert not np.isnan(y).any()  # every prediction has matured
+    return float(roc_auc_score(y, np.concatenate(p)))
+
+
+@pytest.mark.slow
+def test_monitor_finds_the_realised_accuracy_drop_of_a_drift_the_features_do_not_show(
+        tmp_path, monkeypatch, capsys):
+    from mlflow import MlflowClient
+
+    from churn_risk.training.monitor import auc_drop_reason
+
+    judged = {}
+    for name, drift in (("competitor", f"competitor:{COMPETITOR_FROM[:7]}"), ("stable", None)):
+        folder = _project(tmp_path, monkeypatch, name, drift, train_before=COMPETITOR_FROM)
+        code, out, run = _logged_and_monitored(f"sqlite:///{folder / 'store.db'}", capsys)
+        metrics = run.data.metrics
+        realised, test_auc = metrics["realised.roc_auc"], metrics["test_roc_auc_at_training"]
+        client = MlflowClient()
+        champion = client.get_model_version_by_alias("churn-risk", "champion")
+        assert test_auc == client.get_run(champion.run_id).data.metrics["test_roc_auc"]
+        # the monitor's realised AUC is sklearn's on labels from the raw tables, and it printed it
+        assert realised == pytest.approx(_sklearn_auc(), abs=1e-12)
+        assert f"realised ROC-AUC {realised:.3f}" in out
+        assert {"realised.ece", "realised.top_decile_lift", "realised.month.2024-05.roc_auc",
+                "realised.segment.consumer.roc_auc"} <= set(metrics)
+        reason = auc_drop_reason(test_auc, realised, 0.05)
+        judged[name] = (code, out, realised, test_auc, reason)
+        artifacts = {a.path for kind in ("plots", "tables")
+                     for a in client.list_artifacts(run.info.run_id, kind)}
+        assert {"plots/realised_by_month.png", "plots/realised_calibration.png",
+                "tables/realised_by_month.csv", "tables/realised_by_segment.csv"} <= artifacts
+
+    # the same champion: the data before the drift are the same
+    assert judged["competitor"][3] == judged["stable"][3]
+    code, out, realised, test_auc, reason = judged["competitor"]
+    assert realised < test_auc - 0.05
+    # retraining is due for the realised accuracy alone: no feature drifted enough to tell
+    assert code == 4
+    assert reason is not None and f"retraining due: {reason}" in out
+    assert "feature(s) drifted" not in out and "score distribution shifted" not in out
+    code, out, realised, test_auc, reason = judged["stable"]
+    assert reason is None and "below the test ROC-AUC" not in out
+    assert code == 0 and "stable" in out and "retraining due" not in out

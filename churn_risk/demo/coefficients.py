@@ -406,14 +406,25 @@ class Drift:
     - price: a new competitor's price pressure: ``price_shift`` is added to every customer's
       latent price perception and to its mean at the start of that month, so the surveys'
       price scores fall and the hazard's price term (``price`` x p) rises, and for good.
+    - competitor: a competitor enters one market: from that month on every customer of
+      ``competitor_region`` is also won over with probability ``competitor_hazard`` a month,
+      whatever their drivers: their hazard becomes ``1 - (1 - h) * (1 - competitor_hazard)``
+      (the truth's ``hazard`` includes it; ``log_odds`` and the terms are those of ``h``).
+      Unlike the other kinds this changes the mechanism, not its inputs: no event or survey
+      shows it, and before it the region carried no churn risk, so a model trained before cannot
+      have learned it; churn rises among customers it scores as safe, and its ranking (the
+      realised ROC-AUC) gets worse. Customers whose region is unknown are not affected, and
+      the campaigns' true uplift is computed without it.
     """
 
     quality_shift: float = 1.5
     price_shift: float = -1.2
+    competitor_region: str = "north"
+    competitor_hazard: float = 0.06
 
 
 #: The kinds of drift the generator can simulate, in the order they are documented.
-DRIFT_KINDS: tuple[str, ...] = ("delivery", "price")
+DRIFT_KINDS: tuple[str, ...] = ("delivery", "price", "competitor")
 
 INPUTS = Inputs()
 POPULATION = Population()

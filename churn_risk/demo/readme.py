@@ -26,6 +26,7 @@ from churn_risk.demo.coefficients import (
     ADOPTION_FAMILIES,
     CAMPAIGNS,
     DOMINANT_DRIVERS,
+    DRIFT,
     INPUTS,
     LATENT,
     MONTH_DAYS,
@@ -115,6 +116,7 @@ def readme_context(
         "mean_hazard": math.nan if empty else float(churn["hazard"].mean()),
         "monthly_churn": math.nan if empty else float(churn["churned_in_month"].mean()),
         "campaign_effects": list(data.truth["campaign_effects"].itertuples()),
+        "drift": DRIFT,
         "drifts": list(data.truth["drifts"].itertuples()) if "drifts" in data.truth else [],
     }
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,7 @@ from churn_risk.demo.campaigns import CampaignRun, plan_campaigns, send_campaign
 from churn_risk.demo.coefficients import (
     DRIFT,
     DRIFT_KINDS,
+    REGIONS,
     AdoptionCoefficients,
     HazardCoefficients,
 )
@@ -214,7 +215,9 @@ def drift_truth(cal: Calendar, drift_from: dict[str, int]) -> pd.DataFrame:
     """One row per simulated drift: kind, first month, what it changes and by how much."""
     what = {"delivery": ("delivery quality (carrier + route; higher is worse)",
                          DRIFT.quality_shift),
-            "price": ("latent price perception p and its mean", DRIFT.price_shift)}
+            "price": ("latent price perception p and its mean", DRIFT.price_shift),
+            "competitor": (f"chance a month that a customer of region "
+                           f"{DRIFT.competitor_region} is won over", DRIFT.competitor_hazard)}
     kinds = [k for k in DRIFT_KINDS if k in drift_from]
     return pd.DataFrame({
         "from_month": month_stamp(cal, np.array([drift_from[k] for k in kinds])),
@@ -256,6 +259,8 @@ def _simulate_month(rng: np.random.Generator, sim: _Simulation, m: int) -> None:
         state.price = state.price + DRIFT.price_shift
     tr = trailing(m, sim.cal, cust, state, sim.events, sim.agents)
     risk = month_risk(tr, state, mo, sim.profile, sim.coef)
+    if sim.drift_from.get("competitor", sim.cal.months) <= m:
+        risk = _with_competitor(risk, cust)
     for run in sim.campaigns:
         if run.plan.effect_month == m and run.targeted is not None:
             true_uplift(run, risk.untreated, mo.at_start)
@@ -282,6 +287,14 @@ def _simulate_month(rng: np.random.Generator, sim: _Simulation, m: int) -> None:
 
     leave(state, churners, churn_day)
     evolve(rng, cust, state, experience_impact(cust.n, dl, tk, ia, sim.agents))
+
+
+def _with_competitor(risk: Risk, cust: Customers) -> Risk:
+    """The competitor drift (`coefficients.Drift`): a customer of its region also leaves with
+    probability `competitor_hazard` a month, whatever their drivers."""
+    won = np.where(cust.region == REGIONS.index(DRIFT.competitor_region),
+                   DRIFT.competitor_hazard, 0.0)
+    return replace(risk, hazard=1.0 - (1.0 - risk.hazard) * (1.0 - won))
 
 
 def _draw_churn(

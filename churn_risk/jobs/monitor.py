@@ -1,6 +1,8 @@
 """`churn monitor`: the current portfolio against the model's training reference (feature and
 score drift, `training.monitor`), the prediction log's score distribution and reason mix by month
-(from a store), the realised accuracy of matured predictions, a verdict, one MLflow run.
+(from a store), the realised accuracy of matured predictions, a verdict, one MLflow run (with
+a store also the realised metrics `realised.*`, by-month and by-segment tables and the realised
+figures: reliability diagram, AUC by month, gains).
 
 The portfolio is featured as of `as_of` (default: now for a store, else the day after the data
 end, as `churn score`) by the same feature functions as training and scoring, with the model's
@@ -18,6 +20,7 @@ from churn_risk.features.io import DataSourceLike
 from churn_risk.features.lifecycle import PreparedData
 from churn_risk.jobs.common import CHAMPION_URI, prepared, registered_bundle
 from churn_risk.training.monitor import DriftReport, Thresholds, Verdict
+from churn_risk.training.realised import RealisedPerformance
 
 #: The exit code of `churn monitor` when retraining is due (`errors.py` lists every code).
 RETRAINING_DUE = 4
@@ -72,15 +75,14 @@ def run(source: DataSourceLike, settings: MonitorSettings | None = None,
         report = compare(reference, frame, bundle.specs, probability, as_of)
     log = _prediction_log(source)
     log_scores, reason_mix = prediction_log_by_month(log)
-    realised, realised_reason, realised_auc = _realised(prep, log, name, version,
-                                                        settings.auc_drop)
-    decided = verdict(report, settings.thresholds, realised_reason)
+    realised = _realised(prep, log, name, version, settings.auc_drop)
+    decided = verdict(report, settings.thresholds, realised.reason)
     if log is not None:  # a store: the service exports the verdict (`serving.metrics`)
-        _record_check(source, name, version, report, decided, realised_auc)
+        _record_check(source, name, version, report, decided, realised)
     run_id = _log_run(source, settings, name, version, reference, report, decided, log_scores,
                       reason_mix, realised)
-    return MonitorResult(name, version, report, decided, log_scores, reason_mix, realised,
-                         run_id, tracking.ui_command)
+    return MonitorResult(name, version, report, decided, log_scores, reason_mix,
+                         realised.summary, run_id, tracking.ui_command)
 
 
 def _portfolio(source: DataSourceLike, prep: PreparedData, bundle, as_of):
@@ -108,35 +110,45 @@ def _prediction_log(source: DataSourceLike) -> pd.DataFrame | None:
         return store.predictions()
 
 
-def _realised(prep: PreparedData, log: pd.DataFrame | None, name: str, version: str,
-              auc_drop: float) -> tuple[str | None, str | None, float | None]:
-    """(the realised accuracy in words, the `auc_drop` reason or None, the realised ROC-AUC).
+@dataclass(frozen=True)
+class _Realised:
+    """The realised accuracy of the model version's matured predictions (`training.realised`)."""
 
-    ---- issue 14: realised accuracy joins the verdict HERE -----------------------------------
-    `training.realised` (written separately) judges matured predictions of the prediction log;
-    its overall realised ROC-AUC for this model version is compared with the version's test
+    #: None: no prediction log (files, or an empty log): nothing judged.
+    performance: RealisedPerformance | None = None
+    #: The version's test ROC-AUC at training (None: unknown).
+    test_auc: float | None = None
+    #: The `auc_drop` reason of the verdict, or None.
+    reason: str | None = None
+
+    @property
+    def summary(self) -> str | None:
+        return None if self.performance is None else self.performance.summary
+
+
+def _realised(prep: PreparedData, log: pd.DataFrame | None, name: str, version: str,
+              auc_drop: float) -> _Realised:
+    """The realised accuracy of this model version's matured predictions of the prediction log
+    (`training.realised`): its overall realised ROC-AUC is compared with the version's test
     ROC-AUC at training (the `test_roc_auc` metric of its training run) by
     `training.monitor.auc_drop_reason`, whose reason joins the verdict. Without a store (no
-    prediction log) or without that module, nothing is judged here.
-    """
+    prediction log) nothing is judged."""
     if log is None or not len(log):
-        return None, None, None
-    try:
-        from churn_risk.training.realised import realised_performance
-    except ImportError:  # not there yet: drift only
-        return None, None, None
+        return _Realised()
     from churn_risk.training.monitor import auc_drop_reason
+    from churn_risk.training.realised import realised_performance
 
     perf = realised_performance(prep, log, model_name=name or None,
                                 model_version=version or None)
     if perf.empty:
-        return perf.summary, None, None
-    auc = perf.overall.get("roc_auc")
-    return perf.summary, auc_drop_reason(_test_auc(name, version), auc, auc_drop), auc
+        return _Realised(perf)
+    test_auc = _test_auc(name, version)
+    return _Realised(perf, test_auc,
+                     auc_drop_reason(test_auc, perf.overall.get("roc_auc"), auc_drop))
 
 
 def _record_check(source: DataSourceLike, name: str, version: str, report: DriftReport | None,
-                  decided: Verdict, realised_auc: float | None) -> None:
+                  decided: Verdict, realised: _Realised) -> None:
     """Keep the verdict in the store, where the service reads its drift gauges."""
     from churn_risk.features.io import as_source
     from churn_risk.features.store import Store
@@ -144,14 +156,15 @@ def _record_check(source: DataSourceLike, name: str, version: str, report: Drift
     features = {} if report is None else {
         r.feature: {"psi": float(r.psi), "missing_change": float(r.missing_change)}
         for r in report.features.itertuples()}
+    auc = (None if realised.performance is None or realised.performance.empty
+           else realised.performance.overall.get("roc_auc"))
     with Store(as_source(source).location) as store:
         store.record_check({
             "model_name": name, "model_version": str(version),
             "as_of": None if report is None else report.as_of,
             "retraining_due": bool(decided.retraining_due), "verdict": decided.text,
             "score_psi": None if report is None else float(report.score_psi),
-            "realised_roc_auc": None if realised_auc is None or realised_auc != realised_auc
-            else float(realised_auc),
+            "realised_roc_auc": None if auc is None or auc != auc else float(auc),
             "features": features})
 
 
@@ -168,7 +181,7 @@ def _test_auc(name: str, version: str) -> float | None:
 
 def _log_run(source, settings: MonitorSettings, name: str, version: str, reference,
              report: DriftReport | None, decided: Verdict, log_scores: pd.DataFrame,
-             reason_mix: pd.DataFrame, realised: str | None) -> str:
+             reason_mix: pd.DataFrame, realised: _Realised) -> str:
     import mlflow
 
     from churn_risk.features.io import source_name
@@ -200,8 +213,34 @@ def _log_run(source, settings: MonitorSettings, name: str, version: str, referen
         if len(log_scores):
             mlflow.log_text(log_scores.to_csv(index=False), "tables/prediction_log_by_month.csv")
             mlflow.log_text(reason_mix.to_csv(index=False), "tables/reason_mix_by_month.csv")
-        lines = [decided.text, *decided.watch]
-        if realised is not None:
-            lines.append(f"realised: {realised}")
+        _log_realised(realised)
+        # a stable verdict names what to watch in its text already
+        lines = [decided.text, *(decided.watch if decided.retraining_due else [])]
+        if realised.summary is not None:
+            lines.append(f"realised: {realised.summary}")
         mlflow.log_text("\n".join(lines) + "\n", "verdict.txt")
     return active.info.run_id
+
+
+def _log_realised(realised: _Realised) -> None:
+    """Into the active run: the realised metrics (`realised.<metric>`, by month and segment
+    too: `RealisedPerformance.mlflow_metrics`) and the test ROC-AUC they are judged against,
+    the by-month, by-segment and reliability tables, and the realised figures."""
+    import mlflow
+
+    from churn_risk.training.realised import realised_figures
+
+    perf = realised.performance
+    if perf is None:
+        return
+    metrics = perf.mlflow_metrics()
+    if realised.test_auc is not None:
+        metrics["test_roc_auc_at_training"] = float(realised.test_auc)
+    mlflow.log_metrics(metrics)
+    if perf.empty:
+        return
+    for name, table in (("by_month", perf.by_month), ("by_segment", perf.by_segment),
+                        ("reliability", perf.reliability)):
+        mlflow.log_text(table.to_csv(index=False), f"tables/realised_{name}.csv")
+    for name, figure in realised_figures(perf, realised.test_auc).items():
+        mlflow.log_figure(figure, f"plots/{name}.png")
