@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from churn_risk.runtime import configure_offline
+from churn_risk.serving.export import DEFAULT_PAGE_BASE_URL, PAGE_BASE_URL_ENV, Columns
 
 app = typer.Typer(
     name="churn",
@@ -1098,6 +1099,20 @@ ModelOpt = Annotated[
 ]
 
 
+ColumnsOpt = Annotated[
+    Columns | None,
+    typer.Option("--columns", help="readable: headers and values in words, for people and CRM "
+                 "import wizards; codes: the code's column names and values, for pipelines. "
+                 "Default: readable for .csv, codes for .parquet. Every column: docs/fields.md."),
+]
+PageBaseUrlOpt = Annotated[
+    str | None,
+    typer.Option("--page-base-url", help="Where the service's pages are: each row's page_url is "
+                 f"<this>/customers/<id>. Default: ${PAGE_BASE_URL_ENV}, else "
+                 f"{DEFAULT_PAGE_BASE_URL} (churn serve's default)."),
+]
+
+
 @app.command()
 def worklist(
     as_of: Annotated[str, typer.Option("--as-of", help="Date of the worklist (features as of).")],
@@ -1129,6 +1144,8 @@ def worklist(
         Path | None, typer.Option("--actions", help="Another action catalogue (TOML).")
     ] = None,
     model: ModelOpt = "models:/churn-risk@champion",
+    columns: ColumnsOpt = None,
+    page_base_url: PageBaseUrlOpt = None,
 ) -> None:
     """Rank customers by the expected profit of their next-best action, within a budget,
     channel capacity and contact-pressure rules; write the list for CRM import."""
@@ -1136,7 +1153,8 @@ def worklist(
 
     settings = job.WorklistSettings(
         as_of=_parse_date(as_of, "--as-of"), budget=budget, channel=channel, capacity=capacity,
-        contact_gap_days=contact_gap_days, out=out, ledger=ledger, actions=actions, model=model)
+        contact_gap_days=contact_gap_days, out=out, ledger=ledger, actions=actions, model=model,
+        columns=columns, page_base_url=page_base_url)
     with _progress() as progress:
         task = progress.add_task("scoring the portfolio", total=None)
         result = job.run(_source(data, mapping, store), settings, progress=lambda done, total: (
@@ -1161,7 +1179,8 @@ def worklist(
         f"{len(rows):,} customers, spent {worklist.spent:,.0f} of {budget:,.0f}, expected "
         f"profit {worklist.expected_profit:,.0f}; {worklist.candidates:,} customers had an "
         f"action that pays, {worklist.excluded_recent_contact:,} were left out (contacted in "
-        f"the last {contact_gap_days} days). Written to {result.out}; ledger {result.ledger}.")
+        f"the last {contact_gap_days} days). Written to {result.out} ({result.columns} columns); "
+        f"ledger {result.ledger}.")
 
 
 @app.command()
@@ -1184,6 +1203,8 @@ def score(
         typer.Option("--report", help="Folder for the portfolio report; default: next to --out."),
     ] = None,
     chunk_rows: Annotated[int, typer.Option("--chunk-rows", min=1)] = 50_000,
+    columns: ColumnsOpt = None,
+    page_base_url: PageBaseUrlOpt = None,
 ) -> None:
     """Score the whole portfolio (every output field per customer) and write a portfolio report,
     logged to MLflow with the scores."""
@@ -1192,7 +1213,7 @@ def score(
     settings = job.ScoreSettings(
         out=out, as_of=_parse_date(as_of, "--as-of") if as_of is not None else None,
         model=model, engine=engine.value, scheduler=scheduler, report=report,
-        chunk_rows=chunk_rows)
+        chunk_rows=chunk_rows, columns=columns, page_base_url=page_base_url)
     with _progress() as progress:
         task = progress.add_task("Scoring customers", total=None)
         result = job.run(_source(data, mapping, store), settings, progress=lambda done, total: (
@@ -1213,7 +1234,7 @@ def score(
     console.print(f"Mean churn probability {summary['mean_churn_probability']:.1%}; "
                   f"{summary['customers_with_an_action']:,} customers with an action worth "
                   f"{summary['total_expected_profit']:,.0f} in expected profit")
-    console.print(f"Scores: {out}")
+    console.print(f"Scores: {out} ({result.columns} columns; every column: docs/fields.md)")
     console.print(f"Report: {result.report}")
     console.print(f"MLflow run {result.run_id} (\"score {result.features_as_of}\"): "
                   f"{result.ui_command}")

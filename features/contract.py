@@ -85,6 +85,8 @@ CUSTOMERS = Table(
         Column("signup_date", "datetime", required=True, nullable=False),
         Column("segment", "string", description="customer segment, e.g. consumer / small_business"),
         Column("region", "string"),
+        Column("name", "string", description="the customer's name, for the people who contact "
+               "them (worklists, score exports); never a feature"),
     ),
     "Customer knowledge. Extra columns are declared attributes and become features "
     "(text columns categorical, numeric columns numeric).",

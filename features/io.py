@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -306,19 +306,11 @@ def atomic_write(target: str | os.PathLike, content: bytes | str, mode: int | No
                  ) -> Path:
     """Write a whole file or nothing (temp file in the same folder + rename): a failure or a
     kill never leaves a truncated file, and an old one stays until the new one is complete.
-    `mode`: the file's permissions, set before it is renamed into place (0600 for secrets)."""
+    `mode`: the file's permissions (less the umask; default as `open()`: 0644), set from its
+    first byte (0600 for secrets)."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    if mode is not None:
-        os.fchmod(fd, mode)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content.encode() if isinstance(content, str) else content)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with _replacing(target, mode) as tmp, open(tmp, "wb") as handle:
+        handle.write(content.encode() if isinstance(content, str) else content)
     return target
 
 
@@ -328,16 +320,36 @@ def write_frame(frame: pd.DataFrame, target: str | os.PathLike) -> None:
     The format follows the suffix: .parquet or .csv.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    if target.suffix not in (".parquet", ".csv"):
+        raise ValueError(f"cannot write {target.name!r}: use a .parquet or .csv file name")
+    with _replacing(target) as tmp:
         if target.suffix == ".parquet":
             frame.to_parquet(tmp, index=False)
-        elif target.suffix == ".csv":
-            frame.to_csv(tmp, index=False)
         else:
-            raise ValueError(f"cannot write {target.name!r}: use a .parquet or .csv file name")
+            frame.to_csv(tmp, index=False)
+
+
+@contextlib.contextmanager
+def _replacing(target: Path, mode: int | None = None) -> Iterator[Path]:
+    """A new, empty temp file beside `target` that replaces it when the block succeeds and is
+    removed when it fails.
+
+    The temp file is created as `open()` creates files (mode 0666 less the umask, so 0644 by
+    default), not private as `mkstemp` makes them (0600): what we write is read by people and
+    by other programs (a CRM import, a web server), and the rename keeps the temp file's mode.
+    `mode` instead (less the umask): 0600 for a secret, private from its first byte.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                             0o666 if mode is None else mode))
+            break
+        except FileExistsError:
+            continue
+    try:
+        yield tmp
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

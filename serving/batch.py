@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from churn_risk.features.dates import as_of_text, parse_day
-from churn_risk.features.io import DataSourceLike, as_source, write_frame
+from churn_risk.features.io import DataSourceLike, as_source
 from churn_risk.features.labels import check_scoring_date, scoring_as_of
 from churn_risk.models.bundle import ChurnBundle
 
@@ -238,10 +238,3 @@ def all_cores(bundle: ChurnBundle, threads: int | None = None) -> Iterator[Churn
 def _nthread(booster) -> int:
     config = json.loads(booster.save_config())
     return int(config["learner"]["generic_param"].get("nthread", 0))
-
-
-def write_scores(scores: pd.DataFrame, out: str | os.PathLike) -> Path:
-    """Write the table atomically; the format follows the extension (.parquet or .csv)."""
-    out = check_output_path(out)
-    write_frame(scores, out)
-    return out

@@ -257,9 +257,9 @@ def test_churn_score_writes_scores_report_and_run(demo_folder, trained, in_proje
     assert main(["score", "--data", str(demo_folder), "--as-of", "2024-10-01",
                  "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    written = pd.read_csv(out)
-    assert len(written) > 100 and written["features_as_of"].eq("2024-10-01").all()
-    assert (written["model_version"].astype(str) == trained.version).all()
+    written = pd.read_csv(out)  # a CSV: readable columns by default (test_exports.py)
+    assert len(written) > 100 and written["Data as of"].eq("2024-10-01").all()
+    assert (written["Model version"].astype(str) == trained.version).all()
     report = out.with_name("scores-report") / "report.html"
     assert report.exists() and str(report.relative_to(in_project)) in printed.replace("\n", "")
     assert "MLflow run" in printed and "protect_first" in printed

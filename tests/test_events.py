@@ -319,7 +319,8 @@ def test_batch_scores_from_a_store_are_as_of_now_with_provenance_and_logged(
     day = f"{scoring_as_of(prepare(load_crm(demo_folder))):%Y-%m-%d}"
     listed = tmp_path / "worklist.csv"
     assert main(["worklist", "--store", store_url, "--as-of", day, "--budget", "3000",
-                 "--out", str(listed), "--ledger", str(tmp_path / "ledger.csv")]) == 0
+                 "--out", str(listed), "--columns", "codes",
+                 "--ledger", str(tmp_path / "ledger.csv")]) == 0
     rows = pd.read_csv(listed)
     assert len(rows) and rows["data_watermark"].notna().all()
     assert {"features_as_of", "scored_at", "model_version", "target"} <= set(rows.columns)

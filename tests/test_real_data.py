@@ -32,7 +32,8 @@ def test_train_promote_score_and_serve_real_purchases(project, capsys):
     assert "chance of leaving within 273 days, about 9 months" in printed
     assert "customer-level holdout, stratified by outcome" in printed
     assert main(["promote", *SOURCE]) == 0
-    assert main(["score", *SOURCE, "--as-of", "1997-10-01", "--out", "scores.csv"]) == 0
+    assert main(["score", *SOURCE, "--as-of", "1997-10-01", "--out", "scores.csv",
+                 "--columns", "codes"]) == 0
 
     scores = pd.read_csv("scores.csv", dtype={"customer_id": str})
     flags = pd.read_csv(DATA / "lapsed_flags.csv", dtype=str).set_index("customer")

@@ -247,7 +247,7 @@ def test_worklist_command_writes_the_list_and_applies_contact_pressure(project, 
     as_of = "2024-10-01"
     out = project / "list.csv"
     assert main(["worklist", "--data", str(demo_folder), "--as-of", as_of, "--budget", "500",
-                 "--out", str(out)]) == 0
+                 "--out", str(out), "--columns", "codes"]) == 0
     first = pd.read_csv(out)
     assert len(first) > 0
     assert first["action_cost"].sum() <= 500

@@ -26,6 +26,8 @@ class ScoreSettings(BaseModel):
     scheduler: str | None = None
     report: Path | None = None  # default: next to `out`
     chunk_rows: int = Field(50_000, ge=1)
+    columns: str | None = None  # readable | codes; default: by the extension (`export_form`)
+    page_base_url: str | None = None  # default: $CHURN_PAGE_BASE_URL, else localhost:3000
 
     @property
     def report_dir(self) -> Path:
@@ -44,6 +46,7 @@ class ScoreResult:
     target_description: str
     seconds: float
     ui_command: str
+    columns: str  # the form the scores were written in: readable | codes
 
     @property
     def features_as_of(self) -> str:
@@ -55,11 +58,13 @@ def run(source: DataSourceLike, settings: ScoreSettings, prep: PreparedData | No
     """Score, write the scores and the report, log both. With the pandas engine the data are
     read once here (or `prep`); the Dask engine reads them on its workers."""
     from churn_risk.jobs.common import prepared
-    from churn_risk.serving.batch import check_output_path, score_portfolio, write_scores
+    from churn_risk.serving.batch import check_output_path, score_portfolio
+    from churn_risk.serving.export import export_form, write_export
     from churn_risk.serving.report import log_report_to_mlflow, portfolio_report, portfolio_summary
     from churn_risk.training.tracking import configure_tracking
 
     check_output_path(settings.out)
+    form = export_form(settings.out, settings.columns, settings.page_base_url)
     tracking = configure_tracking()
     bundle, name, version = registered_bundle(settings.model)
     learn_from_outcomes(bundle, source)
@@ -76,7 +81,8 @@ def run(source: DataSourceLike, settings: ScoreSettings, prep: PreparedData | No
                         "customer then)")
     scores = with_provenance(scores, source)
     log_given_out(scores, source, "batch")
-    write_scores(scores, settings.out)
+    # names from the customers table the pandas engine read (the Dask engine has none here)
+    write_export(scores, settings.out, bundle, form, None if prep is None else prep.customers)
     features_as_of = scores["features_as_of"].iloc[0]
     page = portfolio_report(
         scores, scores.get("segment"), settings.report_dir,
@@ -89,7 +95,8 @@ def run(source: DataSourceLike, settings: ScoreSettings, prep: PreparedData | No
     run_id = log_report_to_mlflow(settings.report_dir, settings.out, summary, settings.model,
                                   version, features_as_of, settings.engine, name)
     return ScoreResult(scores, summary, page, run_id, name, version,
-                       bundle.target.description, seconds, tracking.ui_command)
+                       bundle.target.description, seconds, tracking.ui_command,
+                       form.columns.value)
 
 
 def with_provenance(scores: pd.DataFrame, source: DataSourceLike) -> pd.DataFrame:

@@ -32,6 +32,8 @@ class WorklistSettings(BaseModel):
     ledger: Path = Path("worklists/ledger.parquet")
     actions: Path | None = None
     model: str = CHAMPION_URI
+    columns: str | None = None  # readable | codes; default: by the extension (`export_form`)
+    page_base_url: str | None = None  # default: $CHURN_PAGE_BASE_URL, else localhost:3000
 
     @property
     def out_path(self) -> Path:
@@ -45,6 +47,7 @@ class WorklistResult:
     out: Path
     ledger: Path
     target_description: str
+    columns: str  # the form the list was written in: readable | codes
 
 
 def run(source: DataSourceLike, settings: WorklistSettings, prep: PreparedData | None = None,
@@ -53,7 +56,8 @@ def run(source: DataSourceLike, settings: WorklistSettings, prep: PreparedData |
     from churn_risk.features.contract import CHANNELS
     from churn_risk.jobs.score import log_given_out, with_provenance
     from churn_risk.models.portfolio import load_catalogue, with_measured_success
-    from churn_risk.serving.batch import check_output_path, score_portfolio, write_scores
+    from churn_risk.serving.batch import check_output_path, score_portfolio
+    from churn_risk.serving.export import export_form, write_export
     from churn_risk.serving.worklist import (
         WorklistRules,
         append_to_ledger,
@@ -68,6 +72,7 @@ def run(source: DataSourceLike, settings: WorklistSettings, prep: PreparedData |
                          f"{', '.join(CHANNELS)}")
     out = settings.out_path
     check_output_path(out)
+    form = export_form(out, settings.columns, settings.page_base_url)
     configure_tracking()
     bundle, name, version = registered_bundle(settings.model)
     if settings.actions is not None:
@@ -83,9 +88,10 @@ def run(source: DataSourceLike, settings: WorklistSettings, prep: PreparedData |
     rules = WorklistRules(budget=settings.budget, channel=settings.channel,
                           capacity=settings.capacity, contact_gap_days=settings.contact_gap_days)
     result = build_worklist(bundle, scored.reset_index(drop=True), rules, contacted)
-    write_scores(result.rows, out)
+    write_export(result.rows, out, bundle, form, prep.customers)
     given = scored.set_index("customer_id").loc[result.rows["customer_id"]].reset_index()
     given["recommended_action"] = result.rows["recommended_action"].to_numpy()
     log_given_out(given, source, "worklist")
     append_to_ledger(settings.ledger, result, settings.as_of)
-    return WorklistResult(result, out, settings.ledger, bundle.target.description)
+    return WorklistResult(result, out, settings.ledger, bundle.target.description,
+                          form.columns.value)
