@@ -1403,6 +1403,7 @@ class _DemoPrinter:
                       f"reports, {learned.rate:.0%}{interval} after "
                       f"{learned.reports:,} reports; true {sim['truth']:.0%}.")
         console.print(f"  source: {learned.source}")
+        console.print(f"Portfolio home (risk matrix, lists, search): {served.base_url}/")
         console.print(f"Account-manager page: {served.base_url}/customers/{customer}")
         console.print(f"API documentation: {served.base_url}/docs")
         if sys.stdin.isatty():

@@ -25,7 +25,7 @@ import hashlib
 import json
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,6 +61,10 @@ CHECKS = "monitor_checks"
 #: The scored portfolio the service reads by customer id: per (model, version, customer) the
 #: newest score, reasons, action and what the channel views show (a JSON payload).
 SCORES = "served_scores"
+#: Columns of `served_scores` beside the payload, for the portfolio in aggregate and in lists
+#: (`portfolio_summary`, `served_counts`, `served_list`), in the order rows give them.
+SCORE_SUMMARY = ("churn_probability", "risk_band", "value_at_risk", "quadrant",
+                 "recommended_action", "segment", "region")
 #: One row per scoring of a whole portfolio (`Store.record_run`): when, as of, how many, and
 #: the shape of the data the model read (so a worker can re-feature a few customers alike).
 SCORE_RUNS = "_score_runs"
@@ -392,8 +396,8 @@ class Store:
 
     def save_scores(self, model_name: str, version: str, rows: list[tuple],
                     gone: list[str] = ()) -> None:
-        """Upsert scored customers, rows of (customer key, features_as_of, payload text, churn
-        probability, risk band), in one transaction; a stored row is replaced only by one
+        """Upsert scored customers, rows of (customer key, features_as_of, payload text, then
+        the `SCORE_SUMMARY` values), in one transaction; a stored row is replaced only by one
         featured as of the same moment or later (a portfolio run that started before a fresh
         event never undoes it). `gone`: keys no longer customers (their rows are deleted)."""
         import sqlalchemy as sa
@@ -405,19 +409,16 @@ class Store:
                 prep = conn.dialect.identifier_preparer
                 marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
                 name = prep.quote(SCORES)
+                columns = ("features_as_of", "payload", *SCORE_SUMMARY)
                 sql = (f"INSERT INTO {name} (model_name, model_version, customer_key, "
-                       "features_as_of, payload, churn_probability, risk_band) VALUES "
-                       f"({', '.join([marker] * 7)}) "
-                       "ON CONFLICT (model_name, model_version, customer_key) DO UPDATE SET "
-                       "features_as_of = excluded.features_as_of, payload = excluded.payload, "
-                       "churn_probability = excluded.churn_probability, "
-                       "risk_band = excluded.risk_band "
+                       f"{', '.join(columns)}) VALUES ({', '.join([marker] * (3 + len(columns)))})"
+                       " ON CONFLICT (model_name, model_version, customer_key) DO UPDATE SET "
+                       f"{', '.join(f'{c} = excluded.{c}' for c in columns)} "
                        f"WHERE {name}.features_as_of <= excluded.features_as_of")
                 moment = table.c.features_as_of.type.dialect_impl(conn.dialect)
                 bind = moment.bind_processor(conn.dialect)  # SQLite: its text form
                 values = [(model_name, version, key, as_of if bind is None else bind(as_of),
-                           payload, probability, band)
-                          for key, as_of, payload, probability, band in rows]
+                           payload, *summary) for key, as_of, payload, *summary in rows]
                 for start in range(0, len(values), _BATCH_ROWS):
                     conn.exec_driver_sql(sql, values[start:start + _BATCH_ROWS])
                 for start in range(0, len(gone), 500):
@@ -468,6 +469,59 @@ class Store:
         return {"customers": int(sum(bands.values())), "bands": bands,
                 "mean_probability": float(row[0]),
                 "at_most": {edge: int(n or 0) for edge, n in zip(edges, row[1:], strict=True)}}
+
+    def served_counts(self, model_name: str, version: str, by: str,
+                      where: Mapping[str, Iterable] | None = None) -> pd.DataFrame:
+        """Customers and value at risk of this model version's served portfolio per value of
+        the `SCORE_SUMMARY` column `by` (`by`, `customers`, `value_at_risk`), of the rows
+        whose columns hold one of `where`'s values (a person's portfolio)."""
+        import sqlalchemy as sa
+
+        table = self._scores_table()
+        column = table.c[by]
+        query = (sa.select(column.label(by), sa.func.count().label("customers"),
+                           sa.func.sum(table.c.value_at_risk).label("value_at_risk"))
+                 .where(*self._served(table, model_name, version, where)).group_by(column))
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(SCORES):
+                return pd.DataFrame(columns=[by, "customers", "value_at_risk"])
+            return pd.read_sql_query(query, conn)
+
+    def served_list(self, model_name: str, version: str,
+                    where: Mapping[str, Iterable] | None = None, id_prefix: str | None = None,
+                    limit: int = 50, offset: int = 0) -> tuple[pd.DataFrame, int]:
+        """This model version's served customers (`customer_key`, `features_as_of` and
+        `SCORE_SUMMARY`) whose columns hold one of `where`'s values and whose key starts with
+        `id_prefix`, the largest value at risk first: `limit` of them from `offset`, and how
+        many there are."""
+        import sqlalchemy as sa
+
+        table = self._scores_table()
+        conditions = self._served(table, model_name, version, where)
+        if id_prefix:
+            escaped = id_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            conditions.append(table.c.customer_key.like(f"{escaped}%", escape="\\"))
+        columns = [table.c.customer_key, table.c.features_as_of,
+                   *(table.c[c] for c in SCORE_SUMMARY)]
+        empty = pd.DataFrame(columns=[c.name for c in columns])
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(SCORES):
+                return empty, 0
+            total = conn.execute(sa.select(sa.func.count()).select_from(table)
+                                 .where(*conditions)).scalar_one()
+            rows = pd.read_sql_query(
+                sa.select(*columns).where(*conditions)
+                .order_by(table.c.value_at_risk.desc().nulls_last(), table.c.customer_key)
+                .limit(limit).offset(offset), conn)
+        return rows, int(total)
+
+    @staticmethod
+    def _served(table, model_name: str, version: str,
+                where: Mapping[str, Iterable] | None) -> list:
+        conditions = [table.c.model_name == model_name, table.c.model_version == str(version)]
+        for column, values in (where or {}).items():
+            conditions.append(table.c[column].in_([str(v) for v in values]))
+        return conditions
 
     def any_score(self, model_name: str, version: str) -> str | None:
         """One stored payload of this model version (an example customer), or None."""
@@ -528,14 +582,20 @@ class Store:
                      sa.Column("customer_key", sa.String(200), primary_key=True),
                      sa.Column("features_as_of", sa.DateTime, nullable=False),
                      sa.Column("payload", sa.Text, nullable=False),
-                     # out of the payload, for the portfolio in aggregate (`portfolio_summary`)
+                     # out of the payload (`SCORE_SUMMARY`), for the portfolio in aggregate
+                     # and in lists
                      sa.Column("churn_probability", sa.Float(precision=53)),
-                     sa.Column("risk_band", sa.String(20)))
+                     sa.Column("risk_band", sa.String(20)),
+                     sa.Column("value_at_risk", sa.Float(precision=53)),
+                     sa.Column("quadrant", sa.String(40)),
+                     sa.Column("recommended_action", sa.String(200)),
+                     sa.Column("segment", sa.Text),
+                     sa.Column("region", sa.Text))
         return self.metadata.tables[SCORES]
 
     def _create_scores(self, conn) -> None:
-        """`served_scores` created when absent; a store scored before it had the probability
-        and band columns gets them (once per store object; their rows stay NULL until
+        """`served_scores` created when absent; a store scored before it had every
+        `SCORE_SUMMARY` column gets them (once per store object; their rows stay NULL until
         re-scored)."""
         import sqlalchemy as sa
 
@@ -544,7 +604,7 @@ class Store:
             return
         table.create(conn, checkfirst=True)
         have = {c["name"] for c in sa.inspect(conn).get_columns(SCORES)}
-        for column in ("churn_probability", "risk_band"):
+        for column in SCORE_SUMMARY:
             if column not in have:
                 kind = table.c[column].type.compile(dialect=conn.dialect)
                 conn.exec_driver_sql(f"ALTER TABLE {SCORES} ADD COLUMN {column} {kind}")

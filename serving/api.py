@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
@@ -122,7 +122,8 @@ def serving() -> Any:
 
 @app.exception_handler(Problem)
 async def _problem(request: Request, exc: Problem) -> Response:
-    if request.url.path.startswith("/customers/") and _wants_html(request):
+    path = request.url.path
+    if (path in ("/", "/customers") or path.startswith("/customers/")) and _wants_html(request):
         return _problem_page(exc, request.url.path)
     return problem_response(exc, request.url.path)
 
@@ -290,6 +291,27 @@ def customer_page(customer_id: str, state: State, request: Request) -> HTMLRespo
     return HTMLResponse(state.page(customer_id, viewer=principal(request)))
 
 
+@app.api_route("/customers", methods=["GET", "HEAD"], tags=["pages"],
+               response_class=HTMLResponse, summary="Customers, by value at risk",
+               responses={200: {"content": {"text/html": {}}},
+                          **problems.responses(401, 403, 503)})
+def customer_list(state: State, request: Request, quadrant: str | None = None,
+                  risk_band: str | None = None, segment: str | None = None,
+                  region: str | None = None, recommended_action: str | None = None,
+                  q: str = "", page: Annotated[int, Query(ge=1, le=100_000)] = 1) -> Response:
+    """The customers of the viewer's portfolio with these values (a quadrant of the risk
+    matrix, a risk band, a segment, a region, an action), the largest value at risk first, 50
+    a page; `q`: ids starting with it (an exact id opens that customer's page)."""
+    from urllib.parse import quote
+
+    filters = {"quadrant": quadrant, "risk_band": risk_band, "segment": segment,
+               "region": region, "recommended_action": recommended_action}
+    query = q.strip()
+    if query and not any(filters.values()) and state.knows(query):
+        return RedirectResponse(f"/customers/{quote(query, safe='')}", status_code=303)
+    return HTMLResponse(state.customers(principal(request), filters, query, page))
+
+
 def principal(request: Request):
     """Who sent the request (`people.Principal`, set by the middleware)."""
     return getattr(request.state, "principal", None)
@@ -398,9 +420,12 @@ def docs() -> HTMLResponse:
         swagger_favicon_url="/docs/assets/favicon-light-32x32.png")
 
 
-@app.get("/", include_in_schema=False)
-def home() -> RedirectResponse:
-    return RedirectResponse("/docs")
+@app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+def home(state: State, request: Request) -> HTMLResponse:
+    """The portfolio home: the risk matrix and bands of the viewer's portfolio, each a link to
+    its customers, and the customers with most value at risk (the API is documented at
+    /docs)."""
+    return HTMLResponse(state.home(viewer=principal(request)))
 
 
 def openapi() -> dict:

@@ -40,11 +40,13 @@ TEMPLATES = ((re.compile(r"^/customers/[^/]+$"), "/customers/{customer_id}"),)
 BODY_ROUTES = frozenset({"/score", "/explain", "/explain_change", "/events", "/outcomes"})
 KNOWN = frozenset({"/score", "/explain", "/explain_change", "/events", "/outcomes", "/metrics",
                    "/healthz", "/livez", "/readyz", "/docs", "/openapi.json", "/", "/login",
-                   "/logout"})
+                   "/logout", "/customers"})
 #: The permission a route needs (`auth.ROLES`, `people.ROLES`); every other route needs `read`.
-ROUTE_ROLES = {"/events": "ingest", "/outcomes": "ingest", "/customers/{customer_id}": "pages"}
+ROUTE_ROLES = {"/events": "ingest", "/outcomes": "ingest", "/customers/{customer_id}": "pages",
+               "/": "pages", "/customers": "pages"}
+CUSTOMER_PAGE = "/customers/{customer_id}"
 #: Routes a person opens in a browser: without a session they are sent to /login.
-PAGE_ROUTES = frozenset({"/customers/{customer_id}"})
+PAGE_ROUTES = frozenset({"/customers/{customer_id}", "/", "/customers"})
 #: Routes answering a person with HTML, errors included (pages' security headers).
 HTML_ROUTES = PAGE_ROUTES | {"/login"}
 JSON_TYPE = re.compile(r"^application/([a-z0-9.+-]+\+)?json\s*(;.*)?$", re.IGNORECASE)
@@ -128,7 +130,7 @@ class ServiceMiddleware:
             if 400 <= code < 500:
                 logger.info("%s %s %d", scope["method"], route, code)
             who = (scope.get("state") or {}).get("principal")
-            if route in PAGE_ROUTES and who is not None:
+            if route == CUSTOMER_PAGE and who is not None:
                 _audit(service.SETTINGS, who, "page", code, path)
 
     @staticmethod
@@ -165,13 +167,15 @@ class ServiceMiddleware:
         if not public:
             who = _authenticate(scope, settings, ROUTE_ROLES.get(route, "read"))
             if isinstance(who, Problem):
-                if route in PAGE_ROUTES:
+                if route == CUSTOMER_PAGE:
                     _audit(settings, _principal_of(scope, settings), "denied", who.status,
                            path)
-                    if who.status == 401 and _login_page_wanted(scope, settings):
-                        return await _to_login(send, path)
+                if route in PAGE_ROUTES and who.status == 401 and _login_page_wanted(scope,
+                                                                                     settings):
+                    query = scope.get("query_string", b"").decode("latin-1")
+                    return await _to_login(send, f"{path}?{query}" if query else path)
                 extra = ([(b"www-authenticate", b'Basic realm="churn-risk"')]
-                         if path.startswith("/customers/") else
+                         if route in PAGE_ROUTES else
                          [(b"www-authenticate", b'Bearer realm="churn-risk"')])
                 return await send_problem(send, who, path, extra)
             scope.setdefault("state", {})["principal"] = who
@@ -263,7 +267,7 @@ def _login_page_wanted(scope, settings) -> bool:
 async def _to_login(send, path: str) -> None:
     from urllib.parse import quote
 
-    location = f"/login?next={quote(path, safe='/')}".encode()
+    location = f"/login?next={quote(path, safe='/')}".encode("latin-1")
     await send({"type": "http.response.start", "status": 303,
                 "headers": [(b"location", location), (b"content-length", b"0"),
                             (b"cache-control", b"no-store"), *COMMON_HEADERS]})

@@ -19,11 +19,13 @@ from datetime import date, datetime
 
 import jinja2
 
+from churn_risk.models.portfolio import QUADRANT_LABELS
 from churn_risk.serving import charts
 from churn_risk.serving.charts import CHANGE_ROWS, WATERFALL_BARS
 from churn_risk.serving.pagemodel import PAST_RECOMMENDATIONS, CustomerPage
 
-__all__ = ["render_customer_page", "render_login", "environment", "WATERFALL_BARS", "CHANGE_ROWS"]
+__all__ = ["render_customer_page", "render_login", "render_home", "render_listing", "environment",
+           "WATERFALL_BARS", "CHANGE_ROWS"]
 
 #: Rows shown in the tickets and deliveries tables (most recent first).
 TABLE_ROWS = 20
@@ -194,6 +196,7 @@ def environment() -> jinja2.Environment:
     env.filters.update(FILTERS)
     env.globals.update(RAISES=charts.RAISES, LOWERS=charts.LOWERS, BANDS=BANDS,
                        QUADRANT_NOTES=QUADRANT_NOTES, TABLE_ROWS=TABLE_ROWS,
+                       QUADRANT_LABELS=QUADRANT_LABELS,
                        PAST_RECOMMENDATIONS=PAST_RECOMMENDATIONS)
     return env
 
@@ -221,3 +224,23 @@ def render_login(next_path: str, error: str | None = None, user_name: str = "") 
     """The login form (`POST /login`), going to `next_path` once logged in."""
     return ENV.get_template("login.html").render(next_path=next_path, error=error,
                                                  user_name=user_name)
+
+
+def _portfolio_context(state) -> dict:
+    """What every portfolio page says of the scores: model, period, target, currency."""
+    bundle = state.bundle
+    return {"model": state.model, "period": bundle.target.period,
+            "target": bundle.target.description, "currency": bundle.policy.value.currency,
+            "features_as_of": state.features_as_of}
+
+
+def render_home(home, viewer, state) -> str:
+    """The portfolio home (`home.Home`)."""
+    return ENV.get_template("home.html").render(home=home, viewer=viewer, query=None,
+                                                **_portfolio_context(state))
+
+
+def render_listing(listing, viewer, state) -> str:
+    """A list of customers (`home.Listing`)."""
+    return ENV.get_template("customers.html").render(listing=listing, viewer=viewer,
+                                                     **_portfolio_context(state))

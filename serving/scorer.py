@@ -204,7 +204,7 @@ class ScoringState:
 
     def stored_rows(self) -> list[tuple]:
         """This state's customers as rows of the store's served scores (`Store.save_scores`):
-        (customer key, features_as_of, payload, churn probability, risk band), the payload
+        (customer key, features_as_of, payload, then `Store.SCORE_SUMMARY`'s values), the payload
         holding everything a lookup answers from (`restored` turns it back into the same
         answers, bit for bit)."""
         h = self.history
@@ -213,6 +213,7 @@ class ScoringState:
                   "dtype": str(self.contributions.dtype)}
         as_of = self.as_of.to_pydatetime()
         contributions = np.ascontiguousarray(self.contributions)
+        summary = self.summary_rows()
         rows = []
         for i, customer_id in enumerate(self.ids):
             key = _key(customer_id)
@@ -225,9 +226,21 @@ class ScoringState:
                        "open_tickets": h.open_tickets.get(key, []),
                        "delivery_issues": h.delivery_issues.get(key, []),
                        "recently_campaigned": key in h.recently_campaigned}
-            rows.append((key, as_of, json.dumps(payload), payload["probability"],
-                         payload["band"]))
+            rows.append((key, as_of, json.dumps(payload), *summary[i]))
         return rows
+
+    def summary_rows(self) -> list[tuple]:
+        """Per customer, the `SCORE_SUMMARY` values (probability, band, value at risk,
+        quadrant, recommended action, segment, region): what lists and aggregates read."""
+        segment = (self.frame["segment"] if "segment" in self.frame
+                   else pd.Series(None, index=self.frame.index))
+        region = (self.frame["region"] if "region" in self.frame
+                  else pd.Series(None, index=self.frame.index))
+        return [(float(p), str(b), var, quadrant, action["action"] if action else NO_ACTION,
+                 _text(s), _text(r))
+                for p, b, (_, _, var, quadrant, action), s, r in zip(
+                    self.probability, self.band, self.portfolio, segment.tolist(),
+                    region.tolist(), strict=True)]
 
     @classmethod
     def restored(cls, bundle: ChurnBundle, model: ModelRef, payload: str,
@@ -625,6 +638,10 @@ def _date_limit(prep: PreparedData | None, as_of: pd.Timestamp) -> pd.Timestamp:
     for a live snapshot (as of a moment) the day after that moment."""
     moment = as_of.normalize() + pd.Timedelta(days=1) if as_of != as_of.normalize() else as_of
     return moment if prep is None else max(scoring_as_of(prep), moment)
+
+
+def _text(value) -> str | None:
+    return None if value is None or (isinstance(value, float) and value != value) else str(value)
 
 
 def _json_value(value):

@@ -320,6 +320,43 @@ class Serving:
             page = self._with_past(page)
         return render_customer_page(page, viewer)
 
+    def home(self, viewer=None) -> str:
+        """The portfolio home (`home.home`) for `viewer`."""
+        from churn_risk.serving import home
+        from churn_risk.serving.page import render_home
+
+        state = self.scorer.state
+        bands = tuple(name for name, _ in state.bundle.risk_bands)
+        return render_home(home.home(self._rows(), viewer, bands, state.bundle.policy), viewer,
+                           state)
+
+    def customers(self, viewer=None, filters: dict | None = None, query: str = "",
+                  page: int = 1) -> str:
+        """A list of customers (`home.listing`) for `viewer`."""
+        from churn_risk.serving import home
+        from churn_risk.serving.page import render_listing
+
+        state = self.scorer.state
+        return render_listing(home.listing(self._rows(), viewer, state.bundle.policy,
+                                           filters or {}, query, page), viewer, state)
+
+    def knows(self, customer_id: str) -> bool:
+        """Whether the served portfolio holds this customer (a search for an exact id)."""
+        return self._rows().has(customer_id)
+
+    def _rows(self):
+        """The served portfolio by its summary columns: the store's rows when live, else the
+        snapshot's (built once per snapshot)."""
+        from churn_risk.serving import home
+
+        state = self.scorer.state
+        if self.scorer.live:
+            return home.StoreRows(self.scorer.feed.store, state.model.name, state.model.version)
+        cached = getattr(self, "_frame_rows", None)
+        if cached is None or cached[0] is not state:
+            cached = self._frame_rows = (state, home.FrameRows(state))
+        return cached[1]
+
     def _with_past(self, page):
         """`page` with the customer's past recommendations (`pagemodel.past_recommendations`);
         as it was when the store cannot say (the rest of the page is still worth reading)."""

@@ -1,0 +1,272 @@
+"""The portfolio home (`/`) and the customer lists (`/customers`): where an account manager or a
+retention lead starts every morning, and how they find a customer without knowing an id.
+
+Both read the served portfolio in aggregate and in lists, never every customer's payload:
+
+- on a store, the summary columns of `served_scores` (`Store.served_counts`, `served_list`:
+  one GROUP BY, one indexed page);
+- on files, the same columns of the in-memory snapshot (`ScoringState.summary_rows`).
+
+`Rows` is that one interface. What a person sees is limited to their portfolio (`people.
+Principal.portfolio`: an account manager's segments and regions), in the counts as in the lists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import pandas as pd
+
+from churn_risk.features.store import SCORE_SUMMARY
+from churn_risk.models.portfolio import QUADRANT_LABELS, QUADRANTS
+
+#: Customers per page of a list, and on the home page's "most value at risk".
+LIST_SIZE = 50
+TOP = 10
+#: The filters a list takes (query parameters), each a `SCORE_SUMMARY` column.
+FILTERS = ("quadrant", "risk_band", "segment", "region", "recommended_action")
+
+
+# --------------------------------------------------------------------------------------------
+# The served portfolio, on a store or in memory
+# --------------------------------------------------------------------------------------------
+
+
+class Rows:
+    """The served portfolio of one model version by its summary columns."""
+
+    def counts(self, by: str, where: dict[str, set]) -> pd.DataFrame:
+        """`by`, `customers`, `value_at_risk` per value of the column `by`."""
+        raise NotImplementedError
+
+    def listing(self, where: dict[str, set], id_prefix: str | None, limit: int,
+                offset: int) -> tuple[pd.DataFrame, int]:
+        """`customer_key` and the summary columns, the largest value at risk first; and how
+        many match."""
+        raise NotImplementedError
+
+    def has(self, key: str) -> bool:
+        """Whether this customer is served."""
+        raise NotImplementedError
+
+
+class StoreRows(Rows):
+    def __init__(self, store, model_name: str, version: str):
+        self.store, self.model_name, self.version = store, model_name, version
+
+    def counts(self, by, where):
+        return self.store.served_counts(self.model_name, self.version, by, where)
+
+    def listing(self, where, id_prefix, limit, offset):
+        return self.store.served_list(self.model_name, self.version, where, id_prefix, limit,
+                                      offset)
+
+    def has(self, key):
+        return bool(self.store.read_scores(self.model_name, self.version, [key]))
+
+
+class FrameRows(Rows):
+    """The snapshot's customers (a server on files), as the store would list them."""
+
+    def __init__(self, state):
+        self.frame = pd.DataFrame(state.summary_rows(), columns=list(SCORE_SUMMARY))
+        self.frame.insert(0, "customer_key", [str(c) for c in state.ids])
+        self._keys = set(self.frame["customer_key"])
+
+    def has(self, key):
+        return key in self._keys
+
+    def _matching(self, where: dict[str, set], id_prefix: str | None = None) -> pd.DataFrame:
+        keep = pd.Series(True, index=self.frame.index)
+        for column, values in where.items():
+            keep &= self.frame[column].astype(str).isin({str(v) for v in values})
+        if id_prefix:
+            keep &= self.frame["customer_key"].str.startswith(id_prefix)
+        return self.frame[keep]
+
+    def counts(self, by, where):
+        rows = self._matching(where)
+        grouped = rows.groupby(by, dropna=False).agg(customers=("customer_key", "size"),
+                                                     value_at_risk=("value_at_risk", "sum"))
+        return grouped.reset_index()
+
+    def listing(self, where, id_prefix, limit, offset):
+        rows = self._matching(where, id_prefix)
+        ordered = rows.sort_values(["value_at_risk", "customer_key"], ascending=[False, True],
+                                   na_position="last", kind="stable")
+        return ordered.iloc[offset:offset + limit].reset_index(drop=True), len(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# What the pages show
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A quadrant of the risk matrix: its customers and value at risk, and its list."""
+
+    quadrant: str
+    label: str
+    customers: int
+    value_at_risk: float
+    link: str
+
+
+@dataclass(frozen=True)
+class BandCount:
+    band: str
+    customers: int
+    share: float
+    link: str
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A customer in a list."""
+
+    customer_id: str
+    probability: float | None
+    band: str | None
+    value_at_risk: float | None
+    quadrant: str | None
+    action: str | None  # the recommended action's label; None: no action pays
+    segment: str | None
+    region: str | None
+
+
+@dataclass(frozen=True)
+class Home:
+    customers: int
+    value_at_risk: float
+    cells: tuple[Cell, ...]
+    bands: tuple[BandCount, ...]
+    segments: tuple[tuple[str, int, str], ...]  # (segment, customers, link)
+    top: tuple[Listed, ...]
+    portfolio: str  # "every customer", or the viewer's segments and regions
+
+
+@dataclass(frozen=True)
+class Listing:
+    title: str
+    filters: dict[str, str]  # the list's filters in words
+    rows: tuple[Listed, ...]
+    total: int
+    page: int
+    pages: int
+    previous: str | None
+    next: str | None
+    query: str  # the searched id prefix ("" for none)
+    portfolio: str
+
+
+def scope(viewer, wanted: dict[str, str] | None = None) -> dict[str, set]:
+    """The `where` of a list or a count: `wanted` (column -> value) within the viewer's
+    portfolio (an account manager's segments and regions; anyone else: every customer)."""
+    where = {column: {value} for column, value in (wanted or {}).items() if value}
+    portfolio = None if viewer is None or "admin" in viewer.permissions else viewer.portfolio
+    if portfolio is not None:
+        for column, allowed in (("segment", portfolio.segments),
+                                ("region", portfolio.regions)):
+            if allowed:
+                where[column] = (where[column] & set(allowed) if column in where
+                                 else set(allowed))
+    return where
+
+
+def list_link(**filters) -> str:
+    """The list of the customers with these filters (`/customers?quadrant=keep`)."""
+    given = {k: v for k, v in filters.items() if v not in (None, "", 1)}
+    return "/customers" + (f"?{urlencode(given)}" if given else "")
+
+
+def home(rows: Rows, viewer, bands: tuple[str, ...], policy) -> Home:
+    where = scope(viewer)
+    quadrants = rows.counts("quadrant", where).set_index("quadrant")
+    cells = tuple(
+        Cell(q, QUADRANT_LABELS[q], _count(quadrants, q, "customers"),
+             _count(quadrants, q, "value_at_risk"), list_link(quadrant=q))
+        for q in QUADRANTS)
+    by_band = rows.counts("risk_band", where).set_index("risk_band")
+    total = int(by_band["customers"].sum()) if len(by_band) else 0
+    band_counts = tuple(
+        BandCount(b, _count(by_band, b, "customers"),
+                  _count(by_band, b, "customers") / total if total else 0.0,
+                  list_link(risk_band=b))
+        for b in bands)
+    by_segment = rows.counts("segment", where)
+    segments = tuple((str(r.segment), int(r.customers), list_link(segment=r.segment))
+                     for r in by_segment.sort_values("customers", ascending=False).itertuples()
+                     if isinstance(r.segment, str))
+    top, _ = rows.listing(where, None, TOP, 0)
+    return Home(total, float(by_band["value_at_risk"].fillna(0).sum()) if len(by_band) else 0.0,
+                cells, band_counts, segments, _listed(top, policy), _portfolio(viewer))
+
+
+def listing(rows: Rows, viewer, policy, filters: dict[str, str], query: str = "",
+            page: int = 1) -> Listing:
+    where = scope(viewer, filters)
+    page = max(page, 1)
+    found, total = rows.listing(where, query.strip() or None, LIST_SIZE,
+                                (page - 1) * LIST_SIZE)
+    pages = max(1, -(-total // LIST_SIZE))
+    here = {k: v for k, v in filters.items() if v}
+    if query:
+        here["q"] = query
+    return Listing(
+        title=_title(filters, query),
+        filters={k: _filter_words(k, v) for k, v in filters.items() if v},
+        rows=_listed(found, policy), total=total, page=page, pages=pages,
+        previous=list_link(**here, page=page - 1) if page > 1 else None,
+        next=list_link(**here, page=page + 1) if page < pages else None,
+        query=query, portfolio=_portfolio(viewer))
+
+
+def _count(frame: pd.DataFrame, key: str, column: str) -> float:
+    """`frame`'s `column` at `key` as a plain number (0 when absent or unknown)."""
+    if key not in frame.index:
+        return 0
+    value = frame.loc[key, column]
+    if value is None or value != value:
+        return 0
+    return int(value) if column == "customers" else float(value)
+
+
+def _listed(frame: pd.DataFrame, policy) -> tuple[Listed, ...]:
+    def text(v):
+        return None if v is None or (isinstance(v, float) and v != v) else str(v)
+
+    def number(v):
+        return None if v is None or v != v else float(v)
+
+    return tuple(
+        Listed(str(r.customer_key), number(r.churn_probability), text(r.risk_band),
+               number(r.value_at_risk), text(r.quadrant),
+               None if text(r.recommended_action) in (None, "none")
+               else policy.action_label(r.recommended_action),
+               text(r.segment), text(r.region))
+        for r in frame.itertuples())
+
+
+def _portfolio(viewer) -> str:
+    if viewer is None or "admin" in viewer.permissions or viewer.portfolio.everyone:
+        return "every customer"
+    return viewer.portfolio.describe()
+
+
+def _filter_words(column: str, value: str) -> str:
+    from churn_risk.serving.page import band_name, human
+
+    if column == "quadrant":
+        return QUADRANT_LABELS.get(value, human(value))
+    if column == "risk_band":
+        return band_name(value)
+    return f"{human(column)} {human(value)}" if column != "recommended_action" else human(value)
+
+
+def _title(filters: dict[str, str], query: str) -> str:
+    words = [_filter_words(k, v) for k, v in filters.items() if v]
+    if query:
+        words.append(f"ids starting with {query}")
+    return "Customers" + (f": {', '.join(words)}" if words else "")

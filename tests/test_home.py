@@ -1,0 +1,155 @@
+"""The portfolio home and the customer lists: the same counts and lists from a store (SQLite,
+PostgreSQL) as from the in-memory snapshot, each person limited to their portfolio, and in
+Chromium a manager going from the home page to a matrix cell's customers, to a customer, and
+back home."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+
+from churn_risk.features.store import Store
+from churn_risk.models.portfolio import QUADRANTS
+from churn_risk.serving import home, launch
+from churn_risk.serving.people import (
+    People,
+    Portfolio,
+    User,
+    hash_password,
+    save_people,
+)
+from tests.serve import bearer, request
+
+from . import browser
+
+KEY = "home-read-key-0123456789"
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def state(fitted, prep):
+    from churn_risk.features.labels import scoring_as_of
+    from churn_risk.serving.scorer import ModelRef, ScoringState
+
+    return ScoringState(fitted.bundle, ModelRef("churn-risk", "3", "champion"), prep,
+                        scoring_as_of(prep))
+
+
+def _manager(*segments: str):
+    return User("m", "account_manager", "$argon2id$x",
+                portfolio=Portfolio(frozenset(segments), frozenset())).principal()
+
+
+def test_the_store_counts_and_lists_the_portfolio_as_the_snapshot_does(state, store_url):
+    in_memory = home.FrameRows(state)
+    with Store(store_url) as store:
+        store.save_scores("churn-risk", "3", state.stored_rows())
+        stored = home.StoreRows(store, "churn-risk", "3")
+        for where in ({}, {"segment": {"consumer"}}, {"quadrant": {"keep"},
+                                                     "risk_band": {"low", "medium"}}):
+            for by in ("quadrant", "risk_band", "segment"):
+                a = in_memory.counts(by, where).set_index(by).sort_index()
+                b = stored.counts(by, where).set_index(by).sort_index()
+                assert a["customers"].tolist() == b["customers"].tolist()
+                assert a["value_at_risk"].to_numpy() == pytest.approx(
+                    b["value_at_risk"].to_numpy())
+            for prefix, offset in ((None, 0), (None, 7), (str(state.ids[0])[:4], 0)):
+                a, total_a = in_memory.listing(where, prefix, 20, offset)
+                b, total_b = stored.listing(where, prefix, 20, offset)
+                assert total_a == total_b
+                assert a["customer_key"].tolist() == b["customer_key"].tolist()
+        assert stored.has(str(state.ids[0])) and not stored.has("no-such-customer")
+    # the counts are the snapshot's own
+    quadrants = in_memory.counts("quadrant", {}).set_index("quadrant")["customers"]
+    truth = pd.Series([p[3] for p in state.portfolio]).value_counts()
+    assert quadrants.to_dict() == truth.to_dict()
+
+
+def test_the_home_counts_only_a_managers_portfolio_and_lists_by_value_at_risk(state):
+    rows = home.FrameRows(state)
+    bands = tuple(name for name, _ in state.bundle.risk_bands)
+    everyone = home.home(rows, None, bands, state.bundle.policy)
+    consumers = home.home(rows, _manager("consumer"), bands, state.bundle.policy)
+    segments = pd.Series([s for *_, s, _ in state.summary_rows()])
+    assert everyone.customers == len(state.ids)
+    assert consumers.customers == int((segments == "consumer").sum()) < everyone.customers
+    assert sum(c.customers for c in consumers.cells) == consumers.customers
+    assert {c.quadrant for c in everyone.cells} == set(QUADRANTS)
+    assert all(r.segment == "consumer" for r in consumers.top)
+    values = [r.value_at_risk for r in everyone.top]
+    assert values == sorted(values, reverse=True) and len(values) == home.TOP
+    # a manager asking for another segment gets none of it
+    other = home.listing(rows, _manager("consumer"), state.bundle.policy,
+                         {"segment": "enterprise"})
+    assert other.total == 0 and other.rows == ()
+    page2 = home.listing(rows, None, state.bundle.policy, {}, page=2)
+    assert page2.previous == "/customers" and page2.rows[0].value_at_risk <= values[-1]
+
+
+# --------------------------------------------------------------------------------------------
+# In a browser
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served(demo_folder, champion_project, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("home")
+    users = folder / "users.toml"
+    save_people(users, People({"alice": User(
+        "alice", "account_manager", hash_password(PASSWORD), "Alice Martin",
+        Portfolio(frozenset({"consumer"}), frozenset()))}))
+    env = launch.server_env(demo_folder, project_dir=champion_project, keys=KEY)
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        env.pop(name, None)
+    env.update({"CHURN_USERS_FILE": str(users), "CHURN_AUDIT_FILE": str(folder / "audit.jsonl")})
+    process, base = launch.start(env)
+    try:
+        launch.wait_ready(base, process)
+        yield base
+    finally:
+        launch.stop(process)
+
+
+def test_a_search_for_an_exact_id_opens_the_page_and_a_prefix_lists_the_matches(served):
+    status, _, html = request(served, "/customers?q=1000", headers=bearer(KEY))
+    assert status == 200
+    ids = re.findall(r'data-customer-id="([^"]+)"', html)
+    assert ids and all(i.startswith("1000") for i in ids)
+    status, headers, html = request(served, f"/customers?q={ids[0]}", headers=bearer(KEY))
+    assert status == 200 and f"<h1>{ids[0]}</h1>" in html  # followed to the page
+
+
+def test_a_manager_goes_from_home_to_a_cell_to_a_customer_and_back_in_chromium(served,
+                                                                             tmp_path):
+    with browser.page_session(f"{served}/") as tab:
+        assert tab.evaluate("location.pathname") == "/login"
+        tab.evaluate("document.querySelector('#user').value = 'alice';"
+                     f"document.querySelector('#password').value = {PASSWORD!r};"
+                     "document.querySelector('form').submit()", wait_for_load=True)
+        assert tab.evaluate("location.pathname") == "/"
+        shown = tab.evaluate("document.body.innerText")
+        home_shot = tab.screenshot(tmp_path / "home.png")
+        cells = tab.evaluate("[...document.querySelectorAll('.cell')].map(a => "
+                             "[a.dataset.quadrant, a.querySelector('.cell-count').innerText])")
+        quadrant, count = max(cells, key=lambda c: int(c[1].split()[0].replace(",", "")))
+        tab.evaluate(f"document.querySelector('.cell[data-quadrant={quadrant}]').click()",
+                     wait_for_load=True)
+        assert tab.evaluate("location.pathname + location.search") == \
+            f"/customers?quadrant={quadrant}"
+        listed = tab.evaluate("document.querySelector('#list h2').innerText")
+        segments = tab.evaluate("[...document.querySelectorAll('table.customers tbody tr')]"
+                                ".map(r => r.children[1].innerText)")
+        list_shot = tab.screenshot(tmp_path / "list.png")
+        first = tab.evaluate("document.querySelector('table.customers tbody a').innerText")
+        tab.evaluate("document.querySelector('table.customers tbody a').click()",
+                     wait_for_load=True)
+        assert tab.evaluate("location.pathname") == f"/customers/{first}"
+        tab.evaluate("document.querySelector('a.home-link').click()", wait_for_load=True)
+        assert tab.evaluate("location.pathname") == "/"
+    assert "Signed in as Alice Martin" in shown and "Risk matrix" in shown
+    assert "segment consumer" in shown
+    assert f"{count.split()[0]} customer" in listed
+    assert segments and set(segments) == {"Consumer"}  # her portfolio only
+    assert home_shot.is_file() and list_shot.is_file()  # kept with the test's files to look at
