@@ -65,6 +65,9 @@ SCORES = "served_scores"
 #: (`portfolio_summary`, `served_counts`, `served_list`), in the order rows give them.
 SCORE_SUMMARY = ("churn_probability", "risk_band", "value_at_risk", "quadrant",
                  "recommended_action", "segment", "region")
+#: Per model version, segment, region and driver group: the leavers the group accounts for in
+#: the newest portfolio scoring (`serving.home.driver_churn`), for the home page.
+DRIVERS = "portfolio_drivers"
 #: One row per scoring of a whole portfolio (`Store.record_run`): when, as of, how many, and
 #: the shape of the data the model read (so a worker can re-feature a few customers alike).
 SCORE_RUNS = "_score_runs"
@@ -558,6 +561,52 @@ class Store:
             keep = list(dict.fromkeys(recent))[:2]
             conn.execute(sa.delete(scores).where(scores.c.model_name == model_name,
                                                  scores.c.model_version.not_in(keep)))
+
+    def save_portfolio_drivers(self, model_name: str, version: str, frame: pd.DataFrame) -> None:
+        """Replace this model version's `portfolio_drivers` with `frame` (segment, region,
+        group, customers, expected, churners)."""
+        import sqlalchemy as sa
+
+        table = self._drivers_table()
+        rows = [{"model_name": model_name, "model_version": str(version),
+                 "segment": str(r.segment), "region": str(r.region), "driver_group": str(r.group),
+                 "customers": int(r.customers), "expected": float(r.expected),
+                 "churners": float(r.churners)} for r in frame.itertuples()]
+        with self._writing(), self.engine.begin() as conn:
+            table.create(conn, checkfirst=True)
+            conn.execute(sa.delete(table).where(table.c.model_name == model_name,
+                                                table.c.model_version == str(version)))
+            if rows:
+                conn.execute(sa.insert(table), rows)
+
+    def portfolio_drivers(self, model_name: str, version: str) -> pd.DataFrame | None:
+        """`save_portfolio_drivers`'s frame of this model version (None: none kept)."""
+        import sqlalchemy as sa
+
+        table = self._drivers_table()
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(DRIVERS):
+                return None
+            frame = pd.read_sql_query(sa.select(
+                table.c.segment, table.c.region, table.c.driver_group.label("group"),
+                table.c.customers, table.c.expected, table.c.churners).where(
+                table.c.model_name == model_name, table.c.model_version == str(version)), conn)
+        return frame if len(frame) else None
+
+    def _drivers_table(self):
+        import sqlalchemy as sa
+
+        if DRIVERS not in self.metadata.tables:
+            sa.Table(DRIVERS, self.metadata,
+                     sa.Column("model_name", sa.String(200), primary_key=True),
+                     sa.Column("model_version", sa.String(50), primary_key=True),
+                     sa.Column("segment", sa.String(200), primary_key=True),
+                     sa.Column("region", sa.String(200), primary_key=True),
+                     sa.Column("driver_group", sa.String(40), primary_key=True),
+                     sa.Column("customers", sa.BigInteger, nullable=False),
+                     sa.Column("expected", sa.Float(precision=53), nullable=False),
+                     sa.Column("churners", sa.Float(precision=53), nullable=False))
+        return self.metadata.tables[DRIVERS]
 
     def latest_run(self, model_name: str, version: str) -> dict | None:
         """The newest `record_run` of this model version (None: never scored)."""

@@ -73,6 +73,16 @@ def thousands(x) -> str:
     return f"{x:,.0f}" if _finite(x) else "—"
 
 
+def signed_count(x) -> str:
+    """+123 / −45 / +0.4 / 0: leavers a driver adds or keeps (tenths below ten)."""
+    if not _finite(x):
+        return "—"
+    text = f"{abs(x):,.0f}" if abs(x) >= 10 else f"{abs(x):.1f}"
+    if float(text.replace(",", "")) == 0:
+        return "0"
+    return f"+{text}" if x > 0 else f"−{text}"
+
+
 def money(x) -> str:
     return number(x, missing="not available")
 
@@ -178,8 +188,8 @@ def channel_name(channel) -> str:
 
 
 FILTERS = {f.__name__: f for f in (
-    number, thousands, money, pct, signed, log_odds, day, moment, month, tenure, plural, human,
-    words,
+    number, thousands, signed_count, money, pct, signed, log_odds, day, moment, month, tenure,
+    plural, human, words,
     feature_value, clip, fixed, xy, band_name, channel_name,
 )}
 

@@ -327,8 +327,9 @@ class Serving:
 
         state = self.scorer.state
         bands = tuple(name for name, _ in state.bundle.risk_bands)
-        return render_home(home.home(self._rows(), viewer, bands, state.bundle.policy), viewer,
-                           state)
+        rows = self._rows()
+        return render_home(home.home(rows, viewer, bands, state.bundle.policy, rows.drivers()),
+                           viewer, state)
 
     def customers(self, viewer=None, filters: dict | None = None, query: str = "",
                   page: int = 1) -> str:

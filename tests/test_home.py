@@ -88,6 +88,50 @@ def test_the_home_counts_only_a_managers_portfolio_and_lists_by_value_at_risk(st
     assert page2.previous == "/customers" and page2.rows[0].value_at_risk <= values[-1]
 
 
+def test_the_leavers_a_driver_accounts_for_add_up_over_chunks_and_match_one_by_hand(
+        state, fitted, store_url):
+    from scipy.special import expit
+
+    from churn_risk.serving.scorer import ScoringState
+
+    whole = home.driver_churn(state)
+    half = len(state.frame) // 2
+    parts = [ScoringState(fitted.bundle, state.model, None, state.as_of, quiet=True,
+                          frame=state.frame.iloc[a:b], history=state.history)
+             for a, b in ((0, half), (half, len(state.frame)))]
+    summed = (pd.concat([home.driver_churn(p) for p in parts])
+              .groupby(["segment", "region", "group"]).sum().reset_index())
+    pd.testing.assert_frame_equal(whole, summed, check_exact=False, rtol=1e-9)
+    # one customer, one group, by hand
+    i, group = 0, "delivery"
+    columns = [j for j, spec in enumerate(state.specs) if spec.group == group]
+    margin = state.base_value + state.contributions[i].sum()
+    by_hand = state.probability[i] * (1 - expit(margin - state.contributions[i, columns].sum())
+                                      / expit(margin))
+    one = ScoringState(fitted.bundle, state.model, None, state.as_of,
+                       quiet=True, frame=state.frame.iloc[:1], history=state.history)
+    got = home.driver_churn(one).set_index("group").loc[group, "churners"]
+    assert got == pytest.approx(by_hand, rel=1e-5)  # float32 contributions
+    # kept in the store as computed, on SQLite and PostgreSQL
+    with Store(store_url) as store:
+        assert store.portfolio_drivers("churn-risk", "3") is None
+        store.save_portfolio_drivers("churn-risk", "3", whole)
+        back = store.portfolio_drivers("churn-risk", "3")
+    pd.testing.assert_frame_equal(
+        whole.sort_values(["segment", "region", "group"]).reset_index(drop=True),
+        back.sort_values(["segment", "region", "group"]).reset_index(drop=True)[whole.columns],
+        check_dtype=False)
+    # on the home page, by segment, the viewer's only
+    bands = tuple(name for name, _ in state.bundle.risk_bands)
+    everyone = home.home(home.FrameRows(state), None, bands, state.bundle.policy, whole)
+    mine = home.home(home.FrameRows(state), _manager("consumer"), bands, state.bundle.policy,
+                     whole)
+    assert mine.drivers.segments == ("consumer",) and len(everyone.drivers.segments) > 1
+    assert everyone.drivers.expected == pytest.approx(float(state.probability.sum()))
+    total = {p.group: p.churners for p in everyone.drivers.processes}
+    assert total[group] == pytest.approx(whole.loc[whole["group"] == group, "churners"].sum())
+
+
 # --------------------------------------------------------------------------------------------
 # In a browser
 # --------------------------------------------------------------------------------------------
@@ -149,6 +193,7 @@ def test_a_manager_goes_from_home_to_a_cell_to_a_customer_and_back_in_chromium(s
         tab.evaluate("document.querySelector('a.home-link').click()", wait_for_load=True)
         assert tab.evaluate("location.pathname") == "/"
     assert "Signed in as Alice Martin" in shown and "Risk matrix" in shown
+    assert "Where churn comes from" in shown
     assert "segment consumer" in shown
     assert f"{count.split()[0]} customer" in listed
     assert segments and set(segments) == {"Consumer"}  # her portfolio only
