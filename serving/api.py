@@ -282,7 +282,7 @@ def outcomes(request: OutcomesRequest, writer: Annotated[Any, Depends(ingestion)
 @app.api_route("/customers/{customer_id}", methods=["GET", "HEAD"], tags=["pages"],
                response_class=HTMLResponse, summary="A customer's page",
                responses={200: {"content": {"text/html": {}}},
-                          **problems.responses(401, 404, 503)})
+                          **problems.responses(401, 403, 404, 503)})
 def customer_page(customer_id: str, state: State, request: Request) -> HTMLResponse:
     """The account manager's page: risk and its period, reasons, value, the recommended action,
     history. A person logs in at `/login` (an account manager sees the customers of their
@@ -294,7 +294,7 @@ def customer_page(customer_id: str, state: State, request: Request) -> HTMLRespo
 @app.api_route("/customers", methods=["GET", "HEAD"], tags=["pages"],
                response_class=HTMLResponse, summary="Customers, by value at risk",
                responses={200: {"content": {"text/html": {}}},
-                          **problems.responses(401, 403, 503)})
+                          **problems.responses(401, 403, 422, 503)})
 def customer_list(state: State, request: Request, quadrant: str | None = None,
                   risk_band: str | None = None, segment: str | None = None,
                   region: str | None = None, recommended_action: str | None = None,

@@ -513,7 +513,11 @@ def test_document_is_self_contained(rich_html):
     assert "http://" not in html and "https://" not in html
     assert "<script" not in html.lower()
     assert "<link" not in html.lower() and "@import" not in html and "url(" not in html
-    assert not re.search(r"\b(src|href)=", html)
+    assert not re.search(r"\bsrc=", html)
+    # links and forms only to this server's own pages (home, search, log out)
+    targets = re.findall(r'\b(?:href|action)="([^"]*)"', html)
+    assert targets and all(t.startswith("/") and not t.startswith("//") for t in targets)
+    assert 'href="/"' in html  # every page links home
     style = re.search(r"<style>(.*?)</style>", html, re.S).group(1)  # page.css, inlined
     assert ".band-high{" in style and "@media print" in style
 
