@@ -474,8 +474,7 @@ def test_success_rate_learned_from_reported_outcomes_converges_to_the_true_effec
     declined it), each with the customer's untreated 90-day churn probability from the
     generator as the prediction: with more reports the learned rate nears the true relative
     churn reduction, and every interval on the way covers it."""
-    from churn_risk.models.portfolio import load_catalogue, with_measured_success
-    from churn_risk.training.campaigns import outcome_success_rates
+    from churn_risk.models.portfolio import load_catalogue
 
     _, evaluation = big
     truth = big_demo.truth["campaign_effects"]
@@ -495,15 +494,8 @@ def test_success_rate_learned_from_reported_outcomes_converges_to_the_true_effec
         "action": action.name, "stayed": ~outcome["churned"].astype(bool),
         "response": np.where(outcome["group"] == "treatment", "taken", "declined"),
         "churn_probability": outcome["p"]}).sample(frac=1.0, random_state=5)
-    errors, widths = [], []
-    for n in (100, 400, 1_600, len(reports)):
-        (learned,) = with_measured_success((action,), {}, outcome_success_rates(reports[:n]))
-        print(f"\n{n:>6,} reports: {learned.success_rate:.3f} [{learned.success_low:.3f}, "
-              f"{learned.success_high:.3f}], true {true_rate:.3f} (prior "
-              f"{action.success_rate:.2f})")
-        assert learned.success_low <= true_rate <= learned.success_high
-        errors.append(abs(learned.success_rate - true_rate))
-        widths.append(learned.success_high - learned.success_low)
+    errors, widths = _learn_in_steps(action, reports, (100, 400, 1_600, len(reports)),
+                                     true_rate)
     assert widths[-1] < widths[0]
     assert errors[-1] < abs(action.success_rate - true_rate)
 
@@ -514,8 +506,7 @@ def test_success_rate_converges_on_many_reports_simulated_with_the_generators_ef
     take the offer, each churns over 90 days with the generator's own hazard and the offer's
     true hazard reduction. The learned rate converges to the true relative churn reduction and
     its interval covers it at every count."""
-    from churn_risk.models.portfolio import load_catalogue, with_measured_success
-    from churn_risk.training.campaigns import outcome_success_rates
+    from churn_risk.models.portfolio import load_catalogue
 
     effect = big_demo.truth["campaign_effects"].iloc[0]
     action = next(a for a in load_catalogue() if a.offer == effect["offer"])
@@ -530,8 +521,20 @@ def test_success_rate_converges_on_many_reports_simulated_with_the_generators_ef
     churned = rng.random(h.size) < np.where(taken, treated, untreated)
     reports = pd.DataFrame({"action": action.name, "stayed": ~churned, "churn_probability":
                             untreated, "response": np.where(taken, "taken", "declined")})
+    errors, widths = _learn_in_steps(action, reports, (300, 3_000, 30_000, 300_000), true_rate)
+    assert widths == sorted(widths, reverse=True) and widths[-1] < 0.06
+    assert errors[-1] < 0.02
+
+
+def _learn_in_steps(action, reports: pd.DataFrame, counts: tuple[int, ...],
+                    true_rate: float) -> tuple[list[float], list[float]]:
+    """The action's rate learned from the first n reports for each n of `counts`, each
+    interval asserted to cover the truth: (|error| per step, interval width per step)."""
+    from churn_risk.models.portfolio import with_measured_success
+    from churn_risk.training.campaigns import outcome_success_rates
+
     errors, widths = [], []
-    for n in (300, 3_000, 30_000, 300_000):
+    for n in counts:
         (learned,) = with_measured_success((action,), {}, outcome_success_rates(reports[:n]))
         print(f"\n{n:>7,} reports: {learned.success_rate:.3f} [{learned.success_low:.3f}, "
               f"{learned.success_high:.3f}], true {true_rate:.3f} (prior "
@@ -539,8 +542,7 @@ def test_success_rate_converges_on_many_reports_simulated_with_the_generators_ef
         assert learned.success_low <= true_rate <= learned.success_high
         errors.append(abs(learned.success_rate - true_rate))
         widths.append(learned.success_high - learned.success_low)
-    assert widths == sorted(widths, reverse=True) and widths[-1] < 0.06
-    assert errors[-1] < 0.02
+    return errors, widths
 
 
 def offers_row(evaluation: CampaignEvaluation, offer: str) -> pd.Series:
