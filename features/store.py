@@ -68,6 +68,9 @@ SCORE_SUMMARY = ("churn_probability", "risk_band", "value_at_risk", "quadrant",
 #: Per model version, segment, region and driver group: the leavers the group accounts for in
 #: the newest portfolio scoring (`serving.home.driver_churn`), for the home page.
 DRIVERS = "portfolio_drivers"
+#: Per model version, channel and customer: the channel's best action that pays, from the newest
+#: portfolio scoring (`serving.worklist.channel_candidates`), what the home page's worklists fill.
+CANDIDATES = "worklist_candidates"
 #: One row per scoring of a whole portfolio (`Store.record_run`): when, as of, how many, and
 #: the shape of the data the model read (so a worker can re-feature a few customers alike).
 SCORE_RUNS = "_score_runs"
@@ -592,6 +595,67 @@ class Store:
                 table.c.customers, table.c.expected, table.c.churners).where(
                 table.c.model_name == model_name, table.c.model_version == str(version)), conn)
         return frame if len(frame) else None
+
+    def save_worklist_candidates(self, model_name: str, version: str,
+                                 frame: pd.DataFrame) -> None:
+        """Replace this model version's worklist candidates with `frame`
+        (`serving.worklist.CANDIDATE_COLUMNS`)."""
+        import sqlalchemy as sa
+
+        table = self._candidates_table()
+        rows = [{"model_name": model_name, "model_version": str(version), **row}
+                for row in frame.to_dict("records")]
+        with self._writing(), self.engine.begin() as conn:
+            table.create(conn, checkfirst=True)
+            conn.execute(sa.delete(table).where(table.c.model_name == model_name,
+                                                table.c.model_version == str(version)))
+            for start in range(0, len(rows), _BATCH_ROWS):
+                conn.execute(sa.insert(table), rows[start:start + _BATCH_ROWS])
+
+    def worklist_candidates(self, model_name: str, version: str, channel: str,
+                            where: Mapping[str, Iterable] | None = None,
+                            limit: int = 5_000) -> pd.DataFrame | None:
+        """The channel's candidates whose columns hold `where`'s values, the most expected
+        profit first (at most `limit`); None when none were kept for this model version."""
+        import sqlalchemy as sa
+
+        table = self._candidates_table()
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(CANDIDATES):
+                return None
+            conditions = [table.c.model_name == model_name,
+                          table.c.model_version == str(version), table.c.channel == channel]
+            for column, values in (where or {}).items():
+                conditions.append(table.c[column].in_([str(v) for v in values]))
+            columns = [c for c in table.c if c.name not in ("model_name", "model_version")]
+            found = pd.read_sql_query(sa.select(*columns).where(*conditions).order_by(
+                table.c.expected_profit.desc(), table.c.customer_id).limit(limit), conn)
+            if len(found) or conn.execute(sa.select(table.c.channel).where(
+                    *conditions[:2]).limit(1)).first() is not None:
+                return found
+        return None
+
+    def _candidates_table(self):
+        import sqlalchemy as sa
+
+        if CANDIDATES not in self.metadata.tables:
+            sa.Table(CANDIDATES, self.metadata,
+                     sa.Column("model_name", sa.String(200), primary_key=True),
+                     sa.Column("model_version", sa.String(50), primary_key=True),
+                     sa.Column("channel", sa.String(40), primary_key=True),
+                     sa.Column("customer_id", sa.String(200), primary_key=True),
+                     sa.Column("recommended_action", sa.String(200), nullable=False),
+                     sa.Column("action_channel", sa.String(40), nullable=False),
+                     sa.Column("action_cost", sa.Float(precision=53), nullable=False),
+                     sa.Column("expected_profit", sa.Float(precision=53), nullable=False),
+                     sa.Column("churn_probability", sa.Float(precision=53)),
+                     sa.Column("risk_band", sa.String(20)),
+                     sa.Column("value_at_risk", sa.Float(precision=53)),
+                     sa.Column("segment", sa.Text),
+                     sa.Column("region", sa.Text),
+                     sa.Index("ix_worklist_candidates_profit", "model_name", "model_version",
+                              "channel", "expected_profit"))
+        return self.metadata.tables[CANDIDATES]
 
     def _drivers_table(self):
         import sqlalchemy as sa

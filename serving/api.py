@@ -123,7 +123,8 @@ def serving() -> Any:
 @app.exception_handler(Problem)
 async def _problem(request: Request, exc: Problem) -> Response:
     path = request.url.path
-    if (path in ("/", "/customers") or path.startswith("/customers/")) and _wants_html(request):
+    if (path in ("/", "/customers", "/worklist") or path.startswith("/customers/")) and \
+            _wants_html(request):
         return _problem_page(exc, request.url.path)
     return problem_response(exc, request.url.path)
 
@@ -310,6 +311,19 @@ def customer_list(state: State, request: Request, quadrant: str | None = None,
     if query and not any(filters.values()) and state.knows(query):
         return RedirectResponse(f"/customers/{quote(query, safe='')}", status_code=303)
     return HTMLResponse(state.customers(principal(request), filters, query, page))
+
+
+@app.api_route("/worklist", methods=["GET", "HEAD"], tags=["pages"],
+               response_class=HTMLResponse, summary="A channel's worklist of today",
+               responses={200: {"content": {"text/html": {}}},
+                          **problems.responses(401, 403, 422, 503)})
+def worklist_page(state: State, request: Request, channel: str | None = None,
+                  budget: Annotated[float, Query(ge=0, le=1e12)] = 5_000.0,
+                  capacity: Annotated[int, Query(ge=0, le=5_000)] = 50) -> HTMLResponse:
+    """Whom a channel contacts today, with what: each customer's best action of the channel
+    that pays, the most expected profit first, within `budget` and `capacity` (the engine of
+    `churn worklist`). For a retention lead (or an admin)."""
+    return HTMLResponse(state.worklist(principal(request), channel, budget, capacity))
 
 
 def principal(request: Request):

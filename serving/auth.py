@@ -100,8 +100,8 @@ def required_keys(environ: Mapping[str, str] | None = None, insecure_dev: bool =
 
 
 def permissions(roles: frozenset[str]) -> frozenset[str]:
-    """What a key with these roles may do: `read` also reads the customer pages."""
-    return roles | ({"pages"} if "read" in roles else frozenset())
+    """What a key with these roles may do: `read` also reads the pages and worklists."""
+    return roles | ({"pages", "worklists"} if "read" in roles else frozenset())
 
 
 def key_of(header: str | None) -> str | None:

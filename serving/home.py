@@ -21,6 +21,7 @@ import pandas as pd
 
 from churn_risk.features.store import SCORE_SUMMARY
 from churn_risk.models.portfolio import QUADRANT_LABELS, QUADRANTS
+from churn_risk.serving.worklist import WorklistRules, channel_candidates, fill_worklist
 
 #: Customers per page of a list, and on the home page's "most value at risk".
 LIST_SIZE = 50
@@ -55,6 +56,11 @@ class Rows:
         """`driver_churn` of the portfolio (None: not known)."""
         raise NotImplementedError
 
+    def candidates(self, channel: str, where: dict[str, set]) -> pd.DataFrame | None:
+        """The channel's worklist candidates (`worklist.channel_candidates`), the most
+        expected profit first (None: not known)."""
+        raise NotImplementedError
+
 
 class StoreRows(Rows):
     def __init__(self, store, model_name: str, version: str):
@@ -73,6 +79,9 @@ class StoreRows(Rows):
     def drivers(self):
         return self.store.portfolio_drivers(self.model_name, self.version)
 
+    def candidates(self, channel, where):
+        return self.store.worklist_candidates(self.model_name, self.version, channel, where)
+
 
 class FrameRows(Rows):
     """The snapshot's customers (a server on files), as the store would list them."""
@@ -82,9 +91,20 @@ class FrameRows(Rows):
         self.frame.insert(0, "customer_key", [str(c) for c in state.ids])
         self._keys = set(self.frame["customer_key"])
         self._drivers = driver_churn(state)
+        self._state, self._candidates = state, None
 
     def drivers(self):
         return self._drivers
+
+    def candidates(self, channel, where):
+        from churn_risk.serving.worklist import top_candidates
+
+        if self._candidates is None:  # on first use: a worklist is not every page's need
+            self._candidates = top_candidates([channel_candidates(self._state)])
+        rows = self._candidates[self._candidates["channel"] == channel]
+        for column, values in where.items():
+            rows = rows[rows[column].astype(str).isin({str(v) for v in values})]
+        return rows.reset_index(drop=True)
 
     def has(self, key):
         return key in self._keys
@@ -375,3 +395,63 @@ def _title(filters: dict[str, str], query: str) -> str:
     if query:
         words.append(f"ids starting with {query}")
     return "Customers" + (f": {', '.join(words)}" if words else "")
+
+
+# --------------------------------------------------------------------------------------------
+# Today's worklist of a channel
+# --------------------------------------------------------------------------------------------
+
+#: What a worklist page starts with (a retention lead changes them in the form).
+DEFAULT_BUDGET = 5_000.0
+DEFAULT_CAPACITY = 50
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    rank: int
+    customer_id: str
+    probability: float | None
+    band: str | None
+    value_at_risk: float | None
+    action: str  # the action's label
+    cost: float
+    expected_profit: float
+
+
+@dataclass(frozen=True)
+class WorklistPage:
+    channel: str
+    channels: tuple[str, ...]  # the channels with actions in the catalogue
+    budget: float
+    capacity: int
+    items: tuple[WorkItem, ...]
+    candidates: int  # customers the channel could contact with an action that pays
+    spent: float
+    expected_profit: float
+    known: bool  # False: this portfolio's candidates were not kept (scored before they were)
+
+
+def worklist(rows: Rows, viewer, bundle, channel: str | None, budget: float,
+             capacity: int) -> WorklistPage:
+    """The channel's worklist of today: the portfolio's candidates (the channel's best
+    action that pays per customer) filled by the same engine as `churn worklist`
+    (`worklist.fill_worklist`): the most expected profit first, within the budget and the
+    capacity."""
+    channels = tuple(dict.fromkeys(a.channel for a in bundle.policy.actions))
+    channel = channel if channel in channels else channels[0]
+    found = rows.candidates(channel, scope(viewer))
+    if found is None:
+        return WorklistPage(channel, channels, budget, capacity, (), 0, 0.0, 0.0, False)
+    rules = WorklistRules(budget=budget, channel=channel, capacity=capacity)
+    filled = fill_worklist(bundle, found, rules)
+    items = tuple(
+        WorkItem(int(r.rank), str(r.customer_id), _number(r.churn_probability),
+                 None if r.risk_band is None else str(r.risk_band), _number(r.value_at_risk),
+                 str(r.action_label), float(r.action_cost), float(r.expected_profit))
+        for r in filled.rows.itertuples())
+    return WorklistPage(channel, channels, budget, capacity, items, filled.candidates,
+                        filled.spent, filled.expected_profit, True)
+
+
+def _number(v) -> float | None:
+    return None if v is None or v != v else float(v)

@@ -24,7 +24,8 @@ from churn_risk.serving import charts
 from churn_risk.serving.charts import CHANGE_ROWS, WATERFALL_BARS
 from churn_risk.serving.pagemodel import PAST_RECOMMENDATIONS, CustomerPage
 
-__all__ = ["render_customer_page", "render_login", "render_home", "render_listing", "environment",
+__all__ = ["render_customer_page", "render_login", "render_home", "render_listing",
+           "render_worklist", "environment",
            "WATERFALL_BARS", "CHANGE_ROWS"]
 
 #: Rows shown in the tickets and deliveries tables (most recent first).
@@ -241,7 +242,8 @@ def _portfolio_context(state) -> dict:
     bundle = state.bundle
     return {"model": state.model, "period": bundle.target.period,
             "target": bundle.target.description, "currency": bundle.policy.value.currency,
-            "features_as_of": state.features_as_of}
+            "features_as_of": state.features_as_of,
+            "channels": tuple(dict.fromkeys(a.channel for a in bundle.policy.actions))}
 
 
 def render_home(home, viewer, state) -> str:
@@ -254,3 +256,9 @@ def render_listing(listing, viewer, state) -> str:
     """A list of customers (`home.Listing`)."""
     return ENV.get_template("customers.html").render(listing=listing, viewer=viewer,
                                                      **_portfolio_context(state))
+
+
+def render_worklist(page, viewer, state) -> str:
+    """A channel's worklist (`home.WorklistPage`)."""
+    return ENV.get_template("worklist.html").render(work=page, viewer=viewer,
+                                                    **_portfolio_context(state))

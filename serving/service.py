@@ -341,6 +341,18 @@ class Serving:
         return render_listing(home.listing(self._rows(), viewer, state.bundle.policy,
                                            filters or {}, query, page), viewer, state)
 
+    def worklist(self, viewer=None, channel: str | None = None, budget: float | None = None,
+                 capacity: int | None = None) -> str:
+        """A channel's worklist of today (`home.worklist`) for `viewer`."""
+        from churn_risk.serving import home
+        from churn_risk.serving.page import render_worklist
+
+        state = self.scorer.state
+        page = home.worklist(self._rows(), viewer, state.bundle, channel,
+                             home.DEFAULT_BUDGET if budget is None else budget,
+                             home.DEFAULT_CAPACITY if capacity is None else capacity)
+        return render_worklist(page, viewer, state)
+
     def knows(self, customer_id: str) -> bool:
         """Whether the served portfolio holds this customer (a search for an exact id)."""
         return self._rows().has(customer_id)

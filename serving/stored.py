@@ -64,6 +64,7 @@ def materialise(store: Store, bundle: ChurnBundle, model: ModelRef, as_of: pd.Ti
     from churn_risk.features.snapshots import build_snapshot
     from churn_risk.features.validation import load_crm
     from churn_risk.serving.home import driver_churn
+    from churn_risk.serving.worklist import channel_candidates, top_candidates
 
     started = time.perf_counter()
     watermark = store.watermark()  # read first: the data include at least it
@@ -76,18 +77,21 @@ def materialise(store: Store, bundle: ChurnBundle, model: ModelRef, as_of: pd.Ti
     history = History(prep, as_of, keep_frames=False)
     del prep
     total = len(frame)
-    drivers = []
+    drivers, candidates = [], None
     for start in range(0, total, chunk):
         part = ScoringState(bundle, model, None, as_of, quiet=True, watermark=watermark,
                             frame=frame.iloc[start:start + chunk], history=history)
         store.save_scores(model.name, model.version, part.stored_rows())
         drivers.append(driver_churn(part))
+        candidates = top_candidates([candidates, channel_candidates(part)])
         if progress is not None:
             progress(min(start + chunk, total), total)
     store.record_run(model.name, model.version, as_of, total, shape)
     if drivers:  # the home page's "where churn comes from", summed over the chunks
         store.save_portfolio_drivers(model.name, model.version, pd.concat(drivers).groupby(
             ["segment", "region", "group"], dropna=False).sum().reset_index())
+    if candidates is not None:  # the home page's worklists, as of this scoring
+        store.save_worklist_candidates(model.name, model.version, candidates)
     logger.info("model %s v%s: %d customers as of %s scored into the store in %.1f s",
                 model.name, model.version, total, as_of_text(as_of),
                 time.perf_counter() - started)

@@ -109,6 +109,14 @@ def build_worklist(
     table = pd.concat([scored[carried], actions], axis=1)
     table = table.loc[(table["recommended_action"] != NO_ACTION)
                       & (table["expected_profit"] > 0)]
+    return fill_worklist(bundle, table, rules, contacted)
+
+
+def fill_worklist(bundle: ChurnBundle, table: pd.DataFrame, rules: WorklistRules,
+                  contacted: set[str] = frozenset()) -> Worklist:
+    """Fill the list from candidates that pay (`customer_id`, `recommended_action`,
+    `action_channel`, `action_cost`, `expected_profit`, ...): the most expected profit first,
+    within the budget and each channel's capacity, none recently contacted."""
     candidates = len(table)
     recent = table["customer_id"].astype(str).isin(contacted).to_numpy()
     table = table.loc[~recent].sort_values("expected_profit", ascending=False, kind="stable")
@@ -132,6 +140,73 @@ def build_worklist(
     rows.insert(0, "rank", np.arange(1, len(rows) + 1))
     rows["action_label"] = [bundle.policy.action_label(a) for a in rows["recommended_action"]]
     return Worklist(rows, int(recent.sum()), candidates, float(rules.budget) - left)
+
+
+#: Columns of a channel's worklist candidates (`channel_candidates`; the store's
+#: `worklist_candidates`): whom the channel could contact with its best action that pays.
+CANDIDATE_COLUMNS = ("channel", "customer_id", "recommended_action", "action_channel",
+                     "action_cost", "expected_profit", "churn_probability", "risk_band",
+                     "value_at_risk", "segment", "region")
+
+
+def channel_candidates(state) -> pd.DataFrame:
+    """For each channel, each customer's best action among that channel's catalogue actions
+    that pays (`best_actions`), from a scored snapshot (`ScoringState`): what the home page's
+    worklists fill from, as `churn worklist --channel` would."""
+    from churn_risk.features.contract import CHANNELS
+
+    bundle = state.bundle
+    groups = bundle.group_contributions(pd.DataFrame(state.contributions))
+    scored = pd.DataFrame({
+        "churn_probability": state.probability,
+        "horizon_margin": [p[0] for p in state.portfolio],
+        "lifetime_value": [p[1] for p in state.portfolio],
+        **{f"propensity_{f}": state.propensity[:, j] for j, f in enumerate(bundle.families)},
+        **{f"group_{g}": groups[g].to_numpy() for g in groups.columns}})
+    scored["horizon_margin"] = scored["horizon_margin"].astype(float)
+    scored["lifetime_value"] = scored["lifetime_value"].astype(float)
+    summary = pd.DataFrame(state.summary_rows(), columns=[
+        "churn_probability", "risk_band", "value_at_risk", "quadrant", "recommended_action",
+        "segment", "region"])
+    frames = []
+    for channel in CHANNELS:
+        if not any(a.channel == channel for a in bundle.policy.actions):
+            continue
+        best = best_actions(bundle, scored, channel)
+        pays = (best["recommended_action"] != NO_ACTION) & (best["expected_profit"] > 0)
+        if not pays.any():
+            continue
+        frames.append(pd.DataFrame({
+            "channel": channel, "customer_id": [str(i) for i in np.asarray(state.ids)[pays]],
+            "recommended_action": best.loc[pays, "recommended_action"].to_numpy(),
+            "action_channel": best.loc[pays, "action_channel"].to_numpy(),
+            "action_cost": best.loc[pays, "action_cost"].to_numpy(dtype=float),
+            "expected_profit": best.loc[pays, "expected_profit"].to_numpy(dtype=float),
+            "churn_probability": summary.loc[pays.to_numpy(), "churn_probability"].to_numpy(),
+            "risk_band": summary.loc[pays.to_numpy(), "risk_band"].to_numpy(),
+            "value_at_risk": summary.loc[pays.to_numpy(), "value_at_risk"].to_numpy(),
+            "segment": summary.loc[pays.to_numpy(), "segment"].to_numpy(),
+            "region": summary.loc[pays.to_numpy(), "region"].to_numpy()}))
+    if not frames:
+        return pd.DataFrame(columns=list(CANDIDATE_COLUMNS))
+    return pd.concat(frames, ignore_index=True)[list(CANDIDATE_COLUMNS)]
+
+
+#: Candidates kept per channel (`top_candidates`): a page's list, within any budget, is filled
+#: from the most expected profit down, and no channel works through more in a day.
+TOP_CANDIDATES = 5_000
+
+
+def top_candidates(parts: list[pd.DataFrame | None], keep: int = TOP_CANDIDATES) -> pd.DataFrame:
+    """The `keep` candidates of most expected profit per channel among `parts` (chunks of a
+    portfolio), so a whole portfolio's candidates never sit in memory at once."""
+    frames = [p for p in parts if p is not None and len(p)]
+    if not frames:
+        return pd.DataFrame(columns=list(CANDIDATE_COLUMNS))
+    both = pd.concat(frames, ignore_index=True)
+    both = both.sort_values(["channel", "expected_profit", "customer_id"],
+                            ascending=[True, False, True], kind="stable")
+    return both.groupby("channel", sort=False).head(keep).reset_index(drop=True)
 
 
 def read_ledger(path: Path) -> pd.DataFrame | None:

@@ -132,6 +132,43 @@ def test_the_leavers_a_driver_accounts_for_add_up_over_chunks_and_match_one_by_h
     assert total[group] == pytest.approx(whole.loc[whole["group"] == group, "churners"].sum())
 
 
+def test_a_channels_worklist_on_the_page_is_the_one_churn_worklist_makes(state, fitted,
+                                                                       store_url):
+    """The page fills from each customer's best action of the channel kept at scoring; the
+    same list as `build_worklist` on the bundle's own batch scores (what `churn worklist
+    --channel` runs), from the snapshot and from a store."""
+    from churn_risk.serving.worklist import (
+        WorklistRules,
+        build_worklist,
+        channel_candidates,
+        top_candidates,
+    )
+
+    bundle = fitted.bundle
+    scored = bundle.score(state.frame).reset_index(drop=True)
+    scored.insert(0, "customer_id", [str(i) for i in state.ids])
+    channels = tuple(dict.fromkeys(a.channel for a in bundle.policy.actions))
+    in_memory = home.FrameRows(state)
+    with Store(store_url) as store:
+        store.save_worklist_candidates("churn-risk", "3", top_candidates(
+            [channel_candidates(state)]))
+        stored = home.StoreRows(store, "churn-risk", "3")
+        compared = 0
+        for channel in channels:
+            for budget, capacity in ((500.0, 20), (5_000.0, 200)):
+                expected = build_worklist(bundle, scored, WorklistRules(budget, channel,
+                                                                        capacity))
+                for rows in (in_memory, stored):
+                    page = home.worklist(rows, None, bundle, channel, budget, capacity)
+                    assert [i.customer_id for i in page.items] == \
+                        expected.rows["customer_id"].astype(str).tolist()
+                    assert page.spent == pytest.approx(expected.spent)
+                    assert page.expected_profit == pytest.approx(expected.expected_profit)
+                compared += len(expected.rows)
+        assert compared > 0  # some channel had something to do
+        assert home.StoreRows(store, "churn-risk", "4").candidates(channels[0], {}) is None
+
+
 # --------------------------------------------------------------------------------------------
 # In a browser
 # --------------------------------------------------------------------------------------------

@@ -256,6 +256,8 @@ def test_an_account_manager_reads_their_portfolio_only_and_every_opening_is_audi
     # the API is not for people: no scoring with a session
     assert_problem(request(base, "/score", {"customer_ids": [staffed["consumer"]]},
                            headers={"Cookie": cookie["Cookie"]}), 403, "forbidden")
+    status, _, text = fetch(f"{base}/worklist", headers=cookie)  # worklists: a lead's
+    assert status == 403 and "needs the permission 'worklists'" in text
     opened = [(e["who"], e["action"], e.get("customer_id"), e["status"])
               for e in staffed["audit"].entries()]
     assert ("alice", "page", staffed["consumer"], 200) in opened
@@ -269,6 +271,9 @@ def test_a_retention_lead_reads_every_customer_and_logging_out_ends_the_browser_
     for customer in (staffed["consumer"], staffed["enterprise"]):
         status, _, _ = fetch(f"{base}/customers/{customer}", headers={"Cookie": cookie})
         assert status == 200
+    status, _, text = fetch(f"{base}/worklist?channel=contact_center&budget=2000",
+                            headers={"Cookie": cookie})
+    assert status == 200 and "Today's worklist: Contact center" in text
     status, headers, _ = fetch(f"{base}/logout", {}, headers={"Cookie": cookie})
     assert status == 303 and headers["Location"] == "/login"
     assert f"{SESSION_COOKIE}=\"\"" in headers["Set-Cookie"] and "Max-Age=0" in headers[
