@@ -326,6 +326,15 @@ def worklist_page(state: State, request: Request, channel: str | None = None,
     return HTMLResponse(state.worklist(principal(request), channel, budget, capacity))
 
 
+@app.get("/search", include_in_schema=False)
+def search(q: str = "") -> RedirectResponse:
+    """The search box's old address: the customer list searches (`/customers?q=`)."""
+    from urllib.parse import urlencode
+
+    return RedirectResponse("/customers" + (f"?{urlencode({'q': q})}" if q else ""),
+                            status_code=303)
+
+
 def principal(request: Request):
     """Who sent the request (`people.Principal`, set by the middleware)."""
     return getattr(request.state, "principal", None)

@@ -40,13 +40,15 @@ TEMPLATES = ((re.compile(r"^/customers/[^/]+$"), "/customers/{customer_id}"),)
 BODY_ROUTES = frozenset({"/score", "/explain", "/explain_change", "/events", "/outcomes"})
 KNOWN = frozenset({"/score", "/explain", "/explain_change", "/events", "/outcomes", "/metrics",
                    "/healthz", "/livez", "/readyz", "/docs", "/openapi.json", "/", "/login",
-                   "/logout", "/customers", "/worklist"})
+                   "/logout", "/customers", "/worklist", "/search"})
 #: The permission a route needs (`auth.ROLES`, `people.ROLES`); every other route needs `read`.
 ROUTE_ROLES = {"/events": "ingest", "/outcomes": "ingest", "/customers/{customer_id}": "pages",
-               "/": "pages", "/customers": "pages", "/worklist": "worklists"}
+               "/": "pages", "/customers": "pages", "/worklist": "worklists",
+               "/search": "pages"}
 CUSTOMER_PAGE = "/customers/{customer_id}"
 #: Routes a person opens in a browser: without a session they are sent to /login.
-PAGE_ROUTES = frozenset({"/customers/{customer_id}", "/", "/customers", "/worklist"})
+PAGE_ROUTES = frozenset({"/customers/{customer_id}", "/", "/customers", "/worklist",
+                         "/search"})
 #: Routes answering a person with HTML, errors included (pages' security headers).
 HTML_ROUTES = PAGE_ROUTES | {"/login"}
 JSON_TYPE = re.compile(r"^application/([a-z0-9.+-]+\+)?json\s*(;.*)?$", re.IGNORECASE)

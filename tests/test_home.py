@@ -200,6 +200,8 @@ def test_a_search_for_an_exact_id_opens_the_page_and_a_prefix_lists_the_matches(
     assert ids and all(i.startswith("1000") for i in ids)
     status, headers, html = request(served, f"/customers?q={ids[0]}", headers=bearer(KEY))
     assert status == 200 and f"<h1>{ids[0]}</h1>" in html  # followed to the page
+    status, _, html = request(served, f"/search?q={ids[0]}", headers=bearer(KEY))
+    assert status == 200 and f"<h1>{ids[0]}</h1>" in html  # the old address searches too
 
 
 def test_a_manager_goes_from_home_to_a_cell_to_a_customer_and_back_in_chromium(served,
