@@ -68,9 +68,15 @@ SCORE_SUMMARY = ("churn_probability", "risk_band", "value_at_risk", "quadrant",
 #: Per model version, segment, region and driver group: the leavers the group accounts for in
 #: the newest portfolio scoring (`serving.home.driver_churn`), for the home page.
 DRIVERS = "portfolio_drivers"
+#: Per model version, the served portfolio's customers and value at risk per combination of the
+#: home page's columns, recounted by the service's refresher every `CHURN_GAUGE_SECONDS`.
+COUNTS = "portfolio_counts"
 #: Per model version, channel and customer: the channel's best action that pays, from the newest
 #: portfolio scoring (`serving.worklist.channel_candidates`), what the home page's worklists fill.
 CANDIDATES = "worklist_candidates"
+#: Covers the summary columns, ordered by value at risk: the lists' pages and counts read it
+#: alone (a scan of the table would read every payload).
+SCORES_PORTFOLIO_INDEX = "ix_served_scores_portfolio"
 #: One row per scoring of a whole portfolio (`Store.record_run`): when, as of, how many, and
 #: the shape of the data the model read (so a worker can re-feature a few customers alike).
 SCORE_RUNS = "_score_runs"
@@ -476,21 +482,22 @@ class Store:
                 "mean_probability": float(row[0]),
                 "at_most": {edge: int(n or 0) for edge, n in zip(edges, row[1:], strict=True)}}
 
-    def served_counts(self, model_name: str, version: str, by: str,
+    def served_counts(self, model_name: str, version: str, by: tuple[str, ...],
                       where: Mapping[str, Iterable] | None = None) -> pd.DataFrame:
         """Customers and value at risk of this model version's served portfolio per value of
-        the `SCORE_SUMMARY` column `by` (`by`, `customers`, `value_at_risk`), of the rows
+        the `SCORE_SUMMARY` columns `by` (`*by`, `customers`, `value_at_risk`), of the rows
         whose columns hold one of `where`'s values (a person's portfolio)."""
         import sqlalchemy as sa
 
         table = self._scores_table()
-        column = table.c[by]
-        query = (sa.select(column.label(by), sa.func.count().label("customers"),
+        columns = [table.c[c].label(c) for c in by]
+        query = (sa.select(*columns, sa.func.count().label("customers"),
                            sa.func.sum(table.c.value_at_risk).label("value_at_risk"))
-                 .where(*self._served(table, model_name, version, where)).group_by(column))
+                 .where(*self._served(table, model_name, version, where))
+                 .group_by(*(table.c[c] for c in by)))
         with self.engine.connect() as conn:
             if not sa.inspect(conn).has_table(SCORES):
-                return pd.DataFrame(columns=[by, "customers", "value_at_risk"])
+                return pd.DataFrame(columns=[*by, "customers", "value_at_risk"])
             return pd.read_sql_query(query, conn)
 
     def served_list(self, model_name: str, version: str,
@@ -507,6 +514,9 @@ class Store:
         if id_prefix:
             escaped = id_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             conditions.append(table.c.customer_key.like(f"{escaped}%", escape="\\"))
+            if self.engine.dialect.name == "sqlite":  # binary order: a range the key answers
+                conditions += [table.c.customer_key >= id_prefix,
+                               table.c.customer_key < id_prefix + "\U0010ffff"]
         columns = [table.c.customer_key, table.c.features_as_of,
                    *(table.c[c] for c in SCORE_SUMMARY)]
         empty = pd.DataFrame(columns=[c.name for c in columns])
@@ -595,6 +605,52 @@ class Store:
                 table.c.customers, table.c.expected, table.c.churners).where(
                 table.c.model_name == model_name, table.c.model_version == str(version)), conn)
         return frame if len(frame) else None
+
+    def save_portfolio_counts(self, model_name: str, version: str, frame: pd.DataFrame) -> None:
+        """Replace this model version's `portfolio_counts` with `frame` (`served_counts` by
+        quadrant, risk_band, segment and region)."""
+        import sqlalchemy as sa
+
+        table = self._counts_table()
+        rows = [{"model_name": model_name, "model_version": str(version),
+                 **{c: None if v is None or v != v else v for c, v in row.items()}}
+                for row in frame.to_dict("records")]
+        with self._writing(), self.engine.begin() as conn:
+            table.create(conn, checkfirst=True)
+            conn.execute(sa.delete(table).where(table.c.model_name == model_name,
+                                                table.c.model_version == str(version)))
+            if rows:
+                conn.execute(sa.insert(table), rows)
+
+    def portfolio_counts(self, model_name: str, version: str) -> pd.DataFrame | None:
+        """`save_portfolio_counts`'s frame of this model version (None: never counted)."""
+        import sqlalchemy as sa
+
+        table = self._counts_table()
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(COUNTS):
+                return None
+            frame = pd.read_sql_query(sa.select(
+                table.c.quadrant, table.c.risk_band, table.c.segment, table.c.region,
+                table.c.customers, table.c.value_at_risk).where(
+                table.c.model_name == model_name, table.c.model_version == str(version)), conn)
+        return frame if len(frame) else None
+
+    def _counts_table(self):
+        import sqlalchemy as sa
+
+        if COUNTS not in self.metadata.tables:
+            sa.Table(COUNTS, self.metadata,
+                     sa.Column("model_name", sa.String(200), nullable=False),
+                     sa.Column("model_version", sa.String(50), nullable=False),
+                     sa.Column("quadrant", sa.String(40)),
+                     sa.Column("risk_band", sa.String(20)),
+                     sa.Column("segment", sa.Text),
+                     sa.Column("region", sa.Text),
+                     sa.Column("customers", sa.BigInteger, nullable=False),
+                     sa.Column("value_at_risk", sa.Float(precision=53)),
+                     sa.Index("ix_portfolio_counts_model", "model_name", "model_version"))
+        return self.metadata.tables[COUNTS]
 
     def save_worklist_candidates(self, model_name: str, version: str,
                                  frame: pd.DataFrame) -> None:
@@ -721,6 +777,10 @@ class Store:
             if column not in have:
                 kind = table.c[column].type.compile(dialect=conn.dialect)
                 conn.exec_driver_sql(f"ALTER TABLE {SCORES} ADD COLUMN {column} {kind}")
+        # the pages' lists and counts walk this index, never the payloads (`served_list`)
+        conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {SCORES_PORTFOLIO_INDEX} ON {SCORES} "
+                             f"(model_name, model_version, value_at_risk, "
+                             f"{', '.join(c for c in SCORE_SUMMARY if c != 'value_at_risk')})")
         self._scores_ready = True
 
     def _runs_table(self):

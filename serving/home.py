@@ -62,12 +62,38 @@ class Rows:
         raise NotImplementedError
 
 
+#: The columns the home page counts by: one GROUP BY over all of them answers every count.
+CUBE = ("quadrant", "risk_band", "segment", "region")
+#: How long a worker reuses a portfolio's counts it made itself (before the refresher's first).
+COUNTS_SECONDS = 60.0
+_cubes: dict[tuple, tuple[float, pd.DataFrame]] = {}
+
+
 class StoreRows(Rows):
     def __init__(self, store, model_name: str, version: str):
         self.store, self.model_name, self.version = store, model_name, version
 
     def counts(self, by, where):
-        return self.store.served_counts(self.model_name, self.version, by, where)
+        if not set(where) <= set(CUBE):
+            return self.store.served_counts(self.model_name, self.version, (by,), where)
+        return _sums(self._cube(), by, where)
+
+    def _cube(self) -> pd.DataFrame:
+        """Customers and value at risk per combination of `CUBE`: as the service's refresher
+        last recounted them (`recount`); before its first count, counted here (one scan of
+        the index) and kept `COUNTS_SECONDS` per worker."""
+        import time
+
+        counted = self.store.portfolio_counts(self.model_name, self.version)
+        if counted is not None:
+            return counted
+        key = (self.store.url, self.model_name, self.version)
+        now = time.monotonic()
+        kept = _cubes.get(key)
+        if kept is None or now - kept[0] > COUNTS_SECONDS:
+            kept = _cubes[key] = (now, self.store.served_counts(self.model_name, self.version,
+                                                                CUBE))
+        return kept[1]
 
     def listing(self, where, id_prefix, limit, offset):
         return self.store.served_list(self.model_name, self.version, where, id_prefix, limit,
@@ -81,6 +107,14 @@ class StoreRows(Rows):
 
     def candidates(self, channel, where):
         return self.store.worklist_candidates(self.model_name, self.version, channel, where)
+
+
+def recount(store, model_name: str, version: str) -> None:
+    """Count the served portfolio by `CUBE` into the store's `portfolio_counts` (the service's
+    refresher, every `CHURN_GAUGE_SECONDS`): the home page reads a few hundred rows, never the
+    whole portfolio."""
+    store.save_portfolio_counts(model_name, version,
+                                store.served_counts(model_name, version, CUBE))
 
 
 class FrameRows(Rows):
@@ -118,16 +152,23 @@ class FrameRows(Rows):
         return self.frame[keep]
 
     def counts(self, by, where):
-        rows = self._matching(where)
-        grouped = rows.groupby(by, dropna=False).agg(customers=("customer_key", "size"),
-                                                     value_at_risk=("value_at_risk", "sum"))
-        return grouped.reset_index()
+        rows = self._matching(where).assign(customers=1)
+        return _sums(rows, by, {})
 
     def listing(self, where, id_prefix, limit, offset):
         rows = self._matching(where, id_prefix)
         ordered = rows.sort_values(["value_at_risk", "customer_key"], ascending=[False, True],
                                    na_position="last", kind="stable")
         return ordered.iloc[offset:offset + limit].reset_index(drop=True), len(rows)
+
+
+def _sums(rows: pd.DataFrame, by: str, where: dict[str, set]) -> pd.DataFrame:
+    """`by`, `customers`, `value_at_risk` summed over `rows` (with `customers` counts) that
+    hold `where`'s values."""
+    for column, values in where.items():
+        rows = rows[rows[column].astype(str).isin({str(v) for v in values})]
+    return (rows.groupby(by, dropna=False)[["customers", "value_at_risk"]].sum(min_count=0)
+            .reset_index())
 
 
 # --------------------------------------------------------------------------------------------

@@ -178,7 +178,8 @@ class Serving:
 
     def _portfolio_metrics(self) -> None:
         """The served portfolio's gauges (`metrics.observe_portfolio`), its score PSI against
-        the model's training reference, and the newest `churn monitor` verdict's gauges."""
+        the model's training reference, the newest `churn monitor` verdict's gauges, and the
+        home page's counts (`home.recount`)."""
         from churn_risk.serving import metrics
 
         state = self.scorer.state
@@ -198,6 +199,9 @@ class Serving:
         check = store.latest_check(state.model.name, state.model.version)
         if check is not None:
             metrics.observe_check(state.model.version, check)
+        from churn_risk.serving.home import recount
+
+        recount(store, state.model.name, state.model.version)  # the home page's counts
 
     def _failed(self, exc: Exception) -> None:
         from churn_risk.features.validation import DataContractError

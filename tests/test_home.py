@@ -61,6 +61,13 @@ def test_the_store_counts_and_lists_the_portfolio_as_the_snapshot_does(state, st
                 assert total_a == total_b
                 assert a["customer_key"].tolist() == b["customer_key"].tolist()
         assert stored.has(str(state.ids[0])) and not stored.has("no-such-customer")
+        # the refresher's recount: the same counts, from a few hundred rows
+        home.recount(store, "churn-risk", "3")
+        assert len(store.portfolio_counts("churn-risk", "3")) < len(state.ids)
+        for by in ("quadrant", "risk_band", "segment"):
+            a = in_memory.counts(by, {"segment": {"consumer"}}).set_index(by).sort_index()
+            b = stored.counts(by, {"segment": {"consumer"}}).set_index(by).sort_index()
+            assert a["customers"].tolist() == b["customers"].tolist()
     # the counts are the snapshot's own
     quadrants = in_memory.counts("quadrant", {}).set_index("quadrant")["customers"]
     truth = pd.Series([p[3] for p in state.portfolio]).value_counts()
