@@ -256,7 +256,11 @@ def test_churn_score_writes_codes_when_asked(in_project, demo_folder, tmp_path, 
     assert {"customer_id", "churn_probability", "reason_1_feature", "page_url"} <= set(
         written.columns)
     assert (written["page_url"] == BASE + "/customers/" + written["customer_id"]).all()
-    assert "name" not in written  # the demo's customers have none
+    # the demo's customers have names: each row carries its customer's
+    names = pd.read_parquet(demo_folder / "customers.parquet") if (
+        demo_folder / "customers.parquet").exists() else pd.read_csv(demo_folder / "customers.csv")
+    by_id = dict(zip(names["customer_id"].astype(str), names["name"], strict=True))
+    assert (written["name"] == written["customer_id"].map(by_id)).all()
     assert mode(out) == 0o644
     assert mode(out.with_name("scores-report") / "report.html") == 0o644
 

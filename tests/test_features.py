@@ -101,10 +101,12 @@ def test_absent_optional_table_removes_its_features_only(raw_tables, snap):
 
 
 def test_declared_customer_attributes_become_features(raw_tables, prep, snap):
-    extra = set(raw_tables["customers"].columns) - {"customer_id", "signup_date", "segment",
-                                                    "region"}
+    from churn_risk.features.contract import TABLES
+
+    extra = set(raw_tables["customers"].columns) - {c.name for c in TABLES["customers"].columns}
     assert extra, "the demo customers table carries extra attribute columns"
     assert set(prep.data.attributes) == extra
+    assert "name" in raw_tables["customers"] and "name" not in prep.data.attributes  # never
     specs = {s.name: s for s in feature_specs(prep)}
     for name, kind in prep.data.attributes.items():
         assert specs[name].group == "profile"

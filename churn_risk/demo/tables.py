@@ -50,10 +50,34 @@ class _Recorded:
         return select(ev, np.lexsort((ev["cust"], time)))
 
 
+#: Names people read on worklists and exports. Drawn from the customer id alone (no random
+#: draw), so every other value of the data is what it was before names existed.
+_GIVEN = ("Ana", "Ben", "Chloé", "David", "Elif", "Farid", "Greta", "Hugo", "Ines", "Jonas",
+          "Kaja", "Luca", "Marta", "Noah", "Olga", "Pavel", "Rosa", "Sami", "Tessa", "Victor",
+          "Wen", "Yara", "Zoe", "Aiden", "Bruna", "Carlos", "Dina", "Emil", "Freya", "Gabriel")
+_FAMILY = ("Almeida", "Becker", "Costa", "Dubois", "Eriksen", "Fischer", "García", "Hansen",
+           "Ivanova", "Janssen", "Kowalski", "Laurent", "Moreau", "Novak", "Oliveira", "Petrov",
+           "Quinn", "Rossi", "Schmidt", "Torres", "Ueda", "Vidal", "Weber", "Xu", "Yilmaz",
+           "Zimmer", "Bauer", "Conti", "Duarte", "Engel")
+_COMPANY = ("Logistics", "Foods", "Dental", "Studio", "Partners", "Systems", "Motors", "Bakery",
+            "Consulting", "Print", "Clinic", "Outdoor", "Labs", "Hotel", "Builders")
+
+
+def _names(ids: np.ndarray, segment: np.ndarray) -> list[str]:
+    """A person's name for consumers, a company's for businesses, from the id."""
+    given = np.asarray(_GIVEN, dtype=object)[(ids * 7_919) % len(_GIVEN)]
+    family = np.asarray(_FAMILY, dtype=object)[(ids * 104_729 // 7) % len(_FAMILY)]
+    company = np.asarray(_COMPANY, dtype=object)[(ids * 15_485_863 // 11) % len(_COMPANY)]
+    consumer = np.asarray(segment) == SEGMENTS.index("consumer")
+    return [f"{g} {f}" if c else f"{f} {k}"
+            for g, f, k, c in zip(given, family, company, consumer, strict=True)]
+
+
 def _customers(cal: Calendar, cust: Customers, ids: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "customer_id": ids,
+            "name": _names(ids, cust.segment),
             "signup_date": stamp(cal, cust.signup_day),
             "segment": _labels(cust.segment, SEGMENTS),
             "region": _labels(cust.region, REGIONS),
