@@ -49,10 +49,31 @@ class FeatureSpec:
     #: The values the feature can take at all (a count is never negative, a share lies in
     #: [0, 1]): a what-if value outside them is refused; None on a side: unbounded.
     bounds: tuple[float | None, float | None] = (None, None)
+    #: The period the feature counts over, in days before `as_of` (the `_90d` of its name);
+    #: None for a state as of the moment (products held, days since the last contact).
+    window_days: int | None = None
 
     @property
     def actionable(self) -> bool:
         return self.group in ACTIONABLE_GROUPS
+
+    @property
+    def stem(self) -> str:
+        """The name without its window: `late_deliveries` for `late_deliveries_90d` (what a
+        feature measures, whatever period a configuration gives it)."""
+        suffix = f"_{self.window_days}d"
+        return self.name.removesuffix(suffix) if self.window_days else self.name
+
+    @property
+    def is_share(self) -> bool:
+        """A share of something (0 to 1), read as a percentage."""
+        return self.kind == "numeric" and tuple(self.bounds) == SHARE
+
+    @property
+    def is_money(self) -> bool:
+        """An amount in the currency of transactions: the `value` driver group holds only
+        those (spend, its trend, average purchase, recurring amount)."""
+        return self.kind == "numeric" and self.group == "value"
 
 
 @dataclass(frozen=True)
@@ -273,11 +294,12 @@ def transaction_features(
         inside = age <= w
         yield (
             FeatureSpec(f"purchases_{w}d", f"Purchases in the last {w} days", "engagement",
-                        source=src, bounds=COUNT),
+                        source=src, bounds=COUNT, window_days=w),
             rows.count(inside & purchase),
         )
         yield (
-            FeatureSpec(f"spend_{w}d", f"Net spend in the last {w} days", "value", source=src),
+            FeatureSpec(f"spend_{w}d", f"Net spend in the last {w} days", "value", source=src,
+                        window_days=w),
             rows.total(net, inside),
         )
     r = cfg.recent_days
@@ -286,19 +308,19 @@ def transaction_features(
     yield (
         FeatureSpec(f"purchases_trend_{r}d",
                     f"Change in purchases, last {r} days vs the {r} before", "engagement",
-                    source=src),
+                    source=src, window_days=r),
         rows.count(recent & purchase) - rows.count(before & purchase),
     )
     yield (
         FeatureSpec(f"spend_trend_{r}d", f"Change in net spend, last {r} days vs the {r} before",
-                    "value", source=src),
+                    "value", source=src, window_days=r),
         rows.total(net, recent) - rows.total(net, before),
     )
     h = cfg.history_days
     history = age <= h
     yield (
         FeatureSpec(f"avg_order_value_{h}d", f"Average purchase amount over {h} days", "value",
-                    source=src, bounds=(0.0, None)),
+                    source=src, bounds=(0.0, None), window_days=h),
         rows.mean(np.where(purchase, amount, np.nan), history),
     )
     if "is_return" in f:
@@ -308,7 +330,7 @@ def transaction_features(
                              np.nan)
         yield (
             FeatureSpec(f"return_share_{h}d", f"Share of purchases returned over {h} days",
-                        "satisfaction", source=src, monotone=0, bounds=SHARE),
+                        "satisfaction", source=src, monotone=0, bounds=SHARE, window_days=h),
             share,
         )
     if "_family" in f:
@@ -316,13 +338,13 @@ def transaction_features(
         bought = history & purchase
         yield (
             FeatureSpec(f"families_bought_{h}d", f"Product families bought over {h} days",
-                        "products", source=src, bounds=COUNT),
+                        "products", source=src, bounds=COUNT, window_days=h),
             rows.distinct(codes, bought),
         )
         for i, family in enumerate(families):
             yield (
                 FeatureSpec(f"bought_{family}_{h}d", f"{_title(family)} purchases over {h} days",
-                            "products", source=src, bounds=COUNT),
+                            "products", source=src, bounds=COUNT, window_days=h),
                 rows.count(bought & (codes == i)),
             )
 
@@ -358,12 +380,12 @@ def subscription_features(
             )
     yield (
         FeatureSpec(f"products_added_{r}d", f"Products added in the last {r} days", "products",
-                    source=src, bounds=COUNT),
+                    source=src, bounds=COUNT, window_days=r),
         rows.count(start_age <= r),
     )
     yield (
         FeatureSpec(f"products_dropped_{r}d", f"Products dropped in the last {r} days",
-                    "products", source=src, bounds=COUNT),
+                    "products", source=src, bounds=COUNT, window_days=r),
         rows.count(end_age <= r),
     )
     if "recurring_amount" in f:
@@ -384,7 +406,7 @@ def ticket_features(rows: _Rows, as_of: np.datetime64, cfg: FeatureConfig) -> Bl
     r, h = cfg.recent_days, cfg.history_days
     yield (
         FeatureSpec(f"tickets_{r}d", f"Tickets opened in the last {r} days", "service",
-                    source=src, monotone=1, bounds=COUNT),
+                    source=src, monotone=1, bounds=COUNT, window_days=r),
         rows.count(age <= r),
     )
     yield (
@@ -397,13 +419,13 @@ def ticket_features(rows: _Rows, as_of: np.datetime64, cfg: FeatureConfig) -> Bl
         yield (
             FeatureSpec(f"tickets_closed_unresolved_{r}d",
                         f"Tickets closed without a solution in the last {r} days", "service",
-                        source=src, monotone=1, bounds=COUNT),
+                        source=src, monotone=1, bounds=COUNT, window_days=r),
             rows.count(unresolved & (age <= r)),
         )
     resolution = np.where(closed, _days(np.where(closed, closed_at, opened) - opened), np.nan)
     yield (
         FeatureSpec(f"resolution_days_{h}d", f"Average days to close a ticket over {h} days",
-                    "service", source=src, bounds=DAYS),
+                    "service", source=src, bounds=DAYS, window_days=h),
         rows.mean(resolution, age <= h),
     )
     if "_category" in f:
@@ -412,7 +434,7 @@ def ticket_features(rows: _Rows, as_of: np.datetime64, cfg: FeatureConfig) -> Bl
         yield (
             FeatureSpec(f"repeat_tickets_{r}d",
                         f"Repeated problems (same category again) in the last {r} days",
-                        "service", source=src, monotone=1, bounds=COUNT),
+                        "service", source=src, monotone=1, bounds=COUNT, window_days=r),
             rows.count(known) - rows.distinct(codes, known),
         )
 
@@ -439,20 +461,21 @@ def delivery_features(rows: _Rows, as_of: np.datetime64, cfg: FeatureConfig) -> 
     n_recent = rows.count(recent)
     n_late = rows.count(recent & late)
     yield FeatureSpec(f"deliveries_{r}d", f"Deliveries due in the last {r} days", "delivery",
-                      source=src, bounds=COUNT), n_recent
+                      source=src, bounds=COUNT, window_days=r), n_recent
     yield FeatureSpec(f"late_deliveries_{r}d", f"Late deliveries in the last {r} days",
-                      "delivery", source=src, monotone=1, bounds=COUNT), n_late
+                      "delivery", source=src, monotone=1, bounds=COUNT, window_days=r), n_late
     with np.errstate(invalid="ignore", divide="ignore"):
         late_share = np.where(n_recent > 0, n_late / np.maximum(n_recent, 1), np.nan)
     yield FeatureSpec(f"late_share_{r}d", f"Share of deliveries late in the last {r} days",
-                      "delivery", source=src, bounds=SHARE), late_share
+                      "delivery", source=src, bounds=SHARE, window_days=r), late_share
     yield FeatureSpec(f"lateness_days_{r}d", f"Average days late in the last {r} days",
-                      "delivery", source=src, bounds=DAYS), rows.mean(lateness, recent)
+                      "delivery", source=src, bounds=DAYS, window_days=r), rows.mean(
+                          lateness, recent)
     if "damaged" in f:
         damaged = known & (_flag(f["damaged"]) == 1.0)
         yield FeatureSpec(f"damaged_deliveries_{r}d",
                           f"Damaged deliveries in the last {r} days", "delivery", source=src,
-                          monotone=1, bounds=COUNT), rows.count(recent & damaged)
+                          monotone=1, bounds=COUNT, window_days=r), rows.count(recent & damaged)
     yield FeatureSpec("deliveries_overdue", "Deliveries overdue and not arrived", "delivery",
                       source=src, monotone=1, bounds=COUNT), rows.count(
                           ~known & (age <= cfg.history_days))
@@ -466,13 +489,13 @@ def interaction_features(rows: _Rows, as_of: np.datetime64, cfg: FeatureConfig) 
     recent = age <= r
     n_recent = rows.count(recent)
     yield FeatureSpec(f"contacts_{r}d", f"Contacts in the last {r} days", "engagement",
-                      source=src, bounds=COUNT), n_recent
+                      source=src, bounds=COUNT, window_days=r), n_recent
     channel = f["_channel"].to_numpy()
     for code, ch in enumerate(CHANNELS):
         yield (
             FeatureSpec(f"contacts_{ch}_{r}d",
                         f"{ch.replace('_', ' ').capitalize()} contacts in the last {r} days",
-                        "engagement", source=src, bounds=COUNT),
+                        "engagement", source=src, bounds=COUNT, window_days=r),
             rows.count(recent & (channel == code)),
         )
     latest_age = np.full(rows.n, np.inf)
@@ -484,14 +507,14 @@ def interaction_features(rows: _Rows, as_of: np.datetime64, cfg: FeatureConfig) 
         agents = f["_agent"].to_numpy()
         yield FeatureSpec(f"distinct_agents_{r}d",
                           f"Different agents the customer dealt with in the last {r} days",
-                          "communication", source=src, monotone=1, bounds=COUNT), rows.distinct(
-                              agents, recent)
+                          "communication", source=src, monotone=1, bounds=COUNT,
+                          window_days=r), rows.distinct(agents, recent)
     if "outsourced" in f:
         # Of the contacts a person handled (self-service has no agent and no outsourcing).
         handled = recent & f["agent_id"].notna().to_numpy() if "agent_id" in f else recent
         yield FeatureSpec(f"outsourced_share_{r}d",
                           f"Share of contacts handled by outsourced support, last {r} days",
-                          "communication", source=src, bounds=SHARE), rows.mean(
+                          "communication", source=src, bounds=SHARE, window_days=r), rows.mean(
                               _flag(f["outsourced"]), handled)
 
 
@@ -520,7 +543,7 @@ def survey_features(
         yield (
             FeatureSpec(f"{column}_trend_{h}d",
                         f"{label}: latest answer vs the average over {h} days", "satisfaction",
-                        source=src, bounds=(-10.0, 10.0)),
+                        source=src, bounds=(-10.0, 10.0), window_days=h),
             last - recent_rows.mean(values),
         )
     for driver in drivers:
@@ -541,19 +564,21 @@ def campaign_features(rows: _Rows, as_of: np.datetime64, cfg: FeatureConfig) -> 
     h = cfg.history_days
     in_history = age <= h
     yield FeatureSpec(f"campaigns_{h}d", f"Campaigns received over {h} days", "engagement",
-                      source=src, bounds=COUNT), rows.count(in_history)
+                      source=src, bounds=COUNT, window_days=h), rows.count(in_history)
     if "group" in f:
         treated = (f["group"] == "treatment").fillna(False).to_numpy(dtype=bool)
         r = cfg.recent_days
         yield FeatureSpec(f"retention_offers_{r}d",
                           f"Retention offers received (treatment group) in the last {r} days",
-                          "engagement", source=src, bounds=COUNT), rows.count(treated & (age <= r))
+                          "engagement", source=src, bounds=COUNT, window_days=r), rows.count(
+                              treated & (age <= r))
     if "responded" in f:
         # A response is only known once the response window after the campaign has passed.
         settled = in_history & (age >= cfg.response_window_days)
         responded = _flag(f["responded"]) == 1.0
         yield FeatureSpec(f"campaign_responses_{h}d", f"Campaign responses over {h} days",
-                          "engagement", source=src, bounds=COUNT), rows.count(settled & responded)
+                          "engagement", source=src, bounds=COUNT, window_days=h), rows.count(
+                              settled & responded)
 
 
 # --------------------------------------------------------------------------------------------

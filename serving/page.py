@@ -9,12 +9,12 @@ images only).
 Escaping: the environment autoescapes every `.html` template, so every value of the page model
 reaches the document escaped, as text or as an attribute, without any call to an escape
 function here. Formatting of numbers, percentages, money and dates happens in the filters
-below, and only there.
+below (counts, periods and names in words in `wording.py`, shared with the channel views), and
+only there.
 """
 
 from __future__ import annotations
 
-import math
 from datetime import date, datetime
 
 import jinja2
@@ -23,6 +23,18 @@ from churn_risk.models.portfolio import QUADRANT_LABELS
 from churn_risk.serving import charts
 from churn_risk.serving.charts import CHANGE_ROWS, WATERFALL_BARS
 from churn_risk.serving.pagemodel import PAST_RECOMMENDATIONS, CustomerPage
+from churn_risk.serving.wording import (
+    counted,
+    feature_value,
+    finite,
+    human,
+    number,
+    period,
+    plural,
+    spelled,
+    tenure,
+    words,
+)
 
 __all__ = ["render_customer_page", "render_login", "render_home", "render_listing",
            "render_worklist", "environment",
@@ -52,31 +64,14 @@ QUADRANT_NOTES = {
 # --------------------------------------------------------------------------------------------
 
 
-def _finite(x) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def number(x, missing: str = "—") -> str:
-    """1,843 / 74 / 12.5 / 0.25."""
-    if not _finite(x):
-        return missing
-    if abs(x) >= 100 or float(x).is_integer():
-        text = f"{x:,.0f}"
-    elif abs(x) >= 10:
-        text = f"{x:.1f}"
-    else:
-        text = f"{x:.2f}".rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "-0.0", "") else text
-
-
 def thousands(x) -> str:
     """A count or an amount to the unit: 12,345."""
-    return f"{x:,.0f}" if _finite(x) else "—"
+    return f"{x:,.0f}" if finite(x) else "—"
 
 
 def signed_count(x) -> str:
     """+123 / −45 / +0.4 / 0: leavers a driver adds or keeps (tenths below ten)."""
-    if not _finite(x):
+    if not finite(x):
         return "—"
     text = f"{abs(x):,.0f}" if abs(x) >= 10 else f"{abs(x):.1f}"
     if float(text.replace(",", "")) == 0:
@@ -90,7 +85,7 @@ def money(x) -> str:
 
 def pct(p, digits: int = 1) -> str:
     """A probability or share as a percentage: 23.1%, <0.1% for tiny ones."""
-    if not _finite(p):
+    if not finite(p):
         return "—"
     x = min(max(p, 0.0), 1.0) * 100
     if 0 < x < 10 ** -digits:
@@ -126,45 +121,6 @@ def month(d: date, year: bool = False) -> str:
     return f"{d:%b %Y}" if year else f"{d:%b}"
 
 
-def tenure(days) -> str | None:
-    """812 days -> "2 years 2 months"."""
-    if not _finite(days) or days < 0:
-        return None
-    if days < 60:
-        return plural(round(days), "day")
-    months = int(days / 30.4375)
-    if months < 12:
-        return f"{months} months"
-    years, months = divmod(months, 12)
-    return plural(years, "year") + (f" {plural(months, 'month')}" if months else "")
-
-
-def plural(n, one: str, many: str | None = None) -> str:
-    return f"{number(n)} {one if n == 1 else many or one + 's'}"
-
-
-def human(name) -> str:
-    """home_energy -> Home energy."""
-    text = str(name).replace("_", " ").strip()
-    return text[:1].upper() + text[1:]
-
-
-def words(name) -> str:
-    """contact_center -> contact center."""
-    return str(name).replace("_", " ")
-
-
-def feature_value(value, share: bool = False) -> str:
-    """A feature value as an account manager reads it."""
-    if value is None:
-        return "not available"
-    if isinstance(value, str):
-        return value
-    if share and 0.0 <= value <= 1.0:
-        return f"{value * 100:.0f}%"
-    return number(value)
-
-
 def clip(text, limit: int) -> str:
     text = str(text)
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
@@ -190,7 +146,7 @@ def channel_name(channel) -> str:
 
 FILTERS = {f.__name__: f for f in (
     number, thousands, signed_count, money, pct, signed, log_odds, day, moment, month, tenure,
-    plural, human, words,
+    plural, counted, spelled, period, human, words,
     feature_value, clip, fixed, xy, band_name, channel_name,
 )}
 

@@ -386,11 +386,7 @@ class CustomerPage:
 
 def _factor(spec: FeatureSpec, contribution: float, value) -> Factor:
     return Factor(spec.name, spec.label, spec.group, _value(value), float(contribution),
-                  spec.actionable, _is_share(spec))
-
-
-def _is_share(spec: FeatureSpec) -> bool:
-    return spec.kind == "numeric" and tuple(spec.bounds) == (0.0, 1.0)
+                  spec.actionable, spec.is_share)
 
 
 def _risk_change(state: ScoringState, customer_id) -> RiskChange:
@@ -411,7 +407,7 @@ def _risk_change(state: ScoringState, customer_id) -> RiskChange:
                                  g["contribution_to"], g["change"]) for g in answer["groups"]),
         features=tuple(
             FeatureChange(f["feature"], f["label"], f["driver_group"], _value(f["value_from"]),
-                          _value(f["value_to"]), f["change"], _is_share(specs[f["feature"]]))
+                          _value(f["value_to"]), f["change"], specs[f["feature"]].is_share)
             for f in answer["features"]),
     )
 

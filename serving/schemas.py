@@ -23,6 +23,7 @@ from pydantic import (
 
 from churn_risk.features.contract import CHANNELS, TABLES
 from churn_risk.serving.problems import FieldError
+from churn_risk.serving.views import CAMPAIGN_REST_DAYS, CROSS_SELL_MIN_PROPENSITY
 
 Channel = Literal[CHANNELS]  # type: ignore[valid-type]
 
@@ -177,6 +178,71 @@ class RecommendedAction(BaseModel):
                                            "of a next product; null for a general offer")
 
 
+class ChannelView(BaseModel):
+    """What every channel's view carries: the customer's one recommended action, shown to the
+    channel that carries it out, and named by its owner to every other."""
+
+    recommended_action: RecommendedAction | None = Field(
+        description="the result's `recommended_action` when this channel carries it out (its "
+                    "`channel` is this view's); null when another channel does or no action "
+                    "pays (`action_owner` tells which)")
+    action_owner: Channel | None = Field(
+        description="the channel that carries out the result's `recommended_action` (this "
+                    "one or another); null when no action pays")
+
+
+#: Rows of the customer's records: an open ticket (`opened_at`, `category`) or a late or
+#: damaged delivery (`promised_date`, `delivered_date`, `days_late`, `damaged`, `arrived`),
+#: with the columns the data has; dates YYYY-MM-DD.
+RecordRows = list[dict[str, Any]]
+
+
+class ContactCenterView(ChannelView):
+    say: list[str] = Field(
+        description="each reason raising the risk as a sentence an agent can read aloud: "
+                    "what was measured, over which period, and what to do (the recommended "
+                    "action when it answers that reason, else a suggestion for the reason's "
+                    "driver group)",
+        examples=[["Two late deliveries in the last three months — apologise and check that "
+                   "the next delivery is on track."]])
+    open_tickets: RecordRows = Field(description="tickets still open at `features_as_of`")
+    delivery_issues: RecordRows = Field(description="the latest late or damaged deliveries")
+
+
+class SalesView(ChannelView):
+    next_products: list[NextProduct]
+    retention_first: bool = Field(description="high or very high risk: keep before selling")
+
+
+class ServiceView(ChannelView):
+    open_tickets: RecordRows = Field(description="tickets still open at `features_as_of`")
+    delivery_issues: RecordRows = Field(description="the latest late or damaged deliveries")
+
+
+class WebView(ChannelView):
+    show_retention_offer: bool = Field(description="whether `retention_offer` is not null")
+    retention_offer: RecommendedAction | None = Field(
+        description="the result's `recommended_action` when it is a retention action, "
+                    "whichever channel carries it out (its `label`, `kind` and `channel` say "
+                    "which offer and who makes it); null otherwise")
+    show_support_shortcut: bool = Field(description="a service or delivery reason raises the "
+                                                    "risk")
+    suggest_families: list[str] = Field(
+        description=f"product families with a propensity of at least "
+                    f"{CROSS_SELL_MIN_PROPENSITY:.0%}")
+
+
+class CampaignView(ChannelView):
+    retention_eligible: bool = Field(description=f"high or very high risk and no campaign in "
+                                                 f"the last {CAMPAIGN_REST_DAYS} days")
+    cross_sell_eligible: bool = Field(description=f"lower risk, a likely next product and no "
+                                                  f"campaign in the last {CAMPAIGN_REST_DAYS} "
+                                                  "days")
+    contacted_in_last_days: int | None = Field(
+        description=f"{CAMPAIGN_REST_DAYS} when a campaign reached the customer in the last "
+                    f"{CAMPAIGN_REST_DAYS} days, else null")
+
+
 class CustomerScore(BaseModel):
     customer_id: CustomerId | None
     prediction_id: str | None = Field(
@@ -205,7 +271,9 @@ class CustomerScore(BaseModel):
         default=None, description="place in the value x risk matrix (null: no value model)")
     recommended_action: RecommendedAction | None = Field(
         default=None, description="null when no action pays")
-    channel_view: dict | None = None
+    channel_view: (ContactCenterView | SalesView | ServiceView | WebView | CampaignView
+                   | None) = Field(default=None, description="the view of the request's "
+                                                         "`channel`; null without one")
     warnings: list[FieldError] = Field(
         default_factory=list, description="what-if values scored although the model never saw "
                                           "anything like them in training")

@@ -154,22 +154,25 @@ def test_recommended_actions_are_typed_and_pay(served, known_ids):
     ("contact_center", {"say", "open_tickets", "delivery_issues"}),
     ("sales", {"next_products", "retention_first"}),
     ("service", {"open_tickets", "delivery_issues"}),
-    ("web", {"show_retention_offer", "show_support_shortcut", "suggest_families"}),
+    ("web", {"show_retention_offer", "retention_offer", "show_support_shortcut",
+             "suggest_families"}),
     ("campaign", {"retention_eligible", "cross_sell_eligible", "contacted_in_last_days"}),
 ])
 def test_every_channel_view(served, known_ids, channel, keys):
     status, answer = call(served["base"], "/score",
-                          {"customer_ids": known_ids[:20], "channel": channel})
+                          {"customer_ids": known_ids[:60], "channel": channel})
     assert status == 200
+    ScoreResponse.model_validate(answer)
     views = [r["channel_view"] for r in answer["results"]]
-    assert all(set(v) == keys | {"recommended_action"} for v in views)
-    for result in answer["results"]:  # the action shows in the view of the channel doing it
-        action = result["recommended_action"]
+    assert all(set(v) == keys | {"recommended_action", "action_owner"} for v in views)
+    for result in answer["results"]:  # the action shows in the view of the channel doing it,
+        action = result["recommended_action"]  # and every other view names that channel
         mine = action is not None and action["channel"] == channel
         assert result["channel_view"]["recommended_action"] == (action if mine else None)
+        assert result["channel_view"]["action_owner"] == (action and action["channel"])
     if channel == "contact_center":
         said = [s for v in views for s in v["say"]]
-        assert said and all(s.endswith(".") and "risk" in s for s in said)
+        assert said and all(s.endswith(".") and " — " in s and "the risk" not in s for s in said)
 
 
 def test_explanation_adds_up_to_the_score(served, known_ids):

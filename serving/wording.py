@@ -1,0 +1,94 @@
+"""Numbers, counts, periods and names in words: the one place that says them, for the page's
+filters (`page.py`) and the sentences of the channel views (`views.py`). No dependency on either,
+so both can import it."""
+
+from __future__ import annotations
+
+import math
+
+
+def finite(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def number(x, missing: str = "—") -> str:
+    """1,843 / 74 / 12.5 / 0.25."""
+    if not finite(x):
+        return missing
+    if abs(x) >= 100 or float(x).is_integer():
+        text = f"{x:,.0f}"
+    elif abs(x) >= 10:
+        text = f"{x:.1f}"
+    else:
+        text = f"{x:.2f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "-0.0", "") else text
+
+
+def tenure(days) -> str | None:
+    """812 days -> "2 years 2 months"."""
+    if not finite(days) or days < 0:
+        return None
+    if days < 60:
+        return plural(round(days), "day")
+    months = int(days / 30.4375)
+    if months < 12:
+        return f"{months} months"
+    years, months = divmod(months, 12)
+    return plural(years, "year") + (f" {plural(months, 'month')}" if months else "")
+
+
+def plural(n, one: str, many: str | None = None) -> str:
+    return f"{number(n)} {_noun(n, one, many)}"
+
+
+def counted(n, one: str, many: str | None = None) -> str:
+    """`plural` as said aloud: "two late deliveries", "no open tickets", "12 tickets"."""
+    return f"{spelled(n)} {_noun(n, one, many)}"
+
+
+def _noun(n, one: str, many: str | None) -> str:
+    return one if n == 1 else many or one + "s"
+
+
+NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+                "ten")
+
+
+def spelled(n) -> str:
+    """A small whole count in words (zero is "no"), any other number in figures: how an agent
+    reads counts aloud without stumbling over "2.0"."""
+    if finite(n) and float(n).is_integer() and 0 <= n < len(NUMBER_WORDS):
+        return NUMBER_WORDS[int(n)]
+    return number(n)
+
+
+def period(days) -> str:
+    """A window in days as people say it: 30 -> "month", 90 -> "three months", 365 -> "year",
+    730 -> "two years", 45 -> "45 days"."""
+    for length, one in ((365.25, "year"), (30.4375, "month")):
+        n = round(days / length)
+        if n >= 1 and abs(days - n * length) <= 0.03 * n * length:
+            return one if n == 1 else counted(n, one)
+    return plural(days, "day")
+
+
+def human(name) -> str:
+    """home_energy -> Home energy."""
+    text = str(name).replace("_", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
+def words(name) -> str:
+    """contact_center -> contact center."""
+    return str(name).replace("_", " ")
+
+
+def feature_value(value, share: bool = False) -> str:
+    """A feature value as an account manager reads it."""
+    if value is None:
+        return "not available"
+    if isinstance(value, str):
+        return value
+    if share and 0.0 <= value <= 1.0:
+        return f"{value * 100:.0f}%"
+    return number(value)
