@@ -578,61 +578,57 @@ class Store:
     def save_portfolio_drivers(self, model_name: str, version: str, frame: pd.DataFrame) -> None:
         """Replace this model version's `portfolio_drivers` with `frame` (segment, region,
         group, customers, expected, churners)."""
-        import sqlalchemy as sa
 
-        table = self._drivers_table()
-        rows = [{"model_name": model_name, "model_version": str(version),
-                 "segment": str(r.segment), "region": str(r.region), "driver_group": str(r.group),
-                 "customers": int(r.customers), "expected": float(r.expected),
-                 "churners": float(r.churners)} for r in frame.itertuples()]
-        with self._writing(), self.engine.begin() as conn:
-            table.create(conn, checkfirst=True)
-            conn.execute(sa.delete(table).where(table.c.model_name == model_name,
-                                                table.c.model_version == str(version)))
-            if rows:
-                conn.execute(sa.insert(table), rows)
+        self._replace_version(self._drivers_table(), model_name, version, [
+            {"segment": str(r.segment), "region": str(r.region), "driver_group": str(r.group),
+             "customers": int(r.customers), "expected": float(r.expected),
+             "churners": float(r.churners)} for r in frame.itertuples()])
 
     def portfolio_drivers(self, model_name: str, version: str) -> pd.DataFrame | None:
         """`save_portfolio_drivers`'s frame of this model version (None: none kept)."""
-        import sqlalchemy as sa
 
         table = self._drivers_table()
-        with self.engine.connect() as conn:
-            if not sa.inspect(conn).has_table(DRIVERS):
-                return None
-            frame = pd.read_sql_query(sa.select(
-                table.c.segment, table.c.region, table.c.driver_group.label("group"),
-                table.c.customers, table.c.expected, table.c.churners).where(
-                table.c.model_name == model_name, table.c.model_version == str(version)), conn)
-        return frame if len(frame) else None
+        return self._version_rows(table, model_name, version, [
+            table.c.segment, table.c.region, table.c.driver_group.label("group"),
+            table.c.customers, table.c.expected, table.c.churners])
 
     def save_portfolio_counts(self, model_name: str, version: str, frame: pd.DataFrame) -> None:
         """Replace this model version's `portfolio_counts` with `frame` (`served_counts` by
         quadrant, risk_band, segment and region)."""
-        import sqlalchemy as sa
+
+        self._replace_version(self._counts_table(), model_name, version, [
+            {c: None if v is None or v != v else v for c, v in row.items()}
+            for row in frame.to_dict("records")])
+
+    def portfolio_counts(self, model_name: str, version: str) -> pd.DataFrame | None:
+        """`save_portfolio_counts`'s frame of this model version (None: never counted)."""
 
         table = self._counts_table()
-        rows = [{"model_name": model_name, "model_version": str(version),
-                 **{c: None if v is None or v != v else v for c, v in row.items()}}
-                for row in frame.to_dict("records")]
+        return self._version_rows(table, model_name, version, [
+            table.c.quadrant, table.c.risk_band, table.c.segment, table.c.region,
+            table.c.customers, table.c.value_at_risk])
+
+    def _replace_version(self, table, model_name: str, version: str, rows: list[dict]) -> None:
+        """Replace a model version's rows of a per-version table, in one transaction."""
+        import sqlalchemy as sa
+
+        rows = [{"model_name": model_name, "model_version": str(version), **r} for r in rows]
         with self._writing(), self.engine.begin() as conn:
             table.create(conn, checkfirst=True)
             conn.execute(sa.delete(table).where(table.c.model_name == model_name,
                                                 table.c.model_version == str(version)))
-            if rows:
-                conn.execute(sa.insert(table), rows)
+            for start in range(0, len(rows), _BATCH_ROWS):
+                conn.execute(sa.insert(table), rows[start:start + _BATCH_ROWS])
 
-    def portfolio_counts(self, model_name: str, version: str) -> pd.DataFrame | None:
-        """`save_portfolio_counts`'s frame of this model version (None: never counted)."""
+    def _version_rows(self, table, model_name: str, version: str,
+                      columns: list) -> pd.DataFrame | None:
+        """A model version's rows of a per-version table (None: none, or no table)."""
         import sqlalchemy as sa
 
-        table = self._counts_table()
         with self.engine.connect() as conn:
-            if not sa.inspect(conn).has_table(COUNTS):
+            if not sa.inspect(conn).has_table(table.name):
                 return None
-            frame = pd.read_sql_query(sa.select(
-                table.c.quadrant, table.c.risk_band, table.c.segment, table.c.region,
-                table.c.customers, table.c.value_at_risk).where(
+            frame = pd.read_sql_query(sa.select(*columns).where(
                 table.c.model_name == model_name, table.c.model_version == str(version)), conn)
         return frame if len(frame) else None
 
@@ -656,17 +652,9 @@ class Store:
                                  frame: pd.DataFrame) -> None:
         """Replace this model version's worklist candidates with `frame`
         (`serving.worklist.CANDIDATE_COLUMNS`)."""
-        import sqlalchemy as sa
 
-        table = self._candidates_table()
-        rows = [{"model_name": model_name, "model_version": str(version), **row}
-                for row in frame.to_dict("records")]
-        with self._writing(), self.engine.begin() as conn:
-            table.create(conn, checkfirst=True)
-            conn.execute(sa.delete(table).where(table.c.model_name == model_name,
-                                                table.c.model_version == str(version)))
-            for start in range(0, len(rows), _BATCH_ROWS):
-                conn.execute(sa.insert(table), rows[start:start + _BATCH_ROWS])
+        self._replace_version(self._candidates_table(), model_name, version,
+                              frame.to_dict("records"))
 
     def worklist_candidates(self, model_name: str, version: str, channel: str,
                             where: Mapping[str, Iterable] | None = None,
