@@ -37,7 +37,8 @@ def fill(store, n: int, rng: np.random.Generator) -> None:
     for start in range(0, n, 50_000):
         rows = [(str(100_000 + i), as_of.to_pydatetime(), f'{{"id": {i}}}', float(p[i]),
                  str(bands[i]), float(var[i]), str(quadrant[i]), str(action[i]),
-                 str(segment[i]), str(region[i])) for i in range(start, min(n, start + 50_000))]
+                 str(segment[i]), str(region[i]), f"Customer {i}")
+                for i in range(start, min(n, start + 50_000))]
         store.save_scores("churn-risk", "1", rows)
     candidates = pd.DataFrame({
         "channel": "contact_center", "customer_id": [str(100_000 + i) for i in range(5_000)],
@@ -91,6 +92,7 @@ def main() -> None:
                 ("manager: quadrants of one segment (kept counts)",
                  lambda: rows.counts("quadrant", manager)),
                 ("search: id prefix", lambda: rows.listing({}, "10012", 50, 0)),
+                ("search: part of a name", lambda: rows.listing({}, "omer 4242", 50, 0)),
                 ("search: exact id", lambda: rows.has("100123")),
                 ("worklist: a channel's candidates", lambda: rows.candidates(
                     "contact_center", {})),

@@ -64,7 +64,7 @@ SCORES = "served_scores"
 #: Columns of `served_scores` beside the payload, for the portfolio in aggregate and in lists
 #: (`portfolio_summary`, `served_counts`, `served_list`), in the order rows give them.
 SCORE_SUMMARY = ("churn_probability", "risk_band", "value_at_risk", "quadrant",
-                 "recommended_action", "segment", "region")
+                 "recommended_action", "segment", "region", "name")
 #: Per model version, segment, region and driver group: the leavers the group accounts for in
 #: the newest portfolio scoring (`serving.home.driver_churn`), for the home page.
 DRIVERS = "portfolio_drivers"
@@ -102,6 +102,13 @@ class WriteResult:
     @property
     def duplicates(self) -> dict[str, int]:
         return {name: self.received[name] - self.stored.get(name, 0) for name in self.received}
+
+
+def search_terms(query: str) -> tuple[str, str | None]:
+    """What a search for `query` matches: ids starting with it, and, unless it is all digits
+    (an id), names holding it, case aside: (id prefix, lower-case name part or None)."""
+    query = query.strip()
+    return query, None if query.isdigit() else query.lower()
 
 
 def new_prediction_id() -> str:
@@ -501,22 +508,28 @@ class Store:
             return pd.read_sql_query(query, conn)
 
     def served_list(self, model_name: str, version: str,
-                    where: Mapping[str, Iterable] | None = None, id_prefix: str | None = None,
+                    where: Mapping[str, Iterable] | None = None, query: str | None = None,
                     limit: int = 50, offset: int = 0) -> tuple[pd.DataFrame, int]:
         """This model version's served customers (`customer_key`, `features_as_of` and
-        `SCORE_SUMMARY`) whose columns hold one of `where`'s values and whose key starts with
-        `id_prefix`, the largest value at risk first: `limit` of them from `offset`, and how
-        many there are."""
+        `SCORE_SUMMARY`) whose columns hold one of `where`'s values and who match `query`
+        (`search_terms`: an id starting with it, or a name holding it), the largest value at
+        risk first: `limit` of them from `offset`, and how many there are."""
         import sqlalchemy as sa
 
         table = self._scores_table()
         conditions = self._served(table, model_name, version, where)
-        if id_prefix:
-            escaped = id_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            conditions.append(table.c.customer_key.like(f"{escaped}%", escape="\\"))
+        if query:
+            prefix, name = search_terms(query)
+            escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            by_id = table.c.customer_key.like(f"{escaped}%", escape="\\")
             if self.engine.dialect.name == "sqlite":  # binary order: a range the key answers
-                conditions += [table.c.customer_key >= id_prefix,
-                               table.c.customer_key < id_prefix + "\U0010ffff"]
+                by_id = sa.and_(by_id, table.c.customer_key >= prefix,
+                                table.c.customer_key < prefix + "\U0010ffff")
+            if name is not None:
+                part = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                by_id = sa.or_(by_id, sa.func.lower(table.c.name).like(f"%{part}%",
+                                                                        escape="\\"))
+            conditions.append(by_id)
         columns = [table.c.customer_key, table.c.features_as_of,
                    *(table.c[c] for c in SCORE_SUMMARY)]
         empty = pd.DataFrame(columns=[c.name for c in columns])
@@ -747,7 +760,8 @@ class Store:
                      sa.Column("quadrant", sa.String(40)),
                      sa.Column("recommended_action", sa.String(200)),
                      sa.Column("segment", sa.Text),
-                     sa.Column("region", sa.Text))
+                     sa.Column("region", sa.Text),
+                     sa.Column("name", sa.Text))
         return self.metadata.tables[SCORES]
 
     def _create_scores(self, conn) -> None:

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 import numpy as np
 import pandas as pd
 
-from churn_risk.features.store import SCORE_SUMMARY
+from churn_risk.features.store import SCORE_SUMMARY, search_terms
 from churn_risk.models.portfolio import QUADRANT_LABELS, QUADRANTS
 from churn_risk.serving.worklist import WorklistRules, channel_candidates, fill_worklist
 
@@ -42,10 +42,11 @@ class Rows:
         """`by`, `customers`, `value_at_risk` per value of the column `by`."""
         raise NotImplementedError
 
-    def listing(self, where: dict[str, set], id_prefix: str | None, limit: int,
+    def listing(self, where: dict[str, set], query: str | None, limit: int,
                 offset: int) -> tuple[pd.DataFrame, int]:
-        """`customer_key` and the summary columns, the largest value at risk first; and how
-        many match."""
+        """`customer_key` and the summary columns of the customers matching `query` (an id
+        prefix or a part of a name: `store.search_terms`), the largest value at risk first;
+        and how many match."""
         raise NotImplementedError
 
     def has(self, key: str) -> bool:
@@ -95,8 +96,8 @@ class StoreRows(Rows):
                                                                 CUBE))
         return kept[1]
 
-    def listing(self, where, id_prefix, limit, offset):
-        return self.store.served_list(self.model_name, self.version, where, id_prefix, limit,
+    def listing(self, where, query, limit, offset):
+        return self.store.served_list(self.model_name, self.version, where, query, limit,
                                       offset)
 
     def has(self, key):
@@ -143,20 +144,25 @@ class FrameRows(Rows):
     def has(self, key):
         return key in self._keys
 
-    def _matching(self, where: dict[str, set], id_prefix: str | None = None) -> pd.DataFrame:
+    def _matching(self, where: dict[str, set], query: str | None = None) -> pd.DataFrame:
         keep = pd.Series(True, index=self.frame.index)
         for column, values in where.items():
             keep &= self.frame[column].astype(str).isin({str(v) for v in values})
-        if id_prefix:
-            keep &= self.frame["customer_key"].str.startswith(id_prefix)
+        if query:
+            prefix, name = search_terms(query)
+            found = self.frame["customer_key"].str.startswith(prefix)
+            if name is not None:
+                found |= self.frame["name"].fillna("").str.lower().str.contains(name,
+                                                                                 regex=False)
+            keep &= found
         return self.frame[keep]
 
     def counts(self, by, where):
         rows = self._matching(where).assign(customers=1)
         return _sums(rows, by, {})
 
-    def listing(self, where, id_prefix, limit, offset):
-        rows = self._matching(where, id_prefix)
+    def listing(self, where, query, limit, offset):
+        rows = self._matching(where, query)
         ordered = rows.sort_values(["value_at_risk", "customer_key"], ascending=[False, True],
                                    na_position="last", kind="stable")
         return ordered.iloc[offset:offset + limit].reset_index(drop=True), len(rows)
@@ -290,6 +296,7 @@ class Listed:
     """A customer in a list."""
 
     customer_id: str
+    name: str | None
     probability: float | None
     band: str | None
     value_at_risk: float | None
@@ -407,7 +414,8 @@ def _listed(frame: pd.DataFrame, policy) -> tuple[Listed, ...]:
         return None if v is None or v != v else float(v)
 
     return tuple(
-        Listed(str(r.customer_key), number(r.churn_probability), text(r.risk_band),
+        Listed(str(r.customer_key), text(getattr(r, "name", None)), number(r.churn_probability),
+               text(r.risk_band),
                number(r.value_at_risk), text(r.quadrant),
                None if text(r.recommended_action) in (None, "none")
                else policy.action_label(r.recommended_action),
@@ -434,7 +442,7 @@ def _filter_words(column: str, value: str) -> str:
 def _title(filters: dict[str, str], query: str) -> str:
     words = [_filter_words(k, v) for k, v in filters.items() if v]
     if query:
-        words.append(f"ids starting with {query}")
+        words.append(f"“{query}”")
     return "Customers" + (f": {', '.join(words)}" if words else "")
 
 

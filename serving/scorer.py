@@ -151,9 +151,10 @@ class ScoringState:
     def __init__(self, bundle: ChurnBundle, model: ModelRef, prep: PreparedData | None,
                  as_of: pd.Timestamp, quiet: bool = False,
                  watermark: pd.Timestamp | None = None, frame: pd.DataFrame | None = None,
-                 history: History | None = None):
+                 history: History | None = None, names: pd.Series | None = None):
         """`prep` featured as of `as_of`; or, given, the customers' feature rows `frame` and
-        their `history` (without `prep`: for the store, `stored_rows`)."""
+        their `history` (without `prep`: for the store, `stored_rows`); `names`: the customers'
+        names by key (default: `prep`'s customers table's, when it has them)."""
         self.bundle = bundle
         self.model = model
         self.model_dict = model.as_dict()
@@ -194,6 +195,7 @@ class ScoringState:
             = None
         self.values = self.frame[bundle.feature_names].to_numpy(dtype=object)
         self.history = History(prep, as_of) if history is None else history
+        self.names = names if names is not None else customer_names(prep)
         self.specs = bundle.specs
         self.seconds_to_build = time.perf_counter() - started
         (logger.debug if quiet else logger.info)(
@@ -231,16 +233,20 @@ class ScoringState:
 
     def summary_rows(self) -> list[tuple]:
         """Per customer, the `SCORE_SUMMARY` values (probability, band, value at risk,
-        quadrant, recommended action, segment, region): what lists and aggregates read."""
+        quadrant, recommended action, segment, region, name): what lists and aggregates
+        read."""
         segment = (self.frame["segment"] if "segment" in self.frame
                    else pd.Series(None, index=self.frame.index))
         region = (self.frame["region"] if "region" in self.frame
                   else pd.Series(None, index=self.frame.index))
+        names = getattr(self, "names", None)
+        named = ([None] * len(self.ids) if names is None
+                 else names.reindex([_key(c) for c in self.ids]).tolist())
         return [(float(p), str(b), var, quadrant, action["action"] if action else NO_ACTION,
-                 _text(s), _text(r))
-                for p, b, (_, _, var, quadrant, action), s, r in zip(
+                 _text(s), _text(r), _text(n))
+                for p, b, (_, _, var, quadrant, action), s, r, n in zip(
                     self.probability, self.band, self.portfolio, segment.tolist(),
-                    region.tolist(), strict=True)]
+                    region.tolist(), named, strict=True)]
 
     @classmethod
     def restored(cls, bundle: ChurnBundle, model: ModelRef, payload: str,
@@ -638,6 +644,15 @@ def _date_limit(prep: PreparedData | None, as_of: pd.Timestamp) -> pd.Timestamp:
     for a live snapshot (as of a moment) the day after that moment."""
     moment = as_of.normalize() + pd.Timedelta(days=1) if as_of != as_of.normalize() else as_of
     return moment if prep is None else max(scoring_as_of(prep), moment)
+
+
+def customer_names(prep: PreparedData | None) -> pd.Series | None:
+    """Customer key -> name, when the customers table has names (None otherwise)."""
+    if prep is None or "name" not in prep.customers:
+        return None
+    customers = prep.customers
+    return pd.Series(customers["name"].to_numpy(),
+                     index=[_key(c) for c in customers["customer_id"].tolist()])
 
 
 def _text(value) -> str | None:

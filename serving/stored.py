@@ -28,7 +28,14 @@ from churn_risk.features.dates import as_of_text
 from churn_risk.features.store import Store
 from churn_risk.features.validation import CrmData
 from churn_risk.models.bundle import ChurnBundle
-from churn_risk.serving.scorer import History, ModelRef, ScoringState, _date_limit, _key
+from churn_risk.serving.scorer import (
+    History,
+    ModelRef,
+    ScoringState,
+    _date_limit,
+    _key,
+    customer_names,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -75,12 +82,14 @@ def materialise(store: Store, bundle: ChurnBundle, model: ModelRef, as_of: pd.Ti
     frame = build_snapshot(prep, as_of, bundle.feature_config, bundle.target)
     frame = frame.reset_index(drop=True)
     history = History(prep, as_of, keep_frames=False)
+    names = customer_names(prep)
     del prep
     total = len(frame)
     drivers, candidates = [], None
     for start in range(0, total, chunk):
         part = ScoringState(bundle, model, None, as_of, quiet=True, watermark=watermark,
-                            frame=frame.iloc[start:start + chunk], history=history)
+                            frame=frame.iloc[start:start + chunk], history=history,
+                            names=names)
         store.save_scores(model.name, model.version, part.stored_rows())
         drivers.append(driver_churn(part))
         candidates = top_candidates([candidates, channel_candidates(part)])

@@ -26,6 +26,7 @@ import pandas as pd
 
 from churn_risk.features.io import write_frame
 from churn_risk.features.lifecycle import PreparedData
+from churn_risk.features.store import SCORE_SUMMARY
 from churn_risk.models.bundle import ChurnBundle
 from churn_risk.models.portfolio import NO_ACTION
 
@@ -165,9 +166,7 @@ def channel_candidates(state) -> pd.DataFrame:
         **{f"group_{g}": groups[g].to_numpy() for g in groups.columns}})
     scored["horizon_margin"] = scored["horizon_margin"].astype(float)
     scored["lifetime_value"] = scored["lifetime_value"].astype(float)
-    summary = pd.DataFrame(state.summary_rows(), columns=[
-        "churn_probability", "risk_band", "value_at_risk", "quadrant", "recommended_action",
-        "segment", "region"])
+    summary = pd.DataFrame(state.summary_rows(), columns=list(SCORE_SUMMARY))
     frames = []
     for channel in CHANNELS:
         if not any(a.channel == channel for a in bundle.policy.actions):

@@ -55,12 +55,18 @@ def test_the_store_counts_and_lists_the_portfolio_as_the_snapshot_does(state, st
                 assert a["customers"].tolist() == b["customers"].tolist()
                 assert a["value_at_risk"].to_numpy() == pytest.approx(
                     b["value_at_risk"].to_numpy())
-            for prefix, offset in ((None, 0), (None, 7), (str(state.ids[0])[:4], 0)):
+            named = in_memory.frame["name"].dropna()
+            assert len(named) == len(state.ids)  # the demo's customers have names
+            fragment = named.iloc[0].split()[-1][1:4].upper()  # part of a family name
+            for prefix, offset in ((None, 0), (None, 7), (str(state.ids[0])[:4], 0),
+                                   (fragment, 0)):
                 a, total_a = in_memory.listing(where, prefix, 20, offset)
                 b, total_b = stored.listing(where, prefix, 20, offset)
                 assert total_a == total_b
                 assert a["customer_key"].tolist() == b["customer_key"].tolist()
         assert stored.has(str(state.ids[0])) and not stored.has("no-such-customer")
+        found, total = stored.listing({}, fragment, 500, 0)
+        assert total > 0 and found["name"].str.lower().str.contains(fragment.lower()).all()
         # the refresher's recount: the same counts, from a few hundred rows
         home.recount(store, "churn-risk", "3")
         assert len(store.portfolio_counts("churn-risk", "3")) < len(state.ids)
