@@ -10,7 +10,7 @@ import re
 import pandas as pd
 import pytest
 
-from churn_risk.features.store import Store
+from churn_risk.features.store import SCORE_SUMMARY, Store
 from churn_risk.models.portfolio import QUADRANTS
 from churn_risk.serving import home, launch
 from churn_risk.serving.people import (
@@ -85,7 +85,7 @@ def test_the_home_counts_only_a_managers_portfolio_and_lists_by_value_at_risk(st
     bands = tuple(name for name, _ in state.bundle.risk_bands)
     everyone = home.home(rows, None, bands, state.bundle.policy)
     consumers = home.home(rows, _manager("consumer"), bands, state.bundle.policy)
-    segments = pd.Series([s for *_, s, _ in state.summary_rows()])
+    segments = pd.DataFrame(state.summary_rows(), columns=list(SCORE_SUMMARY))["segment"]
     assert everyone.customers == len(state.ids)
     assert consumers.customers == int((segments == "consumer").sum()) < everyone.customers
     assert sum(c.customers for c in consumers.cells) == consumers.customers
@@ -236,7 +236,7 @@ def test_a_manager_goes_from_home_to_a_cell_to_a_customer_and_back_in_chromium(s
             f"/customers?quadrant={quadrant}"
         listed = tab.evaluate("document.querySelector('#list h2').innerText")
         segments = tab.evaluate("[...document.querySelectorAll('table.customers tbody tr')]"
-                                ".map(r => r.children[1].innerText)")
+                                ".map(r => r.children[2].innerText)")  # Segment
         list_shot = tab.screenshot(tmp_path / "list.png")
         first = tab.evaluate("document.querySelector('table.customers tbody a').innerText")
         tab.evaluate("document.querySelector('table.customers tbody a').click()",
