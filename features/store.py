@@ -525,10 +525,11 @@ class Store:
             if self.engine.dialect.name == "sqlite":  # binary order: a range the key answers
                 by_id = sa.and_(by_id, table.c.customer_key >= prefix,
                                 table.c.customer_key < prefix + "\U0010ffff")
-            if name is not None:
+            if name is not None:  # SQLite's LIKE ignores case by itself, and then reads the index
                 part = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                by_id = sa.or_(by_id, sa.func.lower(table.c.name).like(f"%{part}%",
-                                                                        escape="\\"))
+                matching = (table.c.name.like if self.engine.dialect.name == "sqlite"
+                            else table.c.name.ilike)
+                by_id = sa.or_(by_id, matching(f"%{part}%", escape="\\"))
             conditions.append(by_id)
         columns = [table.c.customer_key, table.c.features_as_of,
                    *(table.c[c] for c in SCORE_SUMMARY)]
@@ -782,7 +783,8 @@ class Store:
         # the pages' lists and counts walk this index, never the payloads (`served_list`)
         conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {SCORES_PORTFOLIO_INDEX} ON {SCORES} "
                              f"(model_name, model_version, value_at_risk, "
-                             f"{', '.join(c for c in SCORE_SUMMARY if c != 'value_at_risk')})")
+                             f"{', '.join(c for c in SCORE_SUMMARY if c != 'value_at_risk')}, "
+                             "customer_key, features_as_of)")
         self._scores_ready = True
 
     def _runs_table(self):
