@@ -88,7 +88,7 @@ class History:
 
     def __init__(self, prep: PreparedData, as_of: pd.Timestamp, keep_frames: bool = True):
         self.as_of = as_of
-        start = as_of - pd.Timedelta(days=HISTORY_DAYS)
+        self.start = start = as_of - pd.Timedelta(days=HISTORY_DAYS)
         self.frames: dict[str, pd.DataFrame] = {}
         self.rows: dict[str, dict[str, np.ndarray]] = {}
         for table, column in (("tickets", "opened_at"), ("deliveries", "promised_date"),
