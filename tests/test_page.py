@@ -725,3 +725,30 @@ def test_probability_states_its_period_wherever_it_is_shown(sample):
         assert "Chance of leaving within 90 days" in text
         final = page_module.pct(page.risk.probability)
         assert f"chance of leaving within 90 days shown on this page is {final}" in text
+
+
+@pytest.mark.slow
+def test_plain_words_pages_in_chromium(state, rich, sample):
+    """Screenshots to look at (/tmp/page-*.png): a retention customer and a low-risk one."""
+    low = next(p for p, _ in sample if p.risk.band == "low")
+    for name, page in (("rich", rich), ("low", low)):
+        document = Path(f"/tmp/page-{name}.html")
+        document.write_text(render_customer_page(page), encoding="utf-8")
+        shot = browser.screenshot(document.as_uri(), f"/tmp/page-{name}.png", height=3000)
+        browser.assert_painted(shot, (1280, 3000))
+        text = _visible(browser.dump_dom(document.as_uri()))
+        assert "Chance of leaving within 90 days" in text and "€" in text
+        assert not any(phrase.lower() in text.lower() for phrase in JARGON)
+
+
+def test_a_next_product_offer_agrees_with_the_next_products_panel(rich):
+    """The action's product and the panel's first family are one or the page says why."""
+    top, other = rich.next_products[0], rich.next_products[1]
+    growth = dataclasses.replace(rich.action, kind="growth", reason=other.family)
+    action = _section(render_customer_page(_with(rich, action=growth)), "recommended-action")
+    said = _visible(action)
+    assert f"offered rather than {top.family.replace('_', ' ').capitalize()}" in said
+    assert f"the most likely, {page_module.pct(top.propensity, 0)}" in said
+    agreed = dataclasses.replace(growth, reason=top.family)
+    assert "offered-instead" not in _section(render_customer_page(_with(rich, action=agreed)),
+                                             "recommended-action")
