@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import date
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -487,6 +488,14 @@ class ScoringState:
                           {"required": list(self.bundle.feature_names)}],
                 "description": "feature name -> value; with a customer_id, the given features "
                                "override that customer's, else every feature is needed"}
+
+    def left_on(self, customer_id) -> date | None:
+        """The day a customer the data know, but the snapshot no longer scores, left
+        (`labels.left_on`); None otherwise."""
+        from churn_risk.features.labels import left_on
+
+        left = left_on(self.prep, self.as_of.to_datetime64(), self.bundle.target, customer_id)
+        return None if left is None else pd.Timestamp(left).date()
 
     def page_model(self, customer_id) -> CustomerPage:
         """The account manager's page of one customer (`pagemodel.CustomerPage`), built from

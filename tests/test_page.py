@@ -752,3 +752,15 @@ def test_a_next_product_offer_agrees_with_the_next_products_panel(rich):
     agreed = dataclasses.replace(growth, reason=top.family)
     assert "offered-instead" not in _section(render_customer_page(_with(rich, action=agreed)),
                                              "recommended-action")
+
+
+def test_a_former_customer_is_named_as_one(state, prep):
+    """Not yet a page of its own: `left_on` says when they left, for the 404 to say so."""
+    known = prep.customers["customer_id"].astype(str)
+    signed = prep.customers["signup_date"] < state.as_of
+    former = next(c for c, s in zip(known, signed, strict=True) if s and c not in state.row_of)
+    left = state.left_on(former)
+    assert left is not None and left < state.as_of.date()
+    with pytest.raises(UnknownCustomer):
+        state.page_model(former)
+    assert state.left_on(state.ids[0]) is None and state.left_on("no-such-id") is None
