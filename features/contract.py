@@ -191,7 +191,7 @@ SURVEYS = Table(
         Column("nps", "float", min_value=0.0, max_value=10.0),
     ),
     "Satisfaction and its drivers. Extra numeric columns are driver scores (benefits, problems, "
-    "price, ...) and become features.",
+    "price, ...) on the same 0 to 10 scale and become features.",
     event_time="timestamp",
     references=(("customer_id", "customers"),),
     extra_columns="numeric_drivers",

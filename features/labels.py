@@ -343,6 +343,26 @@ def population(prep: PreparedData, as_of: np.datetime64, target: Target) -> pd.D
     return customers.loc[keep]
 
 
+def left_on(prep: PreparedData, as_of: np.datetime64, target: Target, customer_id
+            ) -> np.datetime64 | None:
+    """When a customer of the data who is no longer scored at `as_of` (not in `population`)
+    left: the end of their last subscription, else their last purchase; None for a current
+    customer or an id the data do not know."""
+    customers = signed_up_before(prep, as_of)
+    mine = customers.loc[customers["customer_id"].astype(str).to_numpy() == str(customer_id)]
+    if not len(mine) or mine["_pos"].iloc[0] in set(population(prep, as_of, target)["_pos"]):
+        return None
+    pos = mine["_pos"].iloc[0]
+    for table, column in (("subscriptions", "end_date"), ("transactions", "timestamp")):
+        if prep.has(table) and column in prep.events[table]:
+            events = prep.events[table]
+            times = _optional_times(events, column)[events["_pos"].to_numpy() == pos]
+            times = times[~np.isnat(times) & (times < as_of)]
+            if len(times):
+                return times.max()
+    return None
+
+
 def horizon_complete(prep: PreparedData, as_of: np.datetime64, target: Target,
                      end: np.datetime64 | None = None) -> bool:
     """Whether the data cover `[as_of, as_of + horizon_days)`: derived labels, spend and

@@ -52,6 +52,8 @@ class FeatureSpec:
     #: The period the feature counts over, in days before `as_of` (the `_90d` of its name);
     #: None for a state as of the moment (products held, days since the last contact).
     window_days: int | None = None
+    #: The top of the answer scale of a survey score ("2 out of 10"); None: not a survey score.
+    scale: float | None = None
 
     @property
     def actionable(self) -> bool:
@@ -224,6 +226,9 @@ def _rows(prep: PreparedData, table: str, time_col: str, slot_of: np.ndarray, n:
 #: Bounds of the values a feature can take (`FeatureSpec.bounds`).
 COUNT = (0.0, None)
 SHARE = (0.0, 1.0)
+#: The answer scale of every survey score, satisfaction, NPS and the driver scores alike (the
+#: data contract's `surveys`: 0 to 10).
+SURVEY_SCALE = (0.0, 10.0)
 DAYS = (0.0, None)
 
 Block = Iterator[tuple[FeatureSpec, np.ndarray]]
@@ -539,7 +544,7 @@ def survey_features(
         values = _as_float(f[column])[in_history]
         last = recent_rows.latest(values)
         yield FeatureSpec(f"{column}_last", f"{label} (latest answer)", "satisfaction",
-                          source=src, bounds=(0.0, 10.0)), last
+                          source=src, bounds=SURVEY_SCALE, scale=SURVEY_SCALE[1]), last
         yield (
             FeatureSpec(f"{column}_trend_{h}d",
                         f"{label}: latest answer vs the average over {h} days", "satisfaction",
@@ -552,7 +557,7 @@ def survey_features(
         yield (
             FeatureSpec(f"survey_{driver}_last",
                         f"Survey score for {driver.replace('_', ' ')} (latest answer)", group,
-                        source=src),
+                        source=src, scale=SURVEY_SCALE[1]),
             recent_rows.latest(values),
         )
 

@@ -77,6 +77,18 @@ class ValueSettings(BaseModel):
     currency: str = Field("€", min_length=1, max_length=8)
 
 
+def money(value: float, currency: str = ValueSettings().currency) -> str:
+    """An amount as people read it, the currency first: €812, €35,412, €2M, €1.25M, €12.7M,
+    €2.1bn (the one money format of figures, reports and the customer page alike)."""
+    value = float(value)
+    sign = "-" if value < 0 else ""
+    for size, suffix in ((1e9, "bn"), (1e6, "M")):
+        if abs(value) >= size:
+            digits = f"{abs(value) / size:,.2f}".rstrip("0").rstrip(".")
+            return f"{sign}{currency}{digits}{suffix}"
+    return f"{sign}{currency}{abs(value):,.0f}"
+
+
 class MatrixSettings(BaseModel):
     """The value split of the matrix: absolute when given, else this quantile of the portfolio.
     (The risk split is no setting of its own: it is the `high` risk band's lower edge.)"""
@@ -112,7 +124,7 @@ class Action(BaseModel):
     #: (0.25: the prior's 95% interval is about a factor 1.6 on the churn of treated customers).
     #: Measurements with smaller errors outweigh it; a handful of outcomes barely moves it.
     success_prior_sd: float = Field(0.25, gt=0)
-    success_source: str = "catalogue prior"
+    success_source: str = "our starting estimate"
     #: The rate's interval (`with_measured_success`); None: never computed (an older bundle).
     success_low: float | None = None
     success_high: float | None = None
@@ -240,9 +252,9 @@ def with_measured_success(actions: tuple[Action, ...], measured: dict[str, dict]
         mean, sd = weighted / precision, precision**-0.5
         rate, low, high = (float(np.clip(-np.expm1(v), 0.0, 1.0))
                            for v in (mean, mean + z * sd, mean - z * sd))
-        source = f"catalogue prior {prior_rate:.0%}"
+        source = f"our starting estimate {prior_rate:.0%}"
         if found:
-            source += (" updated by " + " and ".join(
+            source += (", updated by " + " and ".join(
                 f"{what} (measured {m['rate']:.0%}, {m['n_treatment']:,} treated, "
                 f"{m['n_control']:,} compared)" for what, m in found))
         out.append(action.model_copy(update={

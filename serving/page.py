@@ -19,6 +19,8 @@ from datetime import date, datetime
 
 import jinja2
 
+from churn_risk.features.lifecycle import SURVEY_SCALE
+from churn_risk.models import portfolio
 from churn_risk.models.portfolio import QUADRANT_LABELS
 from churn_risk.serving import charts
 from churn_risk.serving.charts import CHANGE_ROWS, WATERFALL_BARS
@@ -57,6 +59,17 @@ QUADRANT_NOTES = {
     "grow": "Lower value and low risk: room to grow with the next product.",
     "let_go": "Lower value and high risk: retention spending is unlikely to pay back.",
 }
+#: The `let_go` note when an action does pay for this customer (the action is the one source of
+#: truth: the note must not contradict the offer right below it).
+LET_GO_WITH_ACTION = ("Lower value and high risk: most retention spending would not pay back, "
+                      "but the action below is expected to.")
+
+
+def quadrant_note(quadrant, action) -> str:
+    """What the customer's place in the value x risk matrix means, given the action paid."""
+    if quadrant == "let_go" and action is not None:
+        return LET_GO_WITH_ACTION
+    return QUADRANT_NOTES.get(quadrant, "")
 
 
 # --------------------------------------------------------------------------------------------
@@ -79,8 +92,9 @@ def signed_count(x) -> str:
     return f"+{text}" if x > 0 else f"−{text}"
 
 
-def money(x) -> str:
-    return number(x, missing="not available")
+def money(x, currency: str) -> str:
+    """An amount in the model's currency (`ValueSettings.currency`), as the figures write it."""
+    return portfolio.money(x, currency) if finite(x) else "not available"
 
 
 def pct(p, digits: int = 1) -> str:
@@ -164,7 +178,7 @@ def environment() -> jinja2.Environment:
     env.globals.update(RAISES=charts.RAISES, LOWERS=charts.LOWERS, BANDS=BANDS,
                        QUADRANT_NOTES=QUADRANT_NOTES, TABLE_ROWS=TABLE_ROWS,
                        QUADRANT_LABELS=QUADRANT_LABELS,
-                       PAST_RECOMMENDATIONS=PAST_RECOMMENDATIONS)
+                       PAST_RECOMMENDATIONS=PAST_RECOMMENDATIONS, SURVEY_SCALE=SURVEY_SCALE)
     return env
 
 
@@ -178,7 +192,10 @@ def render_customer_page(page: CustomerPage, viewer=None) -> str:
         page=page,
         viewer=viewer,
         waterfall=charts.waterfall(page.explanation, page.risk.probability),
+        reasons=page.explanation.raising(WATERFALL_BARS),
         favour=page.explanation.in_favour(FAVOUR_AMONG),
+        quadrant_note=quadrant_note(page.value.quadrant, page.action),
+        currency=page.currency,
         change_rows=charts.change_rows(page.risk_change.groups),
         changed_features=[f for f in page.risk_change.features if f.change][:CHANGE_FEATURES],
         products=charts.product_bars(page.next_products),

@@ -52,6 +52,8 @@ class Factor:
     actionable: bool
     #: The value is a share in [0, 1] (shown as a percentage).
     share: bool = False
+    #: The top of a survey score's scale (`FeatureSpec.scale`: "2 out of 10").
+    scale: float | None = None
 
 
 @dataclass(frozen=True)
@@ -60,11 +62,13 @@ class Explanation:
     margin: float  # this customer's score: base_value + every contribution
     factors: tuple[Factor, ...]  # every feature, the largest |contribution| first
 
-    @property
-    def reasons(self) -> tuple[Factor, ...]:
-        """The `REASONS` largest contributions, those that raise the risk."""
-        top = sorted(self.factors, key=lambda f: -f.contribution)[:REASONS]
-        return tuple(f for f in top if f.contribution > 0)
+    def raising(self, among: int, limit: int = REASONS) -> tuple[Factor, ...]:
+        """Up to `limit` factors raising the risk among the `among` strongest, the largest
+        first: with `among` the waterfall's bars, every reason listed is a bar of the chart (a
+        low-risk customer's strongest factors lower the risk, and a reason the chart does not
+        show cannot be explained by it)."""
+        top = sorted(self.factors[:among], key=lambda f: -f.contribution)
+        return tuple(f for f in top if f.contribution > 0)[:limit]
 
     def in_favour(self, among: int, limit: int = 3) -> tuple[Factor, ...]:
         """Up to `limit` factors lowering the risk among the `among` strongest."""
@@ -152,6 +156,7 @@ class FeatureChange:
     value_to: float | str | None
     change: float
     share: bool = False
+    scale: float | None = None
 
 
 @dataclass(frozen=True)
@@ -340,6 +345,8 @@ class CustomerPage:
     action: Action | None  # None: no action pays
     risk_change: RiskChange
     history: History
+    #: The currency of every amount (`ValueSettings.currency`: the model's transactions).
+    currency: str
     #: Scores given out and their outcomes (`past_recommendations`); None: this server keeps
     #: no prediction log (it reads files).
     past: tuple[PastRecommendation, ...] | None = None
@@ -381,12 +388,13 @@ class CustomerPage:
             action=Action(**action) if action else None,
             risk_change=_risk_change(state, key),
             history=_history(state, key),
+            currency=state.bundle.policy.value.currency,
         )
 
 
 def _factor(spec: FeatureSpec, contribution: float, value) -> Factor:
     return Factor(spec.name, spec.label, spec.group, _value(value), float(contribution),
-                  spec.actionable, spec.is_share)
+                  spec.actionable, spec.is_share, spec.scale)
 
 
 def _risk_change(state: ScoringState, customer_id) -> RiskChange:
@@ -407,7 +415,8 @@ def _risk_change(state: ScoringState, customer_id) -> RiskChange:
                                  g["contribution_to"], g["change"]) for g in answer["groups"]),
         features=tuple(
             FeatureChange(f["feature"], f["label"], f["driver_group"], _value(f["value_from"]),
-                          _value(f["value_to"]), f["change"], specs[f["feature"]].is_share)
+                          _value(f["value_to"]), f["change"], specs[f["feature"]].is_share,
+                          specs[f["feature"]].scale)
             for f in answer["features"]),
     )
 
@@ -436,6 +445,10 @@ def _history(state: ScoringState, customer_id) -> History:
     frame = h.of("interactions", customer_id)
     if len(frame):
         table = pd.crosstab(frame["timestamp"].dt.to_period("M"), frame["channel"])
+        # every month the history reaches, zero where there was no contact: a gap is news too
+        last = (as_of - pd.Timedelta(1, "ns")).to_period("M")  # events are before `as_of`
+        table = table.reindex(pd.period_range(h.start.to_period("M"), last, freq="M"),
+                              fill_value=0)
         channels = [c for c in CHANNELS if c in table] + [c for c in table if c not in CHANNELS]
         contacts = [ContactMonth(date(m.year, m.month, 1),
                                  {str(c): int(table.loc[m, c]) for c in channels})

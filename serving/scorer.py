@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import date
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -88,7 +89,7 @@ class History:
 
     def __init__(self, prep: PreparedData, as_of: pd.Timestamp, keep_frames: bool = True):
         self.as_of = as_of
-        start = as_of - pd.Timedelta(days=HISTORY_DAYS)
+        self.start = start = as_of - pd.Timedelta(days=HISTORY_DAYS)
         self.frames: dict[str, pd.DataFrame] = {}
         self.rows: dict[str, dict[str, np.ndarray]] = {}
         for table, column in (("tickets", "opened_at"), ("deliveries", "promised_date"),
@@ -493,6 +494,14 @@ class ScoringState:
                           {"required": list(self.bundle.feature_names)}],
                 "description": "feature name -> value; with a customer_id, the given features "
                                "override that customer's, else every feature is needed"}
+
+    def left_on(self, customer_id) -> date | None:
+        """The day a customer the data know, but the snapshot no longer scores, left
+        (`labels.left_on`); None otherwise."""
+        from churn_risk.features.labels import left_on
+
+        left = left_on(self.prep, self.as_of.to_datetime64(), self.bundle.target, customer_id)
+        return None if left is None else pd.Timestamp(left).date()
 
     def page_model(self, customer_id) -> CustomerPage:
         """The account manager's page of one customer (`pagemodel.CustomerPage`), built from

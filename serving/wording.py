@@ -83,12 +83,14 @@ def words(name) -> str:
     return str(name).replace("_", " ")
 
 
-def feature_value(value, share: bool = False) -> str:
-    """A feature value as an account manager reads it."""
+def feature_value(value, share: bool = False, scale: float | None = None) -> str:
+    """A feature value as an account manager reads it: a survey score with its scale."""
     if value is None:
         return "not available"
     if isinstance(value, str):
         return value
     if share and 0.0 <= value <= 1.0:
         return f"{value * 100:.0f}%"
+    if scale is not None:
+        return f"{number(value)} out of {number(scale)}"
     return number(value)

@@ -145,7 +145,7 @@ def test_recommended_actions_are_typed_and_pay(served, known_ids):
                                "success_rate_low", "success_rate_high", "success_source",
                                "expected_profit", "reason"}
         assert action["expected_profit"] > 0 and action["action"] != "none"
-        assert action["success_source"].startswith("catalogue prior")
+        assert action["success_source"].startswith("our starting estimate")
         assert action["success_rate_low"] <= action["success_rate"] <= action[
             "success_rate_high"]
 

@@ -30,7 +30,7 @@ def test_with_nothing_measured_the_prior_stands_with_its_interval():
     (action,) = with_measured_success((PRIOR,), {}, {})
     assert action.success_rate == pytest.approx(0.20)
     assert action.success_low < 0.20 < action.success_high
-    assert action.success_source.startswith("catalogue prior 20%")
+    assert action.success_source.startswith("our starting estimate 20%")
 
 
 def test_a_handful_of_outcomes_barely_moves_the_rate_and_many_move_it_to_the_measurement():

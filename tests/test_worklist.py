@@ -106,7 +106,7 @@ def test_measured_success_rates_update_the_prior_of_the_action_naming_the_offer(
     assert prior["loyalty_bonus"].success_rate < actions["loyalty_bonus"].success_rate < 0.42
     assert "RET-2024-01" in actions["loyalty_bonus"].success_source
     assert actions["free_upgrade"].success_rate == prior["free_upgrade"].success_rate
-    assert actions["free_upgrade"].success_source.startswith("catalogue prior")
+    assert actions["free_upgrade"].success_source.startswith("our starting estimate")
     # a model trained before the log risk ratio was stored: its measured rate as it is
     legacy = {"loyalty_bonus": {k: measured["loyalty_bonus"][k]
                                 for k in ("rate", "low", "high", "campaigns")}}

@@ -33,7 +33,7 @@ from sklearn.metrics import (
 )
 
 from churn_risk.models.bundle import high_risk_from
-from churn_risk.models.portfolio import QUADRANT_LABELS, QUADRANTS, ValueSettings
+from churn_risk.models.portfolio import QUADRANT_LABELS, QUADRANTS, ValueSettings, money
 from churn_risk.training.metrics import (
     MISSING_SEGMENT,
     _check,
@@ -465,18 +465,6 @@ QUADRANT_COLORS = {
     "grow": "tab:green",
     "let_go": "tab:orange",
 }
-
-
-def money(value: float, currency: str = CURRENCY) -> str:
-    """An amount as people read it, the currency first: €812, €35,412, €2M, €1.25M, €12.7M,
-    €2.1bn (the one money format of the figures, ticks and annotations alike)."""
-    value = float(value)
-    sign = "-" if value < 0 else ""
-    for size, suffix in ((1e9, "bn"), (1e6, "M")):
-        if abs(value) >= size:
-            digits = f"{abs(value) / size:,.2f}".rstrip("0").rstrip(".")
-            return f"{sign}{currency}{digits}{suffix}"
-    return f"{sign}{currency}{abs(value):,.0f}"
 
 
 def money_axis(axis, currency: str = CURRENCY) -> None:
