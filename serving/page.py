@@ -39,7 +39,7 @@ from churn_risk.serving.wording import (
 )
 
 __all__ = ["render_customer_page", "render_login", "render_home", "render_listing",
-           "render_worklist", "environment",
+           "render_worklist", "render_former", "environment",
            "WATERFALL_BARS", "CHANGE_ROWS"]
 
 #: Rows shown in the tickets and deliveries tables (most recent first).
@@ -235,3 +235,9 @@ def render_worklist(page, viewer, state) -> str:
     """A channel's worklist (`home.WorklistPage`)."""
     return ENV.get_template("worklist.html").render(work=page, viewer=viewer,
                                                     **_portfolio_context(state))
+
+
+def render_former(former, viewer, state) -> str:
+    """The page of a former customer (`pagemodel.FormerCustomer`): their last known state."""
+    return ENV.get_template("former.html").render(former=former, viewer=viewer,
+                                                  **_portfolio_context(state))

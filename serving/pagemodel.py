@@ -328,6 +328,65 @@ def past_recommendations(store, customer_id, limit: int = PAST_RECOMMENDATIONS
 
 
 # --------------------------------------------------------------------------------------------
+# A former customer: their last known state, no score
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FormerCustomer:
+    """A customer the data know who is no longer scored (`labels.left_on`), as they were when
+    they left: who they were, how long they stayed, what they bought, their last contacts."""
+
+    customer_id: object
+    name: str | None
+    left_on: date
+    signup: date | None
+    segment: str | None
+    region: str | None
+    purchases: int  # recorded purchases, all time
+    spend: float | None  # their total, in the model's currency (None: no transactions table)
+    last_purchase: date | None
+    last_contact: date | None
+    tickets: int  # tickets ever opened
+    open_tickets: int  # of them, not closed when they left
+
+    @property
+    def tenure_days(self) -> float | None:
+        return None if self.signup is None else float((self.left_on - self.signup).days)
+
+
+def former_customer(prep, customer_id, left: date) -> FormerCustomer:
+    """`customer_id`'s last known state from their records in `prep` (as known when they left)."""
+    customers = prep.customers
+    pos = int(np.flatnonzero(customers["customer_id"].astype(str).to_numpy()
+                             == str(customer_id))[0])  # events' `_pos`: the row in the table
+    row = customers.iloc[pos]
+    cut = pd.Timestamp(left) + pd.Timedelta(days=1)
+
+    def events(table: str, column: str) -> pd.DataFrame:
+        if not prep.has(table) or column not in prep.events[table]:
+            return pd.DataFrame(columns=[column])
+        frame = prep.events[table]
+        frame = frame.loc[frame["_pos"].to_numpy() == pos]
+        return frame.loc[pd.to_datetime(frame[column]) < cut]
+
+    bought = events("transactions", "timestamp")
+    contacts = events("interactions", "timestamp")
+    tickets = events("tickets", "opened_at")
+    closed = (pd.to_datetime(tickets["closed_at"]) < cut if "closed_at" in tickets
+              else pd.Series(False, index=tickets.index))
+    return FormerCustomer(
+        customer_id=plain(row["customer_id"]), name=_value(row.get("name")), left_on=left,
+        signup=_day(row.get("signup_date")), segment=_value(row.get("segment")),
+        region=_value(row.get("region")), purchases=len(bought),
+        spend=float(bought["amount"].sum()) if "amount" in bought else None,
+        last_purchase=_day(pd.to_datetime(bought["timestamp"]).max()) if len(bought) else None,
+        last_contact=_day(pd.to_datetime(contacts["timestamp"]).max()) if len(contacts)
+        else None,
+        tickets=len(tickets), open_tickets=int((~closed.fillna(False)).sum()))
+
+
+# --------------------------------------------------------------------------------------------
 # The page
 # --------------------------------------------------------------------------------------------
 
@@ -350,6 +409,8 @@ class CustomerPage:
     #: Scores given out and their outcomes (`past_recommendations`); None: this server keeps
     #: no prediction log (it reads files).
     past: tuple[PastRecommendation, ...] | None = None
+    #: The customer's name, when the customers table has names.
+    name: str | None = None
 
     @classmethod
     def build(cls, state: ScoringState, customer_id) -> CustomerPage:
@@ -389,6 +450,7 @@ class CustomerPage:
             risk_change=_risk_change(state, key),
             history=_history(state, key),
             currency=state.bundle.policy.value.currency,
+            name=_name(state, key),
         )
 
 
@@ -490,6 +552,11 @@ def _day(value) -> date | None:
 def _moment(value) -> datetime | None:
     moment = moment_or_none(value)
     return None if moment is None else moment.to_pydatetime()
+
+
+def _name(state: ScoringState, key) -> str | None:
+    names = getattr(state, "names", None)
+    return None if names is None else _value(names.get(str(key)))
 
 
 def _flag(value) -> bool | None:

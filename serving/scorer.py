@@ -498,10 +498,25 @@ class ScoringState:
     def left_on(self, customer_id) -> date | None:
         """The day a customer the data know, but the snapshot no longer scores, left
         (`labels.left_on`); None otherwise."""
-        from churn_risk.features.labels import left_on
+        former = self.former(customer_id)
+        return None if former is None else former.left_on
 
-        left = left_on(self.prep, self.as_of.to_datetime64(), self.bundle.target, customer_id)
-        return None if left is None else pd.Timestamp(left).date()
+    def former(self, customer_id):
+        """A customer the data know but the snapshot no longer scores, as they were when they
+        left (`pagemodel.FormerCustomer`); None for anyone else."""
+        from churn_risk.features.labels import left_on
+        from churn_risk.serving.pagemodel import former_customer
+
+        prep = self._records_of(customer_id)
+        if prep is None:
+            return None
+        left = left_on(prep, self.as_of.to_datetime64(), self.bundle.target, customer_id)
+        return None if left is None else former_customer(prep, customer_id,
+                                                         pd.Timestamp(left).date())
+
+    def _records_of(self, customer_id) -> PreparedData | None:
+        """The data this state was built from (a snapshot of files)."""
+        return self.prep
 
     def page_model(self, customer_id) -> CustomerPage:
         """The account manager's page of one customer (`pagemodel.CustomerPage`), built from

@@ -310,17 +310,20 @@ class Serving:
     def page(self, customer_id: str, viewer=None) -> str:
         """The customer's page for `viewer` (`people.Principal`): a 403 when the customer is
         not in an account manager's portfolio."""
-        from churn_risk.serving.page import day, render_customer_page
+        from churn_risk.serving.page import render_customer_page, render_former
         from churn_risk.serving.scorer import UnknownCustomer
 
         try:
             page = self.scorer.state.page_model(customer_id)
         except UnknownCustomer:
-            left = self.scorer.state.left_on(customer_id)
-            raise Problem("unknown-customer", "no such customer in the loaded snapshot" if left
-                          is None else f"customer {customer_id} is a former customer "
-                                       f"(left on {day(left)}): they are no longer scored"
-                          ) from None
+            former = self.scorer.state.former(customer_id)
+            if former is None:
+                raise Problem("unknown-customer", "no such customer in the loaded snapshot"
+                              ) from None
+            if viewer is not None and not viewer.may_see(former.segment, former.region):
+                raise Problem("forbidden", f"customer {customer_id} is not in your portfolio "
+                                           f"({viewer.portfolio.describe()})") from None
+            return render_former(former, viewer, self.scorer.state)
         if viewer is not None and not viewer.may_see(page.profile.segment, page.profile.region):
             raise Problem("forbidden", f"customer {customer_id} is not in your portfolio "
                                        f"({viewer.portfolio.describe()})")

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 import pandas as pd
 
 from churn_risk.features.dates import as_of_text
+from churn_risk.features.lifecycle import PreparedData
 from churn_risk.features.store import Store
 from churn_risk.features.validation import CrmData
 from churn_risk.models.bundle import ChurnBundle
@@ -158,6 +159,12 @@ class StoredState(ScoringState):
         rows = self.store.read_scores(self.model.name, self.model.version, keys)
         return {key: ScoringState.restored(self.bundle, self.model, payload, self.loader)
                 for key, payload in rows.items()}
+
+    def _records_of(self, customer_id) -> PreparedData | None:
+        """The customer's own records, from the store (a former customer has no row)."""
+        from churn_risk.features.live import customer_data
+
+        return customer_data(self.store, [customer_id], like=self.like)
 
     def owner(self, customer_id) -> ScoringState:
         return self.owners([customer_id]).get(_key(customer_id), self)

@@ -458,3 +458,18 @@ def test_metrics_show_the_newest_monitor_verdict_and_the_live_score_drift(live, 
     checked = _gauges(text, "churn_monitor_checked_timestamp_seconds")[""]
     assert abs(checked - time.time()) < 120
     assert _gauges(text, "churn_score_psi")[""] == pytest.approx(check["score_psi"], abs=0.02)
+
+
+def test_a_former_customer_has_a_page_of_their_last_known_state(live):
+    """Live, a customer who left is read from the store's records: a page saying when they left,
+    no score; an id the store does not know is still a 404."""
+    former = None
+    for customer in live["customers"][:120]:
+        status, _, html = request(live["base"], f"/customers/{customer}", headers=bearer(READ))
+        if status == 200 and "Former customer — left on" in html:
+            former = html
+            break
+    assert former is not None, "no former customer among the first 120"
+    assert "No longer scored" in former
+    status, _, answer = request(live["base"], "/customers/no-such-id", headers=bearer(READ))
+    assert status == 404

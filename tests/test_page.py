@@ -759,7 +759,9 @@ def test_a_next_product_offer_agrees_with_the_next_products_panel(rich):
 
 
 def test_a_former_customer_is_named_as_one(state, prep):
-    """Not yet a page of its own: `left_on` says when they left, for the 404 to say so."""
+    """A customer who left has a page of their own: former, since when, their last known
+    state, and no chance of leaving."""
+    from churn_risk.serving.page import render_former
     known = prep.customers["customer_id"].astype(str)
     signed = prep.customers["signup_date"] < state.as_of
     former = next(c for c, s in zip(known, signed, strict=True) if s and c not in state.row_of)
@@ -768,3 +770,19 @@ def test_a_former_customer_is_named_as_one(state, prep):
     with pytest.raises(UnknownCustomer):
         state.page_model(former)
     assert state.left_on(state.ids[0]) is None and state.left_on("no-such-id") is None
+    page = state.former(former)
+    assert page.left_on == left and page.signup is not None and page.tenure_days > 0
+    html = render_former(page, None, state)
+    text = re.sub(r"<[^>]+>", " ", html)
+    assert f"Former customer — left on {left.day} {left:%b %Y}" in " ".join(text.split())
+    assert "Chance of leaving" not in text and "%" not in text.split("Last known state")[1]
+    assert 'href="/"' in html  # and home from there
+
+
+def test_the_page_names_the_customer(state, prep):
+    """The customers table's name heads the page (the search finds it too)."""
+    customer = state.ids[0]
+    names = prep.customers.set_index(prep.customers["customer_id"].astype(str))["name"]
+    page = state.page_model(customer)
+    assert page.name == names[str(customer)] and page.name
+    assert f'id="customer-name">{page.name}</p>' in render_customer_page(page)
