@@ -194,7 +194,7 @@ def live(request, champion_project, demo_folder, tmp_path_factory):
     from churn_risk.features.io import DataSource
     from churn_risk.features.store import Store
     from churn_risk.features.validation import load_crm
-    from churn_risk.serving import launch
+    from tests.serve import running
 
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'store.db'}"
@@ -202,19 +202,11 @@ def live(request, champion_project, demo_folder, tmp_path_factory):
         url = request.getfixturevalue("postgres").new_database()
     with Store(url) as store:
         store.write(load_crm(demo_folder))
-    env = launch.server_env(DataSource(url, store=True), project_dir=champion_project,
-                            keys=request.module.KEYS)
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-        env.pop(name, None)
-    env.update(getattr(request.module, "SERVER_ENV", {}))
-    process, base = launch.start(env)
-    try:
-        launch.wait_ready(base, process)
+    with running(DataSource(url, store=True), champion_project, request.module.KEYS,
+                 **getattr(request.module, "SERVER_ENV", {})) as base:
         customers = load_crm(url).tables["customers"]["customer_id"].tolist()
         yield {"base": base, "url": url, "customers": customers,
                "project": champion_project}
-    finally:
-        launch.stop(process)
 
 
 # --------------------------------------------------------------------------------------------

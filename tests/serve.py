@@ -3,6 +3,7 @@ shape every error has, and `churn serve` as a process with the server processes 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -13,6 +14,24 @@ import urllib.request
 
 KEY = "hardening-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+@contextlib.contextmanager
+def running(data, project, keys: str, **env):
+    """A real server on `data` with the champion of `project`'s store and these API keys (and
+    extra environment), ready; its base URL. Stopped after."""
+    from churn_risk.serving import launch
+
+    environment = launch.server_env(data, project_dir=project, keys=keys)
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        environment.pop(name, None)
+    environment.update({k: str(v) for k, v in env.items()})
+    process, base = launch.start(environment)
+    try:
+        launch.wait_ready(base, process)
+        yield base
+    finally:
+        launch.stop(process)
 
 
 def bearer(key: str) -> dict:

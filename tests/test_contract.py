@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from churn_risk.serving import launch
+from tests.serve import running
 
 pytestmark = pytest.mark.slow
 
@@ -35,16 +35,8 @@ def run_schemathesis(base: str, max_examples: int, workdir: Path, seed: int = 7
 
 @pytest.fixture(scope="module")
 def served(champion_project, demo_folder):
-    project = champion_project
-    env = launch.server_env(demo_folder, project_dir=project, keys=KEY)
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-        env.pop(name, None)
-    process, base = launch.start(env)
-    try:
-        launch.wait_ready(base, process)
+    with running(demo_folder, champion_project, KEY) as base:
         yield base
-    finally:
-        launch.stop(process)
 
 
 def test_schemathesis_finds_no_failure(served, tmp_path):

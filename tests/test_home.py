@@ -12,7 +12,7 @@ import pytest
 
 from churn_risk.features.store import SCORE_SUMMARY, Store
 from churn_risk.models.portfolio import QUADRANTS
-from churn_risk.serving import home, launch
+from churn_risk.serving import home
 from churn_risk.serving.people import (
     People,
     Portfolio,
@@ -20,7 +20,7 @@ from churn_risk.serving.people import (
     hash_password,
     save_people,
 )
-from tests.serve import bearer, request
+from tests.serve import bearer, request, running
 
 from . import browser
 
@@ -194,16 +194,9 @@ def served(demo_folder, champion_project, tmp_path_factory):
     save_people(users, People({"alice": User(
         "alice", "account_manager", hash_password(PASSWORD), "Alice Martin",
         Portfolio(frozenset({"consumer"}), frozenset()))}))
-    env = launch.server_env(demo_folder, project_dir=champion_project, keys=KEY)
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-        env.pop(name, None)
-    env.update({"CHURN_USERS_FILE": str(users), "CHURN_AUDIT_FILE": str(folder / "audit.jsonl")})
-    process, base = launch.start(env)
-    try:
-        launch.wait_ready(base, process)
+    with running(demo_folder, champion_project, KEY, CHURN_USERS_FILE=users,
+                 CHURN_AUDIT_FILE=folder / "audit.jsonl") as base:
         yield base
-    finally:
-        launch.stop(process)
 
 
 def test_a_search_for_an_exact_id_opens_the_page_and_a_prefix_lists_the_matches(served):

@@ -13,7 +13,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from churn_risk.serving import launch
 from churn_risk.serving.people import (
     SESSION_COOKIE,
     AuditLog,
@@ -29,7 +28,7 @@ from churn_risk.serving.people import (
     load_people,
     save_people,
 )
-from tests.serve import assert_problem, bearer, request
+from tests.serve import assert_problem, bearer, request, running
 
 from . import browser
 
@@ -195,22 +194,15 @@ def staffed(demo_folder, champion_project, tmp_path_factory):
                        Portfolio(frozenset({"consumer"}), frozenset())),
          "rita": User("rita", "retention_lead", hashed)},
         {"crm-outbox": Integration("crm-outbox", "integrator", key_digest(INTEGRATION_KEY))}))
-    env = launch.server_env(demo_folder, project_dir=champion_project, keys=KEY)
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-        env.pop(name, None)
-    env.update({"CHURN_USERS_FILE": str(users), "CHURN_AUDIT_FILE": str(audit)})
-    process, base = launch.start(env)
     customers = pd.read_parquet(Path(demo_folder) / "customers.parquet") if (
         Path(demo_folder) / "customers.parquet").exists() else pd.read_csv(
         Path(demo_folder) / "customers.csv")
-    try:
-        launch.wait_ready(base, process)
+    with running(demo_folder, champion_project, KEY, CHURN_USERS_FILE=users,
+                 CHURN_AUDIT_FILE=audit) as base:
         yield {"base": base, "audit": AuditLog(audit), "users": users,
                **{segment: _served(base, customers.loc[customers["segment"] == segment,
                                                        "customer_id"])
                   for segment in ("consumer", "enterprise")}}
-    finally:
-        launch.stop(process)
 
 
 def _served(base: str, candidates: pd.Series) -> str:
