@@ -47,4 +47,4 @@ bento: $(STAMP)
 	$(BIN)/bentoml build .
 
 clean:
-	rm -rf demo-data mlruns mlflow.db .pytest_cache
+	rm -rf demo-data mlruns mlflow.db audit.jsonl .pytest_cache
