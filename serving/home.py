@@ -137,25 +137,20 @@ class FrameRows(Rows):
         if self._candidates is None:  # on first use: a worklist is not every page's need
             self._candidates = top_candidates([channel_candidates(self._state)])
         rows = self._candidates[self._candidates["channel"] == channel]
-        for column, values in where.items():
-            rows = rows[rows[column].astype(str).isin({str(v) for v in values})]
-        return rows.reset_index(drop=True)
+        return _holding(rows, where).reset_index(drop=True)
 
     def has(self, key):
         return key in self._keys
 
     def _matching(self, where: dict[str, set], query: str | None = None) -> pd.DataFrame:
-        keep = pd.Series(True, index=self.frame.index)
-        for column, values in where.items():
-            keep &= self.frame[column].astype(str).isin({str(v) for v in values})
+        rows = _holding(self.frame, where)
         if query:
             prefix, name = search_terms(query)
-            found = self.frame["customer_key"].str.startswith(prefix)
+            found = rows["customer_key"].str.startswith(prefix)
             if name is not None:
-                found |= self.frame["name"].fillna("").str.lower().str.contains(name,
-                                                                                 regex=False)
-            keep &= found
-        return self.frame[keep]
+                found |= rows["name"].fillna("").str.lower().str.contains(name, regex=False)
+            rows = rows[found]
+        return rows
 
     def counts(self, by, where):
         rows = self._matching(where).assign(customers=1)
@@ -168,13 +163,19 @@ class FrameRows(Rows):
         return ordered.iloc[offset:offset + limit].reset_index(drop=True), len(rows)
 
 
+def _holding(rows: pd.DataFrame, where: dict[str, set]) -> pd.DataFrame:
+    """The rows whose columns hold one of `where`'s values (compared as text, as the store
+    compares them)."""
+    for column, values in where.items():
+        rows = rows[rows[column].astype(str).isin({str(v) for v in values})]
+    return rows
+
+
 def _sums(rows: pd.DataFrame, by: str, where: dict[str, set]) -> pd.DataFrame:
     """`by`, `customers`, `value_at_risk` summed over `rows` (with `customers` counts) that
     hold `where`'s values."""
-    for column, values in where.items():
-        rows = rows[rows[column].astype(str).isin({str(v) for v in values})]
-    return (rows.groupby(by, dropna=False)[["customers", "value_at_risk"]].sum(min_count=0)
-            .reset_index())
+    grouped = _holding(rows, where).groupby(by, dropna=False)
+    return grouped[["customers", "value_at_risk"]].sum(min_count=0).reset_index()
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,9 +249,7 @@ def drivers(frame: pd.DataFrame | None, viewer) -> Drivers | None:
 
     if frame is None or not len(frame):
         return None
-    where = scope(viewer)
-    for column, values in where.items():
-        frame = frame[frame[column].astype(str).isin({str(v) for v in values})]
+    frame = _holding(frame, scope(viewer))
     if not len(frame):
         return None
     per = frame.groupby(["group", "segment"])[["churners", "customers", "expected"]].sum()
@@ -410,13 +409,10 @@ def _listed(frame: pd.DataFrame, policy) -> tuple[Listed, ...]:
     def text(v):
         return None if v is None or (isinstance(v, float) and v != v) else str(v)
 
-    def number(v):
-        return None if v is None or v != v else float(v)
-
     return tuple(
-        Listed(str(r.customer_key), text(getattr(r, "name", None)), number(r.churn_probability),
+        Listed(str(r.customer_key), text(getattr(r, "name", None)), _number(r.churn_probability),
                text(r.risk_band),
-               number(r.value_at_risk), text(r.quadrant),
+               _number(r.value_at_risk), text(r.quadrant),
                None if text(r.recommended_action) in (None, "none")
                else policy.action_label(r.recommended_action),
                text(r.segment), text(r.region))
