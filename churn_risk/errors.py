@@ -42,3 +42,9 @@ class PromotionRefused(ChurnError):
     """`churn promote` left the champion alone."""
 
     exit_code = 3
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one short line for a message or a log (no traceback, no payload)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__

@@ -373,7 +373,8 @@ def _read_text(path: Path, dialect, names: tuple[str, ...] | None):
     """A delimited text file, every value as text (as `io.read_file`), in blocks."""
     import dask.dataframe as dd
 
-    from churn_risk.features.io import _check_separator, _dialect_name, _first_line
+    from churn_risk.errors import first_line
+    from churn_risk.features.io import _check_separator, _dialect_name
 
     options = dialect.read_csv_options()
     whole = path.suffix == ".gz" or "\na".encode(options["encoding"])[-2:] != b"\na"
@@ -388,7 +389,7 @@ def _read_text(path: Path, dialect, names: tuple[str, ...] | None):
             "encoding in a mapping file ([csv] encoding = \"latin-1\", for example)") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataSourceError(f"{path}: cannot be read as {_dialect_name(dialect)} "
-                              f"({_first_line(exc)})") from None
+                              f"({first_line(exc)})") from None
     if names is None:
         _check_separator(path, ddf._meta, dialect)
     return ddf

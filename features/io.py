@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from churn_risk.errors import UsageError
+from churn_risk.errors import UsageError, first_line
 from churn_risk.features.contract import TABLES
 
 _SUFFIXES = (".parquet", ".csv", ".csv.gz")
@@ -148,7 +148,7 @@ def read_file(path: Path, dialect=None, names: tuple[str, ...] | None = None) ->
         try:
             frame = pd.read_parquet(path)
         except (pa.ArrowException, OSError, ValueError) as exc:
-            raise DataSourceError(f"{path}: cannot be read as Parquet ({_first_line(exc)}); the "
+            raise DataSourceError(f"{path}: cannot be read as Parquet ({first_line(exc)}); the "
                                   "file may be truncated or not Parquet: export it again") from None
     else:
         from churn_risk.features.mapping import CsvDialect
@@ -168,7 +168,7 @@ def read_file(path: Path, dialect=None, names: tuple[str, ...] | None = None) ->
             ) from None
         except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
             raise DataSourceError(f"{path}: cannot be read as {_dialect_name(dialect)} "
-                                  f"({_first_line(exc)})") from None
+                                  f"({first_line(exc)})") from None
         if names is None:
             _check_separator(path, frame, dialect)
     if not len(frame):
@@ -196,11 +196,6 @@ def _dialect_name(dialect) -> str:
     sep = dialect.delimiter or ","
     return {"tab": "tab-separated", "whitespace": "whitespace-separated"}.get(
         sep, f"{sep!r}-separated" if sep != "," else "comma")
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 #: Columns of the store's tables that are bookkeeping, not data (`store.py`): readers drop them.
@@ -250,7 +245,7 @@ def sql_tables(source: DataSource) -> Iterator[tuple[object, dict[str, SqlTable]
                     found[name] = SqlTable(url, table=name)
             yield conn, found
     except sa.exc.SQLAlchemyError as exc:
-        raise DataSourceError(f"cannot read tables from {url!r}: {_first_line(exc)}") from None
+        raise DataSourceError(f"cannot read tables from {url!r}: {first_line(exc)}") from None
     finally:
         engine.dispose()
 

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from churn_risk.errors import UsageError
+from churn_risk.errors import UsageError, first_line
 from churn_risk.features.contract import TABLES
-from churn_risk.features.io import BOOKKEEPING, DataSourceError, _first_line, is_sql_url
+from churn_risk.features.io import BOOKKEEPING, DataSourceError, is_sql_url
 
 KEY, WRITE = BOOKKEEPING
 DEFAULT_STORE = "sqlite:///churn-store.db"
@@ -124,6 +124,33 @@ def check_store_url(url: str) -> str:
     return url
 
 
+#: What a SQLite error says when the file, not the statement, is the trouble.
+_SQLITE_AWAY = ("locked", "unable to open", "disk i/o", "busy")
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether `exc`, or what it was raised from, says the store cannot be reached just now (a
+    connection refused or cut, no connection free in the pool, a SQLite file locked or
+    unreadable): worth retrying, unlike a bad statement or a broken rule."""
+    import sqlalchemy as sa
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, sa.exc.DisconnectionError | sa.exc.TimeoutError
+                      | sa.exc.InterfaceError):
+            return True
+        if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+            return True
+        if isinstance(exc, sa.exc.OperationalError):
+            if type(exc.orig).__module__ != "sqlite3":
+                return True
+            if any(word in str(exc.orig).lower() for word in _SQLITE_AWAY):
+                return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 class Store:
     """A CRM store at a SQLAlchemy URL (`sqlite:///path.db`, `postgresql+psycopg://...`)."""
 
@@ -132,7 +159,8 @@ class Store:
 
         self.url = check_store_url(url)
         try:
-            self.engine = sa.create_engine(url)
+            # a server outlives a database restart: test a pooled connection before using it
+            self.engine = sa.create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
         except (sa.exc.ArgumentError, ImportError) as exc:
             raise DataSourceError(f"--store {url!r}: not a usable database URL ({exc})") from None
         if self.engine.dialect.name == "sqlite":
@@ -151,6 +179,14 @@ class Store:
         if self.engine.dialect.name != "sqlite":
             return contextlib.nullcontext()
         return _SQLITE_WRITERS.setdefault(self.url, threading.Lock())
+
+    def _insert_once(self, table, key: str):
+        """An INSERT that skips each row whose `key` (a unique column) is stored already."""
+        import sqlalchemy as sa
+
+        dialect = (sa.dialects.postgresql if self.engine.dialect.name == "postgresql"
+                   else sa.dialects.sqlite)
+        return dialect.insert(table).on_conflict_do_nothing(index_elements=[key])
 
     def __enter__(self) -> Store:
         return self
@@ -189,7 +225,7 @@ class Store:
         except sa.exc.SQLAlchemyError as exc:
             self._tables.clear()  # a table it altered is as it was
             raise DataSourceError(f"cannot write to the store {self.url!r}: "
-                                  f"{_first_line(exc)}") from None
+                                  f"{first_line(exc)}") from None
         return WriteResult(received, stored, write_id)
 
     def ingest(self, raw: Mapping[str, pd.DataFrame], problems=(),
@@ -270,11 +306,12 @@ class Store:
         try:
             with self._writing(), self.engine.begin() as conn:
                 self._create_predictions(conn)
-                conn.execute(sa.insert(log), [
+                # sent again after a commit whose answer was lost: stored once
+                conn.execute(self._insert_once(log, "prediction_id"), [
                     {"prediction_id": None, **row, "logged_at": now} for row in rows])
         except sa.exc.SQLAlchemyError as exc:
             raise DataSourceError(f"cannot write to the store {self.url!r}: "
-                                  f"{_first_line(exc)}") from None
+                                  f"{first_line(exc)}") from None
 
     def predictions(self, customer_id=None, newest: int | None = None) -> pd.DataFrame:
         """The prediction log (of one customer; only its `newest` entries), oldest first."""
@@ -319,9 +356,7 @@ class Store:
             return 0
         now = pd.Timestamp.now(tz="UTC").tz_localize(None).to_pydatetime()
         table = self._outcomes_table()
-        insert = (sa.dialects.postgresql.insert if self.engine.dialect.name == "postgresql"
-                  else sa.dialects.sqlite.insert)(table).on_conflict_do_nothing(
-                      index_elements=["outcome_key"]).returning(table.c.id)
+        insert = self._insert_once(table, "outcome_key").returning(table.c.id)
         try:
             with self._writing(), self.engine.begin() as conn:
                 table.create(conn, checkfirst=True)
@@ -331,7 +366,7 @@ class Store:
                                                  for row in rows]).all())
         except sa.exc.SQLAlchemyError as exc:
             raise DataSourceError(f"cannot write to the store {self.url!r}: "
-                                  f"{_first_line(exc)}") from None
+                                  f"{first_line(exc)}") from None
 
     def outcomes(self, customer_id=None) -> pd.DataFrame:
         """The outcome reports (of one customer), oldest first: `id` and `OUTCOME_COLUMNS`,
@@ -394,7 +429,7 @@ class Store:
                 conn.execute(sa.insert(table), [row])
         except sa.exc.SQLAlchemyError as exc:
             raise DataSourceError(f"cannot write to the store {self.url!r}: "
-                                  f"{_first_line(exc)}") from None
+                                  f"{first_line(exc)}") from None
 
     def latest_check(self, model_name: str, version: str) -> dict | None:
         """The newest `record_check` of this model version (`features` decoded), or None."""
@@ -446,7 +481,7 @@ class Store:
                         table.c.customer_key.in_(list(gone)[start:start + 500])))
         except sa.exc.SQLAlchemyError as exc:
             raise DataSourceError(f"cannot write to the store {self.url!r}: "
-                                  f"{_first_line(exc)}") from None
+                                  f"{first_line(exc)}") from None
 
     def read_scores(self, model_name: str, version: str, keys: list[str]) -> dict[str, str]:
         """Customer key -> stored payload, of those of `keys` scored by this model version (a

@@ -137,11 +137,19 @@ async def _late(request: Request, exc: DeadlineExceeded) -> Response:
 
 @app.exception_handler(Exception)
 async def _bug(request: Request, exc: Exception) -> Response:
-    """A bug: logged with its traceback, answered in the same shape without internals."""
+    """A bug: logged with its traceback, answered in the same shape without internals. The
+    store out of reach is no bug: a 503 asking to retry, and one line in the log."""
     import logging
 
-    logging.getLogger("churn_risk.serving").exception("%s %s failed", request.method,
-                                                      request.url.path)
+    from churn_risk.errors import first_line
+    from churn_risk.features.store import unreachable
+
+    log = logging.getLogger("churn_risk.serving")
+    if unreachable(exc):
+        log.warning("%s %s: the store cannot be reached (%s)", request.method,
+                    request.url.path, first_line(exc))
+        return await _problem(request, problems.store_unavailable())
+    log.exception("%s %s failed", request.method, request.url.path)
     return problem_response(Problem("internal", "the service failed to answer; the error is "
                                                 "logged"), request.url.path)
 
@@ -160,7 +168,7 @@ def _problem_page(problem: Problem, path: str) -> HTMLResponse:
         f"<!doctype html><html lang=en><meta charset=utf-8><title>{html.escape(body['title'])}"
         f"</title><body style='font-family:system-ui;margin:3rem'><h1>"
         f"{html.escape(body['title'])}</h1><p>{html.escape(body['detail'])}</p></body></html>",
-        status_code=problem.status)
+        status_code=problem.status, headers=problem.headers or None)
 
 
 @app.exception_handler(RequestValidationError)

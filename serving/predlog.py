@@ -1,6 +1,7 @@
 """The prediction log of a live server: every score `/score` gives out, with its provenance,
 reasons and action, appended to the store's `prediction_log` by a background thread (a request
-never waits for it; at most `FLUSH_SECONDS` of entries are lost if the worker is killed)."""
+never waits for it; at most `FLUSH_SECONDS` of entries are lost if the worker is killed). While
+the store is away the entries are kept and written once it is back."""
 
 from __future__ import annotations
 
@@ -9,12 +10,18 @@ import queue
 import threading
 import time
 
-from churn_risk.features.store import new_prediction_id
+from churn_risk.errors import first_line
+from churn_risk.features.store import new_prediction_id, unreachable
 
 logger = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.5
+#: Rows written in one transaction.
 MAX_ROWS = 5_000
+#: While the store is away: the pauses between attempts (the last repeats), and the rows kept
+#: meanwhile (about 500 bytes each); beyond, the oldest are dropped, and the log says so.
+RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)
+MAX_PENDING = 200_000
 
 
 def prediction_rows(results: list[dict], source: str, channel: str | None) -> list[dict]:
@@ -66,19 +73,54 @@ class PredictionLog:
                 self._written.wait(deadline - time.monotonic())
 
     def _run(self) -> None:
+        pending: list[dict] = []  # rows not in the store yet, oldest first
+        failures = 0
         while True:
-            batch = self._queue.get()  # waits for the first
-            deadline = FLUSH_SECONDS
-            while len(batch) < MAX_ROWS:
-                try:
-                    batch += self._queue.get(timeout=deadline)
-                except queue.Empty:
-                    break
-                deadline = 0.05
+            if not pending:
+                pending = self._queue.get()  # waits for the first
+            self._gather(pending, FLUSH_SECONDS if not failures else 0.0)
+            batch = pending[:MAX_ROWS]
             try:
                 self.store.log_predictions(batch)
-            except Exception as exc:  # the store may be briefly away: say so, keep serving
-                logger.error("could not log %d predictions (%s)", len(batch), exc)
-            with self._written:
-                self._done += len(batch)
-                self._written.notify_all()
+            except Exception as exc:
+                if not unreachable(exc):  # not the store away: these rows will never go in
+                    logger.error("could not log %d predictions (%s)", len(batch),
+                                 first_line(exc))
+                    self._settle(pending, len(batch))
+                    continue
+                pause = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
+                failures += 1
+                logger.error("the store cannot take the prediction log (%s): %d predictions "
+                             "kept, retrying in %g s", first_line(exc), len(pending), pause)
+                if len(pending) > MAX_PENDING:
+                    logger.error("%d oldest predictions dropped from the log: the store is "
+                                 "away too long", len(pending) - MAX_PENDING)
+                    self._settle(pending, len(pending) - MAX_PENDING)
+                time.sleep(pause)
+                continue
+            if failures:
+                logger.warning("the store is back: logging the predictions kept meanwhile")
+                failures = 0
+            self._settle(pending, len(batch))
+
+    def _gather(self, pending: list[dict], wait: float) -> None:
+        """Whatever else is queued into `pending`: waiting `wait` s for more up to `MAX_ROWS`
+        (a batch), then all that is queued already."""
+        while len(pending) < MAX_ROWS:
+            try:
+                pending += self._queue.get(timeout=wait) if wait else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            wait = min(wait, 0.05)
+        while True:
+            try:
+                pending += self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+    def _settle(self, pending: list[dict], n: int) -> None:
+        """The `n` oldest rows of `pending` written (or given up on)."""
+        del pending[:n]
+        with self._written:
+            self._done += n
+            self._written.notify_all()

@@ -43,6 +43,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "invalid-outcomes": (422, "Outcome reports break a rule"),
     "not-a-customer": (422, "Not a customer at that date"),
     "not-ready": (503, "The service is not ready"),
+    "store-unavailable": (503, "The store cannot be reached"),
     "timeout": (504, "The request took too long"),
     "internal": (500, "Internal error"),
 }
@@ -96,6 +97,18 @@ class Problem(Exception):
 
     def encode(self, instance: str | None = None) -> bytes:
         return json.dumps(self.body(instance)).encode()
+
+
+#: Seconds a client is asked to wait (`Retry-After`) while the store cannot be reached.
+STORE_RETRY_SECONDS = 5
+
+
+def store_unavailable() -> Problem:
+    """The answer while the store is down or busy: a 503 that says to retry, and when. It never
+    names the store's URL (which may hold a password); the server's log does."""
+    return Problem("store-unavailable", "the store cannot be reached just now: retry in "
+                   f"{STORE_RETRY_SECONDS} s (events and outcomes sent again are stored once)",
+                   headers={"Retry-After": str(STORE_RETRY_SECONDS)})
 
 
 def quote(value: object) -> str:

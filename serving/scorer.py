@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from churn_risk.errors import first_line
 from churn_risk.features.dates import as_of_text
 from churn_risk.features.io import DataSourceLike
 from churn_risk.features.labels import scoring_as_of
@@ -688,12 +689,6 @@ def _json_value(value):
     if value is None or value is pd.NA:
         return None
     return value.item() if isinstance(value, np.generic) else value
-
-
-def first_line(exc: BaseException) -> str:
-    """An exception as one short line for a log or an answer (no traceback, no payload)."""
-    text = str(exc).strip()
-    return (text.splitlines()[0][:300] if text else type(exc).__name__)
 
 
 class Scorer:

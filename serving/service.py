@@ -163,7 +163,7 @@ class Serving:
 
     def _follow_store(self) -> None:
         """Live: apply the store's new writes as they commit (every `follow_seconds`)."""
-        from churn_risk.serving.scorer import first_line
+        from churn_risk.errors import first_line
 
         gauges_due = 0.0
         while not self._stop.wait(self.settings.follow_seconds):
@@ -204,9 +204,9 @@ class Serving:
         recount(store, state.model.name, state.model.version)  # the home page's counts
 
     def _failed(self, exc: Exception) -> None:
+        from churn_risk.errors import first_line
         from churn_risk.features.validation import DataContractError
         from churn_risk.serving import metrics
-        from churn_risk.serving.scorer import first_line
 
         metrics.LOAD_FAILURES.inc()
         if self.scorer is not None:  # the last good model keeps serving

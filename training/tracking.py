@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
-from churn_risk.errors import UsageError
+from churn_risk.errors import UsageError, first_line
 from churn_risk.runtime import configure_offline
 
 DEFAULT_DB = "mlflow.db"
@@ -105,7 +105,7 @@ def configure_tracking(
             active = mlflow.set_experiment(experiment_id=experiment_id)
     except (MlflowException, OSError) as exc:
         raise UsageError(f"the MLflow tracking store {uri!r} cannot be used: "
-                         f"{_first_line(exc)}{_HINT}") from None
+                         f"{first_line(exc)}{_HINT}") from None
     except ImportError as exc:
         raise UsageError(f"the MLflow tracking store {uri!r} needs a database driver that is "
                          f"not installed ({exc.name}){_HINT}") from None
@@ -113,7 +113,7 @@ def configure_tracking(
         if type(exc).__module__.split(".")[0] not in ("sqlalchemy", "requests", "urllib3"):
             raise
         raise UsageError(f"the MLflow tracking store {uri!r} cannot be used: "
-                         f"{_first_line(exc)}{_HINT}") from None
+                         f"{first_line(exc)}{_HINT}") from None
     return TrackingSetup(
         tracking_uri=uri,
         experiment_id=active.experiment_id,
@@ -163,11 +163,6 @@ def check_reachable(uri: str, timeout: float = 3.0) -> None:
         reason = exc.strerror or type(exc).__name__
         raise UsageError(f"the MLflow tracking server {uri!r} is unreachable ({reason})"
                          f"{_HINT}") from None
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def job_tags() -> dict[str, str]:
