@@ -388,10 +388,22 @@ async def login(request: Request) -> Response:
                                    "an API key")
     user = everyone.users.get(name)
     audit = middleware.audit_log(SETTINGS)
+    address = request.client.host if request.client is not None else "?"
+    attempts = middleware.LOGIN_ATTEMPTS
+    wait = attempts.wait_seconds(name, address)
+    if wait > 0:  # the password is not even checked: guessing on learns nothing
+        audit.write(name or None, "login_failed", 429)
+        minutes = max(1, round(wait / 60))
+        return HTMLResponse(render_login(
+            target, f"Too many wrong passwords: try again in {minutes} minute"
+                    f"{'' if minutes == 1 else 's'}.", name),
+            status_code=429, headers={"Retry-After": str(int(wait) + 1)})
     if not await run_in_threadpool(people.check_password, user, password):
+        attempts.failed(name, address)
         audit.write(name or None, "login_failed", 401)
         return HTMLResponse(render_login(target, "Wrong user name or password.", name),
                             status_code=401)
+    attempts.succeeded(name, address)
     audit.write(user.principal(session=True), "login", 303)
     answer = RedirectResponse(target, status_code=303)
     answer.set_cookie(people.SESSION_COOKIE, middleware.sessions(SETTINGS).issue(user),
@@ -408,9 +420,10 @@ def logout(request: Request) -> Response:
     if SETTINGS is not None:
         everyone = middleware.settings_people(SETTINGS)
         if isinstance(everyone, people.People) and everyone.users:
-            user = middleware.sessions(SETTINGS).user_of(
-                request.cookies.get(people.SESSION_COOKIE), everyone)
+            cookie = request.cookies.get(people.SESSION_COOKIE)
+            user = middleware.sessions(SETTINGS).user_of(cookie, everyone)
             if user is not None:
+                middleware.sessions(SETTINGS).end(cookie)
                 middleware.audit_log(SETTINGS).write(user.principal(True), "logout", 303)
     answer = RedirectResponse("/login", status_code=303)
     answer.delete_cookie(people.SESSION_COOKIE, path="/", httponly=True, samesite="lax")

@@ -314,8 +314,13 @@ def settings_people(settings):
 def sessions(settings) -> people_module.Sessions:
     if id(settings) not in _sessions_cache:
         _sessions_cache[id(settings)] = people_module.Sessions(
-            people_module.session_secret(settings.instance_dir))
+            people_module.session_secret(settings.instance_dir),
+            settings.instance_path(people_module.ENDED_SESSIONS_FILE))
     return _sessions_cache[id(settings)]
+
+
+#: This worker's failed logins (`people.LoginAttempts`).
+LOGIN_ATTEMPTS = people_module.LoginAttempts()
 
 
 def audit_log(settings) -> people_module.AuditLog | None:

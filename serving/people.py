@@ -28,9 +28,11 @@ Passwords are hashed with Argon2id (argon2-cffi, the reference implementation's 
 maintained library, not our own hashing). API keys are long random tokens, so a SHA-256 of
 each is stored (a slow hash would slow every API call and protects nothing a 32-byte token
 needs). A browser logs in at `/login` and gets a session cookie: signed (itsdangerous) with the
-server's secret, HttpOnly, SameSite=Lax, valid `SESSION_SECONDS`, and void when the user's
-password changes or the user is removed. The keys of `CHURN_API_KEYS` (`auth.py`) keep working
-beside them, named "API key #n" in the audit log.
+server's secret, HttpOnly, SameSite=Lax, valid `SESSION_SECONDS`, and void once its user logs
+out (on every worker of the server, copies of the cookie included), the user's password changes
+or the user is removed. After `MAX_FAILED_LOGINS` wrong passwords for one user name from one
+address, that name must wait up to `FAILED_LOGIN_SECONDS` there (a 429). The keys of
+`CHURN_API_KEYS` (`auth.py`) keep working beside them, named "API key #n" in the audit log.
 
 The audit log (`AuditLog`) is one JSON line per event: `at` (UTC), `who`, `role`, `action`
 (`page`, `explain`, `explain_change`, `login`, `login_failed`, `logout`, `denied`),
@@ -46,6 +48,7 @@ import os
 import re
 import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +61,11 @@ AUDIT_ENV = "CHURN_AUDIT_FILE"
 SESSION_FILE = "session.key"
 SESSION_COOKIE = "churn_session"
 SESSION_SECONDS = 8 * 3600
+#: The server's list of sessions ended by logging out, in its instance folder (`Sessions`).
+ENDED_SESSIONS_FILE = "ended-sessions"
+#: Failed logins of one user name from one address before it must wait (`LoginAttempts`).
+MAX_FAILED_LOGINS = 5
+FAILED_LOGIN_SECONDS = 15 * 60
 AUDIT_FILE = "audit.jsonl"
 MIN_PASSWORD_LENGTH = 10
 
@@ -314,17 +322,47 @@ def new_key() -> str:
 
 
 class Sessions:
-    """Signed, expiring session cookies naming a user; void once the user's password changed."""
+    """Signed, expiring session cookies naming a user and a session of theirs; void once the
+    session was ended (`end`: logging out), the user's password changed or the user removed.
 
-    def __init__(self, secret: bytes):
+    Ended sessions are listed in `ended_file` (one line each, appended; every worker of a server
+    reads it when it grows), so a copy of a cookie taken before logging out is refused too."""
+
+    def __init__(self, secret: bytes, ended_file: str | os.PathLike | None = None):
         from itsdangerous import URLSafeTimedSerializer
 
         self._signer = URLSafeTimedSerializer(secret, salt="churn-session")
+        self._ended_file = None if ended_file is None else Path(ended_file)
+        self._ended: set[str] = set()
+        self._ended_read = 0  # bytes of the file read so far
+        self._lock = threading.Lock()
 
     def issue(self, user: User) -> str:
-        return self._signer.dumps({"u": user.name, "p": _fingerprint(user)})
+        return self._signer.dumps({"u": user.name, "p": _fingerprint(user),
+                                   "s": secrets.token_urlsafe(12)})
 
     def user_of(self, cookie: str | None, people: People) -> User | None:
+        data = self._session(cookie)
+        if data is None or data["s"] in self._ended_sessions():
+            return None
+        user = people.users.get(data["u"])
+        if user is None or not hmac.compare_digest(str(data["p"]), _fingerprint(user)):
+            return None
+        return user
+
+    def end(self, cookie: str | None) -> None:
+        """End the session of `cookie` (on this server's every worker)."""
+        data = self._session(cookie)
+        if data is None:
+            return
+        with self._lock:
+            self._ended.add(data["s"])
+            if self._ended_file is not None:
+                with open(self._ended_file, "a", encoding="utf-8") as out:
+                    out.write(f"{data['s']}\n")  # one short append: whole even beside others
+
+    def _session(self, cookie: str | None) -> dict | None:
+        """The signed content of a cookie still in time, or None."""
         from itsdangerous import BadSignature
 
         if not cookie:
@@ -333,10 +371,60 @@ class Sessions:
             data = self._signer.loads(cookie, max_age=SESSION_SECONDS)
         except BadSignature:  # forged, tampered with, or expired
             return None
-        user = people.users.get(data.get("u")) if isinstance(data, dict) else None
-        if user is None or not hmac.compare_digest(str(data.get("p")), _fingerprint(user)):
+        if not isinstance(data, dict) or not all(isinstance(data.get(k), str)
+                                                 for k in ("u", "p", "s")):
             return None
-        return user
+        return data
+
+    def _ended_sessions(self) -> set[str]:
+        if self._ended_file is None:
+            return self._ended
+        with self._lock:
+            try:
+                size = self._ended_file.stat().st_size
+            except FileNotFoundError:
+                size = 0
+            if size > self._ended_read:
+                with open(self._ended_file, encoding="utf-8") as lines:
+                    lines.seek(self._ended_read)
+                    grown = lines.read(size - self._ended_read)
+                whole = grown[:grown.rfind("\n") + 1]  # a line still being written waits
+                self._ended.update(whole.split())
+                self._ended_read += len(whole.encode())
+            return self._ended
+
+
+class LoginAttempts:
+    """Failed logins per user name and address, in this worker: after `MAX_FAILED_LOGINS`
+    within `FAILED_LOGIN_SECONDS`, that name is refused from that address until the oldest
+    failure is that old (a person elsewhere is not locked out by someone guessing)."""
+
+    def __init__(self) -> None:
+        self._failures: dict[tuple[str, str], list[float]] = {}
+        self._lock = threading.Lock()
+
+    def wait_seconds(self, name: str, address: str, now: float | None = None) -> float:
+        """Seconds until `name` may try again from `address` (0: now)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            recent = [t for t in self._failures.get((name, address), ())
+                      if now - t < FAILED_LOGIN_SECONDS]
+            if recent:
+                self._failures[(name, address)] = recent
+            else:
+                self._failures.pop((name, address), None)
+            if len(recent) < MAX_FAILED_LOGINS:
+                return 0.0
+            return FAILED_LOGIN_SECONDS - (now - recent[0])
+
+    def failed(self, name: str, address: str, now: float | None = None) -> None:
+        with self._lock:
+            self._failures.setdefault((name, address), []).append(
+                time.monotonic() if now is None else now)
+
+    def succeeded(self, name: str, address: str) -> None:
+        with self._lock:
+            self._failures.pop((name, address), None)
 
 
 def _fingerprint(user: User) -> str:

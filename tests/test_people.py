@@ -14,9 +14,13 @@ import pandas as pd
 import pytest
 
 from churn_risk.serving.people import (
+    ENDED_SESSIONS_FILE,
+    FAILED_LOGIN_SECONDS,
+    MAX_FAILED_LOGINS,
     SESSION_COOKIE,
     AuditLog,
     Integration,
+    LoginAttempts,
     People,
     PeopleFileError,
     Portfolio,
@@ -104,6 +108,41 @@ def test_a_session_names_its_user_until_it_expires_is_forged_or_the_password_cha
     assert sessions.user_of(cookie, People()) is None  # removed
     monkeypatch.setattr(module, "SESSION_SECONDS", -1)
     assert sessions.user_of(cookie, everyone) is None  # expired
+
+
+def test_logging_out_ends_the_session_on_every_worker_copies_of_the_cookie_included(tmp_path):
+    alice = User("alice", "account_manager", "$argon2id$x")
+    everyone = People({"alice": alice})
+    ended = tmp_path / ENDED_SESSIONS_FILE
+    worker, other = Sessions(b"s" * 32, ended), Sessions(b"s" * 32, ended)
+    at_office, at_home = worker.issue(alice), worker.issue(alice)
+    assert other.user_of(at_office, everyone) == alice  # another worker reads it too
+    worker.end(at_office)
+    assert worker.user_of(at_office, everyone) is None
+    assert other.user_of(at_office, everyone) is None  # learnt from the file
+    assert other.user_of(at_home, everyone) == alice  # her other session goes on
+    assert Sessions(b"s" * 32, ended).user_of(at_office, everyone) is None  # a new worker
+    with open(ended, "a") as half:
+        half.write("partial-line-no-newline")  # another worker in the middle of a write
+    assert other.user_of(at_home, everyone) == alice
+    from itsdangerous import URLSafeTimedSerializer
+    older = URLSafeTimedSerializer(b"s" * 32, salt="churn-session").dumps(
+        {"u": "alice", "p": "x"})  # a cookie of before sessions had ids
+    assert worker.user_of(older, everyone) is None
+
+
+def test_wrong_passwords_make_one_name_at_one_address_wait():
+    attempts = LoginAttempts()
+    for i in range(MAX_FAILED_LOGINS):
+        assert attempts.wait_seconds("alice", "10.0.0.9", now=100.0 + i) == 0
+        attempts.failed("alice", "10.0.0.9", now=100.0 + i)
+    assert attempts.wait_seconds("alice", "10.0.0.9", now=110.0) == FAILED_LOGIN_SECONDS - 10
+    assert attempts.wait_seconds("alice", "10.0.0.7", now=110.0) == 0  # alice, elsewhere
+    assert attempts.wait_seconds("bob", "10.0.0.9", now=110.0) == 0
+    # once the oldest failure is old enough, one more try
+    assert attempts.wait_seconds("alice", "10.0.0.9", now=100.0 + FAILED_LOGIN_SECONDS) == 0
+    attempts.succeeded("alice", "10.0.0.9")
+    assert attempts.wait_seconds("alice", "10.0.0.9", now=110.0) == 0
 
 
 def _changed(text: str) -> str:
@@ -284,6 +323,25 @@ def test_a_retention_lead_reads_every_customer_and_logging_out_ends_the_browser_
     assert f"{SESSION_COOKIE}=\"\"" in headers["Set-Cookie"] and "Max-Age=0" in headers[
         "Set-Cookie"]
     assert ("rita", "logout") in {(e["who"], e["action"]) for e in staffed["audit"].entries()}
+    for _ in range(4):  # a copy of the cookie kept after logging out: refused by every worker
+        status, headers, _ = fetch(f"{base}/customers/{staffed['consumer']}",
+                                   headers={"Cookie": cookie, "Accept": "text/html"})
+        assert status == 303 and headers["Location"].startswith("/login")
+
+
+def test_guessing_passwords_is_slowed_to_a_few_tries_per_quarter_hour(staffed):
+    """Each worker counts for itself: of `MAX_FAILED_LOGINS` × 2 + 1 wrong tries, one worker
+    has seen more than `MAX_FAILED_LOGINS`."""
+    base = staffed["base"]
+    answers = [fetch(f"{base}/login", {"user": "mallory", "password": f"guess-{i:05d}"})
+               for i in range(MAX_FAILED_LOGINS * 2 + 1)]
+    refused = [a for a in answers if a[0] == 429]
+    assert refused and all(a[0] in (401, 429) for a in answers)
+    assert "Too many wrong passwords: try again in 15 minutes." in refused[0][2]
+    assert 0 < int(refused[0][1]["Retry-After"]) <= FAILED_LOGIN_SECONDS
+    assert "Set-Cookie" not in refused[0][1]
+    audited = [e for e in staffed["audit"].entries() if e["who"] == "mallory"]
+    assert {e["status"] for e in audited} == {401, 429}
 
 
 def test_an_integration_key_may_use_the_api_but_not_the_pages_and_the_old_keys_still_work(
