@@ -598,22 +598,32 @@ def _print_monitor(result, settings) -> None:
     model = f"{settings.model} (version {result.version})"
     if report is not None:
         t = report.features
-        shown = t.loc[(t["psi"] >= 0.1) | (t["missing_change"].abs() >= settings.missing_alert)]
+        shown = t.loc[(t["psi_reference"] >= 0.1)
+                      | (t["missing_change"].abs() >= settings.missing_alert)]
         shown = shown if len(shown) >= 10 else t.head(10)
+        season = report.same_month_as_of
         table = Table(title=f"Drift of {model}: portfolio as of {report.as_of} "
                             f"({report.rows:,} customers) vs training reference "
-                            f"{report.reference_as_of} ({report.reference_rows:,})")
-        table.add_column("feature")
+                            f"{report.reference_as_of} ({report.reference_rows:,})"
+                            + (f" and the same month, {season}" if season else ""))
+        table.add_column("feature", no_wrap=True, min_width=int(shown["feature"].str.len().max()))
         table.add_column("driver group")
         table.add_column("PSI", justify="right")
-        table.add_column("missing (reference → now)", justify="right")
+        if season:
+            table.add_column("vs ref.", justify="right")
+            table.add_column("vs month", justify="right")
+        table.add_column("missing (ref. → now)", justify="right")
         for r in shown.itertuples():
             style = ("bold red" if r.psi >= settings.psi_alert
                      else "yellow" if r.psi >= 0.1 else "")
-            table.add_row(r.feature, r.group, f"[{style}]{r.psi:.3f}[/{style}]" if style
-                          else f"{r.psi:.3f}",
+            judged = f"[{style}]{r.psi:.3f}[/{style}]" if style else f"{r.psi:.3f}"
+            both = [f"{r.psi_reference:.3f}", f"{r.psi_same_month:.3f}"] if season else []
+            table.add_row(r.feature, r.group, judged, *both,
                           f"{r.missing_reference:.0%} → {r.missing_current:.0%}")
         console.print(table)
+        if season:
+            console.print("PSI: the lower of the two, so a change that comes back every year "
+                          "is not taken for drift.")
         console.print(f"{len(t) - len(shown)} more features below PSI 0.1. Score distribution: "
                       f"PSI {report.score_psi:.3f}, mean churn probability "
                       f"{report.score_reference_mean:.1%} at training, "

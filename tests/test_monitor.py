@@ -156,6 +156,45 @@ def test_psi_of_the_reference_itself_is_zero_and_grows_with_a_shift():
     assert psi([0.5, 0.5, 0.0], [0.5, 0.5, 0.0]) == 0.0  # empty bins cost nothing when both are
 
 
+def _seasonal_history(months: pd.DatetimeIndex, shift: float = 1.5, n: int = 3000):
+    """Monthly snapshots of a feature that is higher every November and December."""
+    rng = np.random.default_rng(3)
+    return [pd.DataFrame({"x": rng.normal(size=n) + (shift if m.month in (11, 12) else 0.0),
+                          "as_of": m}) for m in months]
+
+
+def test_a_change_that_comes_back_every_year_is_a_season_not_drift():
+    spec = FeatureSpec("x", "x", "engagement")
+    history = _seasonal_history(pd.date_range("2022-10-01", "2024-07-01", freq="MS"))
+    newest = history[-1]
+    reference = reference_profile(newest, [spec], {}, np.full(len(newest), 0.05),
+                                  history=(pd.concat(history[:12]), pd.concat(history[12:])))
+    assert sorted(reference["seasonal"]) == [f"{m:02d}" for m in range(1, 13)]
+    assert reference["seasonal"]["11"]["as_of"] == "2023-11-01"  # the newest November
+    november = _seasonal_history(pd.DatetimeIndex(["2024-11-01"]))[0]
+    report = compare(reference, november, [spec], np.full(3000, 0.05), "2024-11-01")
+    row = report.features.iloc[0]
+    assert report.same_month_as_of == "2023-11-01"
+    assert row["psi_reference"] > 0.5 and row["psi_same_month"] < 0.02
+    assert row["psi"] == row["psi_same_month"]
+    decided = verdict(report, Thresholds())
+    assert not decided.retraining_due
+    assert "seasonal, as in 2023-11-01 (not counted): x" in decided.text
+
+    # a real drift on top of the season is still drift
+    drifted = november.assign(x=november["x"] + 1.0)
+    report = compare(reference, drifted, [spec], np.full(3000, 0.05), "2024-11-01")
+    assert report.features.loc[0, "psi"] > 0.25 and verdict(report, Thresholds()).retraining_due
+
+    # a model that learnt from less than a year has no November: the reference alone
+    short = reference_profile(newest, [spec], {}, np.full(len(newest), 0.05),
+                              history=history[-6:])
+    assert "11" not in short["seasonal"]
+    report = compare(short, november, [spec], np.full(3000, 0.05), "2024-11-01")
+    assert report.same_month_as_of is None and np.isnan(report.features.loc[0, "psi_same_month"])
+    assert verdict(report, Thresholds()).retraining_due
+
+
 def test_the_score_psi_from_counts_is_the_score_psi_of_the_rows():
     """The service knows its portfolio by counts of probabilities at most each edge
     (`Store.portfolio_summary`): the same PSI as `compare` computes from the rows."""
@@ -314,7 +353,8 @@ def test_monitor_raises_no_false_alarm_on_stable_data(tmp_path, monkeypatch, cap
 COMPETITOR_FROM = "2024-04-01"
 LOGGED = ("2024-05-01", "2024-06-01")
 #: The monitored portfolio: the month after the last logged predictions. (As of the data end,
-#: October, its purchase trend differs from the January reference by the Nov/Dec season alone.)
+#: October, its purchase trend differs from the January reference by the season alone, PSI 0.30,
+#: and matches the October 2023 training snapshot: `compare` judges it seasonal.)
 MONITORED = "2024-07-01"
 
 

@@ -13,7 +13,14 @@ the same bins: per feature the population stability index
     PSI = sum over bins of (current share - reference share) x ln(current share / reference share)
 
 over the value bins plus one bin for missing values (shares floored at `EPSILON`, so an empty
-bin costs a finite amount), the change of the missing share, and the PSI of the scores. The usual
+bin costs a finite amount), the change of the missing share, and the PSI of the scores.
+
+Seasons are not drift: the reference also keeps, per calendar month, the newest training
+snapshot of that month in the same bins (`seasonal_references`). A feature's PSI is judged
+against the nearer of the two: a 90-day purchase trend monitored in November differs from a
+July reference by the Christmas peak alone, and matches last November's. A model trained on
+less than a year of snapshots has no reference for some months; there the reference alone is
+used. The usual
 reading: below 0.1 stable, 0.1 to 0.25 a moderate shift worth watching, above 0.25 a shift that
 calls for a retraining. `verdict` applies the thresholds (`Thresholds`) and says in words why
 retraining is due, or that the portfolio is stable.
@@ -36,6 +43,7 @@ figures are standalone (`training.plots` style) for `mlflow.log_figure`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -128,19 +136,54 @@ def _histogram(p: np.ndarray, edges: list[float]) -> list[float]:
 
 
 def reference_profile(frame: pd.DataFrame, specs: list[FeatureSpec],
-                      categories: dict[str, list[str]], probability: np.ndarray) -> dict:
+                      categories: dict[str, list[str]], probability: np.ndarray,
+                      history: Sequence[pd.DataFrame] = ()) -> dict:
     """The training reference stored with the model (`bundle.info["reference"]`): `frame` is
     the reference snapshot (one as_of), `probability` the model's calibrated churn probability
-    of its rows. JSON-able."""
+    of its rows; `history`, the frames of snapshots the model learnt from, gives the seasonal
+    references (`seasonal_references`). JSON-able."""
     as_of = pd.to_datetime(frame["as_of"]).max() if "as_of" in frame and len(frame) else None
+    features = {s.name: feature_reference(frame[s.name], s, categories.get(s.name))
+                for s in specs}
     return {
         "format": REFERENCE_FORMAT,
         "as_of": None if as_of is None else f"{as_of:%Y-%m-%d}",
         "rows": len(frame),
-        "features": {s.name: feature_reference(frame[s.name], s, categories.get(s.name))
-                     for s in specs},
+        "features": features,
         "score": score_reference(probability),
+        "seasonal": seasonal_references(history, specs, features),
     }
+
+
+def seasonal_references(history: Sequence[pd.DataFrame], specs: list[FeatureSpec],
+                        features: dict[str, dict]) -> dict[str, dict]:
+    """Per calendar month ("01".."12") of the snapshots in `history` (frames with an `as_of`
+    column: the training splits, never copied whole), the newest snapshot of that month in the
+    reference's bins: {"as_of", "rows", "features": {name: {"shares", "missing"}}}. A portfolio
+    is compared with the same month too (`compare`), so a change that comes back every year
+    (the Nov/Dec peak in a 90-day purchase trend) is not taken for drift. Shares are rounded to
+    5 decimals (the bundle carries 12 x features x bins of them)."""
+    frames = [f for f in history if "as_of" in f and len(f)]
+    dates = [pd.to_datetime(f["as_of"]) for f in frames]
+    if not frames:
+        return {}
+    every = pd.concat([pd.Series(d.unique()) for d in dates], ignore_index=True)
+    newest = every.groupby(every.dt.month).max()
+    out = {}
+    for month, as_of in newest.items():
+        rows = pd.concat([f.loc[(d == as_of).to_numpy()] for f, d in zip(frames, dates,
+                                                                          strict=True)])
+        shares = {}
+        for spec in specs:
+            ref = features.get(spec.name)
+            if ref is None or spec.name not in rows:
+                continue
+            values, missing = current_shares(rows[spec.name], ref)
+            shares[spec.name] = {"shares": [round(v, 5) for v in values],
+                                 "missing": round(missing, 5)}
+        out[f"{month:02d}"] = {"as_of": f"{as_of:%Y-%m-%d}", "rows": len(rows),
+                               "features": shares}
+    return out
 
 
 # --------------------------------------------------------------------------------- comparison
@@ -190,38 +233,59 @@ class DriftReport:
     reference_as_of: str | None
     rows: int
     reference_rows: int
-    #: One row per model feature, largest PSI first: feature, label, group, psi,
-    #: missing_reference, missing_current, missing_change.
+    #: One row per model feature, largest PSI first: feature, label, group, psi (the one
+    #: judged: the lower of psi_reference and psi_same_month), psi_reference (against the
+    #: reference), psi_same_month (against the training snapshot of the same calendar month;
+    #: NaN without one), missing_reference, missing_current, missing_change.
     features: pd.DataFrame
     score_psi: float
     score_reference_mean: float
     score_current_mean: float
     #: Histogram of the current scores on the reference's histogram edges.
     score_histogram: list[float] = field(default_factory=list)
+    #: The training snapshot of the same calendar month compared with too (None: none).
+    same_month_as_of: str | None = None
+
+    @property
+    def seasonal(self) -> pd.DataFrame:
+        """The features that shifted against the reference by at least `WATCH` but not against
+        the same month of the training data: a change of season, not counted as drift."""
+        t = self.features
+        return t.loc[(t["psi_reference"] >= WATCH) & (t["psi_same_month"] < WATCH)]
 
 
 def compare(reference: dict, frame: pd.DataFrame, specs: list[FeatureSpec],
             probability: np.ndarray, as_of: pd.Timestamp | str) -> DriftReport:
     """Per feature PSI and missing-share change, and the score PSI, of the current portfolio
     (`frame`: its features; `probability`: the model's churn probability of its rows)."""
+    as_of = pd.Timestamp(as_of)
+    month = (reference.get("seasonal") or {}).get(f"{as_of.month:02d}")
+    if month is not None and month["as_of"] == reference.get("as_of"):
+        month = None  # the reference is of this month already
     rows = []
     for spec in specs:
         ref = reference["features"].get(spec.name)
         if ref is None or spec.name not in frame:
             continue
         shares, missing = current_shares(frame[spec.name], ref)
-        value = psi(_with_missing(ref["shares"], ref["missing"]), _with_missing(shares, missing))
+        current = _with_missing(shares, missing)
+        against = psi(_with_missing(ref["shares"], ref["missing"]), current)
+        same = (month or {}).get("features", {}).get(spec.name)
+        seasonal = (psi(_with_missing(same["shares"], same["missing"]), current)
+                    if same is not None else float("nan"))
         rows.append({"feature": spec.name, "label": spec.label, "group": spec.group,
-                     "psi": value, "missing_reference": ref["missing"],
+                     "psi": float(np.fmin(against, seasonal)), "psi_reference": against,
+                     "psi_same_month": seasonal, "missing_reference": ref["missing"],
                      "missing_current": missing, "missing_change": missing - ref["missing"]})
-    table = pd.DataFrame(rows, columns=["feature", "label", "group", "psi", "missing_reference",
+    table = pd.DataFrame(rows, columns=["feature", "label", "group", "psi", "psi_reference",
+                                        "psi_same_month", "missing_reference",
                                         "missing_current", "missing_change"])
     table = table.sort_values("psi", ascending=False, kind="stable").reset_index(drop=True)
     p = np.asarray(probability, dtype=float)
     p = p[np.isfinite(p)]
     score = reference["score"]
     return DriftReport(
-        as_of=f"{pd.Timestamp(as_of):%Y-%m-%d}",
+        as_of=f"{as_of:%Y-%m-%d}",
         reference_as_of=reference.get("as_of"),
         rows=len(frame),
         reference_rows=int(reference.get("rows", 0)),
@@ -230,6 +294,7 @@ def compare(reference: dict, frame: pd.DataFrame, specs: list[FeatureSpec],
         score_reference_mean=float(score["mean"]),
         score_current_mean=float(p.mean()) if len(p) else float("nan"),
         score_histogram=_histogram(p, score["histogram_edges"]) if len(p) else [],
+        same_month_as_of=None if month is None else month["as_of"],
     )
 
 
@@ -311,6 +376,10 @@ def verdict(report: DriftReport | None, thresholds: Thresholds,
         if len(moderate):
             watch.append(f"moderate shift (PSI {WATCH:g} to {thresholds.psi_alert:g}): "
                          f"{_feature_list(moderate.head(5), 'psi', '{:.2f}')}")
+        seasonal = report.seasonal
+        if len(seasonal):
+            watch.append(f"seasonal, as in {report.same_month_as_of} (not counted): "
+                         f"{_feature_list(seasonal.head(5), 'psi_reference', '{:.2f}')}")
     if realised_reason is not None:  # the realised-accuracy check (`auc_drop_reason`)
         reasons.append(realised_reason)
     return Verdict(bool(reasons), reasons, watch)
@@ -357,13 +426,20 @@ def psi_figure(report: DriftReport, psi_alert: float, top: int = 25) -> Figure:
     ax = fig.subplots()
     colors = ["tab:red" if v >= psi_alert else ("tab:orange" if v >= WATCH else MODEL_COLOR)
               for v in t["psi"]]
+    season = report.same_month_as_of
+    if season:  # what the season explains: drawn, not counted
+        ax.barh(np.arange(len(t)), t["psi_reference"], color="none",
+                edgecolor=REFERENCE_COLOR, hatch="///", lw=0.6,
+                label=f"vs reference, where {season} (same month) is nearer")
     ax.barh(np.arange(len(t)), t["psi"], color=colors)
     ax.set_yticks(np.arange(len(t)), t["feature"], fontsize=8)
     ax.axvline(WATCH, color=REFERENCE_COLOR, ls=":", lw=1, label=f"watch ({WATCH:g})")
     ax.axvline(psi_alert, color="tab:red", ls="--", lw=1.2, label=f"alert ({psi_alert:g})")
-    ax.set(xlabel="Population stability index (current vs training reference)",
+    ax.set(xlabel="Population stability index (current vs training reference"
+                  + (", or vs the same month when lower)" if season else ")"),
            title=f"Feature drift as of {report.as_of} vs reference {report.reference_as_of} "
-                 f"({report.rows:,} vs {report.reference_rows:,} customers)")
+                 + (f"and {season} " if season else "")
+                 + f"({report.rows:,} vs {report.reference_rows:,} customers)")
     ax.title.set_fontsize(9)
     ax.grid(alpha=0.3, axis="x")
     ax.legend(loc="lower right", fontsize=8)

@@ -300,8 +300,9 @@ def _fit_policy(bundle: ChurnBundle, split: Split, cfg: TrainConfig, target: Tar
     actions = with_measured_success(load_catalogue(cfg.actions), measured)
     bundle.info["measured_success"] = measured
     # the drift reference `churn monitor` compares the scored portfolio with
-    bundle.info["reference"] = reference_profile(reference, bundle.specs, bundle.categories,
-                                                 probability)
+    bundle.info["reference"] = reference_profile(
+        reference, bundle.specs, bundle.categories, probability,
+        history=(split.train, split.validation, split.test))
     return fit_policy(spend, 1.0 - float(split.train[CHURN_LABEL].mean()), target.horizon_days,
                       high_risk_from(bundle.risk_bands), cfg.value, cfg.matrix, actions)
 

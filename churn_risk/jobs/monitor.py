@@ -194,7 +194,9 @@ def _log_run(source, settings: MonitorSettings, name: str, version: str, referen
         mlflow.set_tags({**job_tags(), "job": "monitor", "model_uri": settings.model,
                          "model_version": str(version), "data": str(source),
                          "verdict": "retraining due" if decided.retraining_due else "stable",
-                         "reference": "none" if report is None else str(report.reference_as_of)})
+                         "reference": "none" if report is None else str(report.reference_as_of),
+                         "same_month_reference": str(getattr(report, "same_month_as_of", None)
+                                                     or "none")})
         mlflow.log_params({k: v for k, v in settings.thresholds.__dict__.items()})
         metrics = {"retraining_due": float(decided.retraining_due)}
         if report is not None:
