@@ -225,7 +225,7 @@ def readable(table: pd.DataFrame, bundle: ChurnBundle) -> pd.DataFrame:
 
 def _header(field: Field, parts: dict[str, str]) -> str:
     """The field's header for one column: "Main reason 2", "Chance of buying Home energy"."""
-    from churn_risk.serving.page import human
+    from churn_risk.serving.wording import human
 
     return field.header.format(**{k: v if k == "i" else human(v) for k, v in parts.items()})
 
@@ -233,7 +233,7 @@ def _header(field: Field, parts: dict[str, str]) -> str:
 def _words(bundle: ChurnBundle) -> dict[str, Callable[[object], str]]:
     """How each kind of code value reads: the names the page and the catalogue use."""
     from churn_risk.models.portfolio import NO_ACTION, QUADRANT_LABELS
-    from churn_risk.serving.page import band_name, channel_name, human
+    from churn_risk.serving.wording import band_name, channel_name, human
 
     features = {s.name: s.label for s in bundle.specs}
     actions = {a.name: a.label for a in bundle.policy.actions} | {NO_ACTION: "No action"}

@@ -426,7 +426,7 @@ def _portfolio(viewer) -> str:
 
 
 def _filter_words(column: str, value: str) -> str:
-    from churn_risk.serving.page import band_name, human
+    from churn_risk.serving.wording import band_name, human
 
     if column == "quadrant":
         return QUADRANT_LABELS.get(value, human(value))

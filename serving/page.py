@@ -8,9 +8,9 @@ images only).
 
 Escaping: the environment autoescapes every `.html` template, so every value of the page model
 reaches the document escaped, as text or as an attribute, without any call to an escape
-function here. Formatting of numbers, percentages, money and dates happens in the filters
-below (counts, periods and names in words in `wording.py`, shared with the channel views), and
-only there.
+function here. Numbers, percentages, money, counts, periods and names are said in
+`wording.py` (shared with the channel views, the exports and the figures), dates and chart
+coordinates in the filters below; the templates use these filters only.
 """
 
 from __future__ import annotations
@@ -20,21 +20,27 @@ from datetime import date, datetime
 import jinja2
 
 from churn_risk.features.lifecycle import SURVEY_SCALE
-from churn_risk.models import portfolio
 from churn_risk.models.portfolio import QUADRANT_LABELS
 from churn_risk.serving import charts
 from churn_risk.serving.charts import CHANGE_ROWS, WATERFALL_BARS
 from churn_risk.serving.pagemodel import PAST_RECOMMENDATIONS, CustomerPage
 from churn_risk.serving.wording import (
+    BANDS,
+    band_name,
+    channel_name,
     counted,
     feature_value,
-    finite,
     human,
+    money,
     number,
+    pct,
     period,
     plural,
+    signed,
+    signed_count,
     spelled,
     tenure,
+    thousands,
     words,
 )
 
@@ -49,10 +55,6 @@ FAVOUR_AMONG = WATERFALL_BARS * 2
 #: Feature-level changes listed under "why did risk change".
 CHANGE_FEATURES = 5
 
-BANDS = {"low": "Low risk", "medium": "Medium risk", "high": "High risk",
-         "very_high": "Very high risk"}
-CHANNEL_NAMES = {"sales": "Sales", "contact_center": "Contact center", "web": "Web",
-                 "service": "Service", "campaign": "Campaign"}
 QUADRANT_NOTES = {
     "protect_first": "High value and high risk: act on this customer first.",
     "keep": "High value and low risk: keep the relationship healthy.",
@@ -73,46 +75,8 @@ def quadrant_note(quadrant, action) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Filters: every number, percentage, amount and date on the page is formatted here
+# Filters: every number, percentage, amount and date on the page is formatted by these
 # --------------------------------------------------------------------------------------------
-
-
-def thousands(x) -> str:
-    """A count or an amount to the unit: 12,345."""
-    return f"{x:,.0f}" if finite(x) else "—"
-
-
-def signed_count(x) -> str:
-    """+123 / −45 / +0.4 / 0: leavers a driver adds or keeps (tenths below ten)."""
-    if not finite(x):
-        return "—"
-    text = f"{abs(x):,.0f}" if abs(x) >= 10 else f"{abs(x):.1f}"
-    if float(text.replace(",", "")) == 0:
-        return "0"
-    return f"+{text}" if x > 0 else f"−{text}"
-
-
-def money(x, currency: str) -> str:
-    """An amount in the model's currency (`ValueSettings.currency`), as the figures write it."""
-    return portfolio.money(x, currency) if finite(x) else "not available"
-
-
-def pct(p, digits: int = 1) -> str:
-    """A probability or share as a percentage: 23.1%, <0.1% for tiny ones."""
-    if not finite(p):
-        return "—"
-    x = min(max(p, 0.0), 1.0) * 100
-    if 0 < x < 10 ** -digits:
-        return f"<{10 ** -digits:.{digits}f}%"
-    return f"{x:.{digits}f}%"
-
-
-def signed(x, digits: int = 2) -> str:
-    """+0.85, −0.12 (a true minus sign), 0.00."""
-    text = f"{abs(x):.{digits}f}"
-    if float(text) == 0:
-        return f"{0:.{digits}f}"
-    return ("+" if x > 0 else "−") + text
 
 
 def log_odds(x) -> str:
@@ -148,14 +112,6 @@ def fixed(x: float, digits: int = 4) -> str:
 def xy(x: float) -> str:
     """An SVG coordinate or length."""
     return f"{x:.1f}"
-
-
-def band_name(band) -> str:
-    return BANDS.get(band) or (f"{human(band)} risk" if band else "Risk band unknown")
-
-
-def channel_name(channel) -> str:
-    return CHANNEL_NAMES.get(channel) or human(channel)
 
 
 FILTERS = {f.__name__: f for f in (

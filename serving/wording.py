@@ -1,6 +1,6 @@
-"""Numbers, counts, periods and names in words: the one place that says them, for the page's
-filters (`page.py`) and the sentences of the channel views (`views.py`). No dependency on either,
-so both can import it."""
+"""Numbers, amounts, percentages, counts, periods and names in words: the one place that says
+them, for the page's filters (`page.py`), the sentences of the channel views (`views.py`), the
+exports and the figures. No dependency on any of them, so all can import it."""
 
 from __future__ import annotations
 
@@ -94,3 +94,57 @@ def feature_value(value, share: bool = False, scale: float | None = None) -> str
     if scale is not None:
         return f"{number(value)} out of {number(scale)}"
     return number(value)
+
+
+BANDS = {"low": "Low risk", "medium": "Medium risk", "high": "High risk",
+         "very_high": "Very high risk"}
+CHANNEL_NAMES = {"sales": "Sales", "contact_center": "Contact center", "web": "Web",
+                 "service": "Service", "campaign": "Campaign"}
+
+
+def thousands(x) -> str:
+    """A count or an amount to the unit: 12,345."""
+    return f"{x:,.0f}" if finite(x) else "—"
+
+
+def signed_count(x) -> str:
+    """+123 / −45 / +0.4 / 0: leavers a driver adds or keeps (tenths below ten)."""
+    if not finite(x):
+        return "—"
+    text = f"{abs(x):,.0f}" if abs(x) >= 10 else f"{abs(x):.1f}"
+    if float(text.replace(",", "")) == 0:
+        return "0"
+    return f"+{text}" if x > 0 else f"−{text}"
+
+
+def money(x, currency: str) -> str:
+    """An amount in the model's currency (`ValueSettings.currency`), as the figures write it."""
+    from churn_risk.models import portfolio
+
+    return portfolio.money(x, currency) if finite(x) else "not available"
+
+
+def pct(p, digits: int = 1) -> str:
+    """A probability or share as a percentage: 23.1%, <0.1% for tiny ones."""
+    if not finite(p):
+        return "—"
+    x = min(max(p, 0.0), 1.0) * 100
+    if 0 < x < 10 ** -digits:
+        return f"<{10 ** -digits:.{digits}f}%"
+    return f"{x:.{digits}f}%"
+
+
+def signed(x, digits: int = 2) -> str:
+    """+0.85, −0.12 (a true minus sign), 0.00."""
+    text = f"{abs(x):.{digits}f}"
+    if float(text) == 0:
+        return f"{0:.{digits}f}"
+    return ("+" if x > 0 else "−") + text
+
+
+def band_name(band) -> str:
+    return BANDS.get(band) or (f"{human(band)} risk" if band else "Risk band unknown")
+
+
+def channel_name(channel) -> str:
+    return CHANNEL_NAMES.get(channel) or human(channel)

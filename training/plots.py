@@ -416,7 +416,7 @@ def key_drivers_figure(group_contributions: pd.DataFrame, segments: pd.Series) -
     group's features (log-odds); `segments` is aligned with it by position (missing values form
     the segment "(missing)").
     """
-    from churn_risk.serving.page import human, signed
+    from churn_risk.serving.wording import human, signed
 
     if group_contributions.shape[1] == 0 or len(group_contributions) == 0:
         raise ValueError("group_contributions has no rows or no group columns")
@@ -492,7 +492,7 @@ def risk_matrix_figure(
     columns are named after the API's risk bands (`risk_bands`, the bundle's), whose `high`
     band's lower edge is the quadrants' risk split; `value_threshold` (the bundle's policy)
     labels the value rows."""
-    from churn_risk.serving.page import band_name
+    from churn_risk.serving.wording import band_name
 
     names = pd.Series(np.asarray(quadrant, dtype=object))
     var = pd.Series(np.asarray(value_at_risk, dtype=float))
