@@ -1010,9 +1010,10 @@ app.add_typer(outcomes_app, name="outcomes")
 @outcomes_app.command("load")
 def outcomes_load(
     file: Annotated[Path, typer.Argument(help="A CSV or Parquet file of outcome reports: "
-                                              "prediction_id, customer_id, response, "
-                                              "occurred_at [, action, channel, stayed, "
-                                              "outcome_id].")],
+                                              "prediction_id, response, occurred_at [, "
+                                              "customer_id, action, channel, stayed, "
+                                              "outcome_id]; later, whether customers stayed: "
+                                              "prediction_id, stayed.")],
     store: StoreUrlOpt = f"sqlite:///{DEFAULT_STORE_FILE}",
 ) -> None:
     """Store outcome reports as `POST /outcomes` does: each quotes the prediction_id of a score

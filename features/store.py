@@ -382,6 +382,23 @@ class Store:
                 query = query.where(table.c.customer_id == str(customer_id))
             return pd.read_sql_query(query, conn)
 
+    def responded(self, prediction_ids: Iterable[str]) -> set[str]:
+        """Those of `prediction_ids` with a stored report saying the action was taken or
+        declined (a later report may then say only whether the customer stayed)."""
+        import sqlalchemy as sa
+
+        ids = sorted(set(map(str, prediction_ids)))
+        table = self._outcomes_table()
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            if not ids or not sa.inspect(conn).has_table(OUTCOMES):
+                return found
+            for i in range(0, len(ids), 500):
+                found.update(conn.execute(sa.select(table.c.prediction_id).distinct().where(
+                    table.c.prediction_id.in_(ids[i:i + 500]),
+                    table.c.response.is_not(None))).scalars())
+        return found
+
     def outcome_state(self, customer_id=None) -> pd.DataFrame:
         """One row per prediction with a reported outcome: of its reports, the newest value of
         each of `action`, `response`, `channel`, `occurred_at` and `stayed` that one gave (a

@@ -8,8 +8,10 @@ customer `stayed`. Reports are validated all together (one bad report rejects th
 error naming `records[i].field`, the rule and an example) and stored idempotently: a report's
 key is its `outcome_id` when given, else a digest of its values, so a resend stores nothing.
 A prediction's outcome is the newest report of each field (`Store.outcome_state`): "taken" now,
-"stayed: true" three months later. Success rates learn from them
-(`training.campaigns.outcome_success_rates`).
+"stayed: true" three months later. `customer_id` may be left out (the prediction names the
+customer), and a report of whether the customer stayed may give only `prediction_id` and
+`stayed` once a report of what was done is stored (or comes earlier in the same batch).
+Success rates learn from them (`training.campaigns.outcome_success_rates`).
 """
 
 from __future__ import annotations
@@ -55,7 +57,12 @@ def checked_outcomes(records: list[dict], store, now: pd.Timestamp | None = None
     if wait_for_log is not None and len(logged) < len(ids):
         wait_for_log()
         logged = store.predictions_by_id(ids)
+    # a report saying only whether the customer stayed follows one saying what was done
+    follow_ups = [r for r in records if r.get("response") is None and r.get("stayed") is not None]
+    responded = store.responded(str(r["prediction_id"]) for r in follow_ups
+                                if str(r.get("prediction_id")) in logged) if follow_ups else set()
     errors: list[dict] = []
+    answered: set[str] = set()  # predictions a report of this batch says what was done with
     rows = []
     for i, record in enumerate(records):
         def bad(field: str, message: str, i: int = i) -> None:
@@ -72,14 +79,22 @@ def checked_outcomes(records: list[dict], store, now: pd.Timestamp | None = None
             bad("prediction_id", f"no score was given out with this id (got "
                 f"{str(prediction_id)[:80]!r})")
         customer = record.get("customer_id")
-        if customer is None or customer == "":
-            bad("customer_id", "required: the customer the prediction was about")
+        if customer == "":
+            bad("customer_id", "the customer the prediction was about, or left out")
+        elif customer is None and prediction is not None:
+            customer = prediction["customer_id"]  # the prediction says whom it was about
         elif prediction is not None and str(customer) != str(prediction["customer_id"]):
             bad("customer_id", f"prediction {prediction_id} was about customer "
                 f"{prediction['customer_id']}, not {customer}")
         response = record.get("response")
-        if response not in RESPONSES:
-            bad("response", f'must be "taken" or "declined" (got {response!r})')
+        follow_up = (response is None and record.get("stayed") is not None
+                     and (str(prediction_id) in responded or str(prediction_id) in answered))
+        if response not in RESPONSES and not follow_up:
+            bad("response", 'must be "taken" or "declined" (got '
+                f"{response!r}); a later report saying only whether the customer stayed may "
+                "leave it out")
+        elif response in RESPONSES:
+            answered.add(str(prediction_id))
         action = record.get("action")
         if action is not None and (not isinstance(action, str) or not action.strip()):
             bad("action", f"the name of an action of the catalogue (got {action!r})")
@@ -93,7 +108,9 @@ def checked_outcomes(records: list[dict], store, now: pd.Timestamp | None = None
         if channel is not None and channel not in CHANNELS:
             bad("channel", f"one of {', '.join(CHANNELS)} (got {channel!r})")
         occurred = moment_or_none(record.get("occurred_at"))
-        if occurred is None:
+        if occurred is None and follow_up and record.get("occurred_at") is None:
+            pass  # the earlier report's moment stays the outcome's
+        elif occurred is None:
             bad("occurred_at", "required: when the action was taken or declined, an ISO 8601 "
                 f"time, e.g. {EXAMPLE['occurred_at']} (got {record.get('occurred_at')!r})")
         elif occurred > now + CLOCK_SKEW:
@@ -115,7 +132,8 @@ def checked_outcomes(records: list[dict], store, now: pd.Timestamp | None = None
         row = {"prediction_id": str(prediction_id), "customer_id": str(customer),
                "action": None if action is None else str(action), "response": response,
                "channel": channel,
-               "occurred_at": occurred.to_pydatetime(), "stayed": stayed}
+               "occurred_at": None if occurred is None else occurred.to_pydatetime(),
+               "stayed": stayed}
         rows.append({"outcome_key": _key(outcome_id, row), **row})
     if errors:
         raise OutcomeErrors(errors)
@@ -126,8 +144,9 @@ def _key(outcome_id, row: dict) -> str:
     """The report's identity: the sender's `outcome_id`, else a digest of its values."""
     if outcome_id is not None:
         return f"id:{outcome_id}"
-    text = json.dumps({**row, "occurred_at": f"{row['occurred_at']:%Y-%m-%dT%H:%M:%S.%f}"},
-                      sort_keys=True)
+    moment = row["occurred_at"]
+    text = json.dumps({**row, "occurred_at": None if moment is None else
+                       f"{moment:%Y-%m-%dT%H:%M:%S.%f}"}, sort_keys=True)
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:40]
 
 

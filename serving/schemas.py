@@ -408,13 +408,15 @@ class OutcomesRequest(BaseModel):
                        EventValue]] = Field(
         min_length=1, max_length=MAX_EVENTS,
         description=f"1 to {MAX_EVENTS:,} reports: `prediction_id` (of the score given out), "
-                    "`customer_id`, `response` (\"taken\" or \"declined\"), `occurred_at` "
-                    "(ISO 8601), and optionally `action` (default: the one recommended), "
-                    "`channel`, `stayed` (true/false once known) and `outcome_id` (your id of "
-                    "the report)",
+                    "`response` (\"taken\" or \"declined\"), `occurred_at` (ISO 8601), and "
+                    "optionally `customer_id` (checked against the prediction's), `action` "
+                    "(default: the one recommended), `channel`, `stayed` (true/false once "
+                    "known) and `outcome_id` (your id of the report). A later report of "
+                    "whether the customer stayed needs only `prediction_id` and `stayed`",
         examples=[[{"prediction_id": "3f2a9c0e8b7d4e61a5c2f0d9e8b7a6c5", "customer_id": 100123,
                     "response": "taken", "channel": "contact_center",
-                    "occurred_at": "2026-12-02T10:15:00Z"}]])
+                    "occurred_at": "2026-12-02T10:15:00Z"},
+                   {"prediction_id": "3f2a9c0e8b7d4e61a5c2f0d9e8b7a6c5", "stayed": True}]])
 
 
 class OutcomesResponse(BaseModel):

@@ -130,6 +130,33 @@ def test_reports_are_stored_once_and_an_outcome_is_the_newest_report_of_each_fie
     assert state.loc[[second["prediction_id"]], "stayed"].isna().all()
 
 
+def test_whether_the_customer_stayed_is_reported_by_prediction_id_alone(store_url):
+    first, second, third = _logged(111), _logged(112), _logged(113)
+    with Store(store_url) as store:
+        store.log_predictions([first, second, third])
+        taken = _report(first)
+        taken.pop("customer_id")  # the prediction says whom it was about
+        store.record_outcomes(checked_outcomes([taken], store))
+        later = [{"prediction_id": first["prediction_id"], "stayed": False},
+                 # what was done and whether they stayed, in one batch
+                 _report(second, response="declined"),
+                 {"prediction_id": second["prediction_id"], "stayed": True}]
+        assert store.record_outcomes(checked_outcomes(later, store)) == 3
+        # nothing says what was done with the third: a bare "stayed" is refused
+        with pytest.raises(OutcomeErrors) as raised:
+            checked_outcomes([{"prediction_id": third["prediction_id"], "stayed": True}], store)
+        state = store.outcome_state().set_index("prediction_id")
+    errors = {e["field"]: e["message"] for e in raised.value.errors}
+    assert set(errors) == {"records[0].response", "records[0].occurred_at"}
+    assert "may leave it out" in errors["records[0].response"]
+    one, two = state.loc[first["prediction_id"]], state.loc[second["prediction_id"]]
+    assert (one["customer_id"], one["response"], one["reports"]) == ("111", "taken", 2)
+    assert one["occurred_at"] == pd.Timestamp(taken["occurred_at"]).tz_localize(None)
+    assert state.loc[[first["prediction_id"]], "stayed"].tolist() == [False]
+    assert (two["response"], two["reports"]) == ("declined", 2)
+    assert state.loc[[second["prediction_id"]], "stayed"].tolist() == [True]
+
+
 def test_every_broken_rule_is_named_and_nothing_is_kept(store_url):
     prediction, none = _logged(201), _logged(202, action=None)
     with Store(store_url) as store:
@@ -207,10 +234,14 @@ def test_a_bad_file_is_refused_in_a_line_and_nothing_is_stored(tmp_path, capsys)
         store.log_predictions(predictions)
     good = pd.DataFrame([_report(p, stayed=i == 0) for i, p in enumerate(predictions)])
 
+    good.drop(columns="prediction_id").to_csv(tmp_path / "no-id.csv", index=False)
+    assert main(["outcomes", "load", str(tmp_path / "no-id.csv"), "--store", url]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no column prediction_id" in " ".join(err.split())
     good.drop(columns="response").to_csv(tmp_path / "no-response.csv", index=False)
     assert main(["outcomes", "load", str(tmp_path / "no-response.csv"), "--store", url]) == 1
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "no column response" in " ".join(err.split())
+    err = " ".join(capsys.readouterr().err.split())  # what was done is not reported yet
+    assert "row 0, response: must be \"taken\" or \"declined\"" in err
 
     assert main(["outcomes", "load", str(tmp_path / "missing.csv"), "--store", url]) == 1
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
@@ -229,6 +260,14 @@ def test_a_bad_file_is_refused_in_a_line_and_nothing_is_stored(tmp_path, capsys)
     assert "0 new, 2 stored before" in " ".join(capsys.readouterr().out.split())
     with Store(url) as store:
         assert store.outcome_state()["stayed"].tolist() == [True, False]
+    # months later, the CRM's file of who stayed: prediction_id and stayed only
+    pd.DataFrame({"prediction_id": [p["prediction_id"] for p in predictions],
+                  "stayed": ["no", "yes"]}).to_csv(tmp_path / "stayed.csv", index=False)
+    assert main(["outcomes", "load", str(tmp_path / "stayed.csv"), "--store", url]) == 0
+    with Store(url) as store:
+        state = store.outcome_state()
+    assert state["stayed"].tolist() == [False, True] and state["reports"].tolist() == [2, 2]
+    assert state["response"].tolist() == ["taken", "taken"]
 
 
 def test_a_server_on_files_says_outcomes_need_a_store():

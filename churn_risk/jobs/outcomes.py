@@ -12,8 +12,9 @@ from churn_risk.errors import DataError
 from churn_risk.features.io import read_file
 from churn_risk.features.store import Store
 
-#: The columns a file of outcome reports must have (`serving.outcomes.FIELDS` may).
-REQUIRED = ("prediction_id", "customer_id", "response", "occurred_at")
+#: The columns a file of outcome reports must have (`serving.outcomes.FIELDS` may; each row is
+#: checked for what it needs: a report of whether customers stayed may be prediction_id, stayed).
+REQUIRED = ("prediction_id",)
 #: Text a file may hold for `stayed`.
 _TRUTH = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
