@@ -382,6 +382,30 @@ class Store:
                 query = query.where(table.c.customer_id == str(customer_id))
             return pd.read_sql_query(query, conn)
 
+    def contacted(self, customer_ids: Iterable, since: pd.Timestamp) -> set[str]:
+        """Those of `customer_ids` (as text) a channel contacted from `since` on: in a campaign
+        (`campaigns.timestamp`) or with an action a channel reported taken or declined
+        (`outcomes.occurred_at`). Contact pressure for worklists (`serving.worklist`)."""
+        import sqlalchemy as sa
+
+        wanted = list(dict.fromkeys(str(c) for c in customer_ids))
+        moment = pd.Timestamp(since).to_pydatetime()
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            present = set(sa.inspect(conn).get_table_names())
+            for name, column in (("campaigns", "timestamp"), (OUTCOMES, "occurred_at")):
+                if name not in present or not wanted:
+                    continue
+                table = (self._reflected(conn, name) if name != OUTCOMES
+                         else self._outcomes_table())
+                values = _as_column_values(wanted, table.c.customer_id.type)
+                for i in range(0, len(values), 500):
+                    found.update(str(c) for c in conn.execute(
+                        sa.select(table.c.customer_id).distinct().where(
+                            table.c.customer_id.in_(values[i:i + 500]),
+                            table.c[column] >= moment)).scalars())
+        return found
+
     def responded(self, prediction_ids: Iterable[str]) -> set[str]:
         """Those of `prediction_ids` with a stored report saying the action was taken or
         declined (a later report may then say only whether the customer stayed)."""

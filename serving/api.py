@@ -327,11 +327,13 @@ def customer_list(state: State, request: Request, quadrant: str | None = None,
                           **problems.responses(401, 403, 422, 503)})
 def worklist_page(state: State, request: Request, channel: str | None = None,
                   budget: Annotated[float, Query(ge=0, le=1e12)] = 5_000.0,
-                  capacity: Annotated[int, Query(ge=0, le=5_000)] = 50) -> HTMLResponse:
+                  capacity: Annotated[int, Query(ge=0, le=5_000)] = 50,
+                  gap: Annotated[int, Query(ge=0, le=365)] = 30) -> HTMLResponse:
     """Whom a channel contacts today, with what: each customer's best action of the channel
-    that pays, the most expected profit first, within `budget` and `capacity` (the engine of
+    that pays, the most expected profit first, within `budget` and `capacity`, none contacted
+    in the last `gap` days by a campaign or by an action a channel reported (the engine of
     `churn worklist`). For a retention lead (or an admin)."""
-    return HTMLResponse(state.worklist(principal(request), channel, budget, capacity))
+    return HTMLResponse(state.worklist(principal(request), channel, budget, capacity, gap))
 
 
 @app.get("/search", include_in_schema=False)

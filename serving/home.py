@@ -62,6 +62,12 @@ class Rows:
         expected profit first (None: not known)."""
         raise NotImplementedError
 
+    def contacted(self, customer_ids: list[str], days: int) -> set[str]:
+        """Those of `customer_ids` contacted in the last `days` days (before today: the
+        store's now, or the snapshot's day), by a campaign or, on a store, by an action a
+        channel reported (`Store.contacted`): contact pressure for the worklists."""
+        raise NotImplementedError
+
 
 #: The columns the home page counts by: one GROUP BY over all of them answers every count.
 CUBE = ("quadrant", "risk_band", "segment", "region")
@@ -95,6 +101,10 @@ class StoreRows(Rows):
             kept = _cubes[key] = (now, self.store.served_counts(self.model_name, self.version,
                                                                 CUBE))
         return kept[1]
+
+    def contacted(self, customer_ids, days):
+        now = pd.Timestamp.now(tz="UTC").tz_localize(None)
+        return self.store.contacted(customer_ids, now - pd.Timedelta(days=days))
 
     def listing(self, where, query, limit, offset):
         return self.store.served_list(self.model_name, self.version, where, query, limit,
@@ -141,6 +151,15 @@ class FrameRows(Rows):
 
     def has(self, key):
         return key in self._keys
+
+    def contacted(self, customer_ids, days):
+        from churn_risk.serving.worklist import recently_contacted
+
+        state = self._state
+        if state.prep is None:
+            return set()
+        return recently_contacted(state.prep, None, pd.Timestamp(state.as_of),
+                                  days) & set(customer_ids)
 
     def _matching(self, where: dict[str, set], query: str | None = None) -> pd.DataFrame:
         rows = _holding(self.frame, where)
@@ -449,6 +468,8 @@ def _title(filters: dict[str, str], query: str) -> str:
 #: What a worklist page starts with (a retention lead changes them in the form).
 DEFAULT_BUDGET = 5_000.0
 DEFAULT_CAPACITY = 50
+#: Customers contacted this many days ago or less are left out (as `churn worklist`'s default).
+DEFAULT_GAP_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -474,28 +495,35 @@ class WorklistPage:
     spent: float
     expected_profit: float
     known: bool  # False: this portfolio's candidates were not kept (scored before they were)
+    gap_days: int = DEFAULT_GAP_DAYS  # customers contacted this recently are left out
+    recently_contacted: int = 0  # candidates left out so
 
 
 def worklist(rows: Rows, viewer, bundle, channel: str | None, budget: float,
-             capacity: int) -> WorklistPage:
+             capacity: int, gap_days: int = DEFAULT_GAP_DAYS) -> WorklistPage:
     """The channel's worklist of today: the portfolio's candidates (the channel's best
     action that pays per customer) filled by the same engine as `churn worklist`
     (`worklist.fill_worklist`): the most expected profit first, within the budget and the
-    capacity."""
+    capacity, none contacted in the last `gap_days` days (`Rows.contacted`)."""
     channels = tuple(dict.fromkeys(a.channel for a in bundle.policy.actions))
     channel = channel if channel in channels else channels[0]
     found = rows.candidates(channel, scope(viewer))
     if found is None:
-        return WorklistPage(channel, channels, budget, capacity, (), 0, 0.0, 0.0, False)
-    rules = WorklistRules(budget=budget, channel=channel, capacity=capacity)
-    filled = fill_worklist(bundle, found, rules)
+        return WorklistPage(channel, channels, budget, capacity, (), 0, 0.0, 0.0, False,
+                            gap_days)
+    rules = WorklistRules(budget=budget, channel=channel, capacity=capacity,
+                          contact_gap_days=gap_days)
+    contacted = (rows.contacted(found["customer_id"].astype(str).tolist(), gap_days)
+                 if gap_days > 0 and len(found) else set())
+    filled = fill_worklist(bundle, found, rules, contacted)
     items = tuple(
         WorkItem(int(r.rank), str(r.customer_id), _number(r.churn_probability),
                  None if r.risk_band is None else str(r.risk_band), _number(r.value_at_risk),
                  str(r.action_label), float(r.action_cost), float(r.expected_profit))
         for r in filled.rows.itertuples())
     return WorklistPage(channel, channels, budget, capacity, items, filled.candidates,
-                        filled.spent, filled.expected_profit, True)
+                        filled.spent, filled.expected_profit, True, gap_days,
+                        filled.excluded_recent_contact)
 
 
 def _number(v) -> float | None:

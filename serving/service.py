@@ -367,7 +367,7 @@ class Serving:
                                            filters or {}, query, page), viewer, state)
 
     def worklist(self, viewer=None, channel: str | None = None, budget: float | None = None,
-                 capacity: int | None = None) -> str:
+                 capacity: int | None = None, gap_days: int | None = None) -> str:
         """A channel's worklist of today (`home.worklist`) for `viewer`."""
         from churn_risk.serving import home
         from churn_risk.serving.page import render_worklist
@@ -375,7 +375,8 @@ class Serving:
         state = self.scorer.state
         page = home.worklist(self._rows(), viewer, state.bundle, channel,
                              home.DEFAULT_BUDGET if budget is None else budget,
-                             home.DEFAULT_CAPACITY if capacity is None else capacity)
+                             home.DEFAULT_CAPACITY if capacity is None else capacity,
+                             home.DEFAULT_GAP_DAYS if gap_days is None else gap_days)
         return render_worklist(page, viewer, state)
 
     def knows(self, customer_id: str) -> bool:

@@ -171,8 +171,9 @@ def test_a_channels_worklist_on_the_page_is_the_one_churn_worklist_makes(state, 
             for budget, capacity in ((500.0, 20), (5_000.0, 200)):
                 expected = build_worklist(bundle, scored, WorklistRules(budget, channel,
                                                                         capacity))
-                for rows in (in_memory, stored):
-                    page = home.worklist(rows, None, bundle, channel, budget, capacity)
+                for rows in (in_memory, stored):  # contact pressure: the next test
+                    page = home.worklist(rows, None, bundle, channel, budget, capacity,
+                                         gap_days=0)
                     assert [i.customer_id for i in page.items] == \
                         expected.rows["customer_id"].astype(str).tolist()
                     assert page.spent == pytest.approx(expected.spent)
@@ -180,6 +181,62 @@ def test_a_channels_worklist_on_the_page_is_the_one_churn_worklist_makes(state, 
                 compared += len(expected.rows)
         assert compared > 0  # some channel had something to do
         assert home.StoreRows(store, "churn-risk", "4").candidates(channels[0], {}) is None
+
+
+def test_a_worklist_leaves_out_customers_contacted_lately(state, fitted, store_url):
+    """On files, a campaign in the last `gap` days (as `churn worklist` without a ledger); on
+    a store, also an action a channel reported taken or declined."""
+    from churn_risk.serving.outcomes import checked_outcomes
+    from churn_risk.serving.worklist import (
+        WorklistRules,
+        build_worklist,
+        channel_candidates,
+        recently_contacted,
+        top_candidates,
+    )
+
+    bundle = fitted.bundle
+    scored = bundle.score(state.frame).reset_index(drop=True)
+    scored.insert(0, "customer_id", [str(i) for i in state.ids])
+    channel = bundle.policy.actions[0].channel
+    rules = WorklistRules(100_000.0, channel, 5_000, contact_gap_days=365)
+    contacted = recently_contacted(state.prep, None, pd.Timestamp(state.as_of), 365)
+    expected = build_worklist(bundle, scored, rules, contacted)
+    page = home.worklist(home.FrameRows(state), None, bundle, channel, 100_000.0, 5_000, 365)
+    assert page.recently_contacted == expected.excluded_recent_contact > 0
+    assert [i.customer_id for i in page.items] == expected.rows["customer_id"].astype(
+        str).tolist()
+    assert not {i.customer_id for i in page.items} & contacted
+
+    with Store(store_url) as store:
+        store.save_worklist_candidates("churn-risk", "3", top_candidates(
+            [channel_candidates(state)]))
+        rows = home.StoreRows(store, "churn-risk", "3")
+        before = home.worklist(rows, None, bundle, channel, 100_000.0, 5_000)
+        assert before.recently_contacted == 0 and len(before.items) >= 3
+        called = [i.customer_id for i in before.items[:2]]
+        now = pd.Timestamp.now(tz="UTC")
+        logged = [{"prediction_id": f"{n:032x}", "source": "api", "channel": channel,
+                   "customer_id": c, "model_name": "churn-risk", "model_version": "3",
+                   "target": "no_purchase", "horizon_days": 90, "features_as_of": "2026-12-01",
+                   "scored_at": f"{now - pd.Timedelta(hours=1):%Y-%m-%dT%H:%M:%S}Z",
+                   "data_watermark": None, "churn_probability": 0.3, "risk_band": "high",
+                   "reason_1": None, "reason_2": None, "reason_3": None,
+                   "recommended_action": bundle.policy.actions[0].name}
+                  for n, c in enumerate(called, start=1)]
+        store.log_predictions(logged)
+        store.record_outcomes(checked_outcomes([
+            {"prediction_id": p["prediction_id"], "response": r, "channel": channel,
+             "occurred_at": f"{now - pd.Timedelta(minutes=5):%Y-%m-%dT%H:%M:%S}Z"}
+            for p, r in zip(logged, ("taken", "declined"), strict=True)], store))
+        after = home.worklist(rows, None, bundle, channel, 100_000.0, 5_000)
+        again = home.worklist(rows, None, bundle, channel, 100_000.0, 5_000, gap_days=0)
+    assert after.recently_contacted == 2
+    listed = [i.customer_id for i in after.items]  # (their budget may admit others at the end)
+    assert not set(called) & set(listed)
+    assert listed[:len(before.items) - 2] == [
+        i.customer_id for i in before.items if i.customer_id not in called][:len(listed)]
+    assert [i.customer_id for i in again.items] == [i.customer_id for i in before.items]
 
 
 # --------------------------------------------------------------------------------------------
