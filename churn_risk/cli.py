@@ -606,7 +606,8 @@ def _print_monitor(result, settings) -> None:
                             f"({report.rows:,} customers) vs training reference "
                             f"{report.reference_as_of} ({report.reference_rows:,})"
                             + (f" and the same month, {season}" if season else ""))
-        table.add_column("feature", no_wrap=True, min_width=int(shown["feature"].str.len().max()))
+        table.add_column("feature", no_wrap=True,
+                         min_width=max((len(f) for f in shown["feature"]), default=7))
         table.add_column("driver group")
         table.add_column("PSI", justify="right")
         if season:
@@ -997,9 +998,11 @@ def _print_written(title: str, written, store_url: str, started: float) -> None:
         table.add_row(name, f"{received:,}", f"{written.stored[name]:,}",
                       f"{written.duplicates[name]:,}", f"{counts[name]:,}")
     console.print(table)
+    from churn_risk.features.io import shown_url
+
     newest = "-" if newest is None else f"{newest:%Y-%m-%d %H:%M:%S} UTC"
     console.print(f"Stored in {time.perf_counter() - started:.1f} s; newest record stored at "
-                  f"{newest}. Read it with --store {store_url}")
+                  f"{newest}. Read it with --store {shown_url(store_url)}")
 
 
 outcomes_app = typer.Typer(help="What channels did with the scores given out, and the "
@@ -1019,12 +1022,13 @@ def outcomes_load(
     """Store outcome reports as `POST /outcomes` does: each quotes the prediction_id of a score
     given out (a batch row's or an answer's), all of the file or nothing; reports stored before
     are not stored twice."""
+    from churn_risk.features.io import shown_url
     from churn_risk.features.store import check_store_url
     from churn_risk.jobs import outcomes as job
 
     received, stored = job.load(file, check_store_url(store))
     console.print(f"{received:,} outcome report(s) read from {file}: {stored:,} new, "
-                  f"{received - stored:,} stored before, in {store}")
+                  f"{received - stored:,} stored before, in {shown_url(store)}")
 
 
 @outcomes_app.command("rates")
@@ -1349,7 +1353,9 @@ class _DemoPrinter:
         console.print(_tables_table(f"{source}: valid", crm.tables))
 
     def stored(self, written, store_url: str) -> None:
-        console.print(f"Loaded into the store {store_url}: "
+        from churn_risk.features.io import shown_url
+
+        console.print(f"Loaded into the store {shown_url(store_url)}: "
                       f"{sum(written.stored.values()):,} records")
 
     def features(self, frame, specs, as_of, seconds: float) -> None:

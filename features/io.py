@@ -76,6 +76,16 @@ def source_name(source: DataSourceLike) -> str:
     return Path(location).name or location
 
 
+def shown_url(url: str) -> str:
+    """A database URL as a message may show it: its password masked (messages reach logs)."""
+    try:
+        import sqlalchemy as sa
+
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: nothing to mask in it
+        return url
+
+
 def is_sql_url(source: str | os.PathLike) -> bool:
     return "://" in str(source)
 
@@ -224,7 +234,8 @@ def sql_tables(source: DataSource) -> Iterator[tuple[object, dict[str, SqlTable]
     try:
         engine = sa.create_engine(url)
     except (sa.exc.ArgumentError, ImportError) as exc:
-        raise DataSourceError(f"--data {url!r}: not a usable database URL ({exc})") from None
+        raise DataSourceError(f"--data {shown_url(url)!r}: not a usable database URL ({exc})"
+                              ) from None
     try:
         present = set(sa.inspect(engine).get_table_names())
         found: dict[str, SqlTable] = {}
@@ -235,7 +246,7 @@ def sql_tables(source: DataSource) -> Iterator[tuple[object, dict[str, SqlTable]
                     continue
                 if declared is not None and declared.file:
                     raise DataSourceError(f"--mapping {mapping.path}: tables.{name} names a file, "
-                                          f"but the data are a database ({url})")
+                                          f"but the data are a database ({shown_url(url)})")
                 if declared is not None and declared.query:
                     found[name] = SqlTable(url, query=declared.query)
                 elif declared is not None and declared.table:
@@ -245,7 +256,8 @@ def sql_tables(source: DataSource) -> Iterator[tuple[object, dict[str, SqlTable]
                     found[name] = SqlTable(url, table=name)
             yield conn, found
     except sa.exc.SQLAlchemyError as exc:
-        raise DataSourceError(f"cannot read tables from {url!r}: {first_line(exc)}") from None
+        raise DataSourceError(f"cannot read tables from {shown_url(url)!r}: "
+                              f"{first_line(exc)}") from None
     finally:
         engine.dispose()
 

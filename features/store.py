@@ -33,7 +33,7 @@ import pandas as pd
 
 from churn_risk.errors import UsageError, first_line
 from churn_risk.features.contract import TABLES
-from churn_risk.features.io import BOOKKEEPING, DataSourceError, is_sql_url
+from churn_risk.features.io import BOOKKEEPING, DataSourceError, is_sql_url, shown_url
 
 KEY, WRITE = BOOKKEEPING
 DEFAULT_STORE = "sqlite:///churn-store.db"
@@ -162,7 +162,8 @@ class Store:
             # a server outlives a database restart: test a pooled connection before using it
             self.engine = sa.create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
         except (sa.exc.ArgumentError, ImportError) as exc:
-            raise DataSourceError(f"--store {url!r}: not a usable database URL ({exc})") from None
+            raise DataSourceError(f"--store {shown_url(url)!r}: not a usable database URL "
+                                  f"({exc})") from None
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self.metadata = sa.MetaData()
@@ -224,7 +225,7 @@ class Store:
                     received=sum(received.values()), stored=sum(stored.values())))
         except sa.exc.SQLAlchemyError as exc:
             self._tables.clear()  # a table it altered is as it was
-            raise DataSourceError(f"cannot write to the store {self.url!r}: "
+            raise DataSourceError(f"cannot write to the store {shown_url(self.url)!r}: "
                                   f"{first_line(exc)}") from None
         return WriteResult(received, stored, write_id)
 
@@ -310,7 +311,7 @@ class Store:
                 conn.execute(self._insert_once(log, "prediction_id"), [
                     {"prediction_id": None, **row, "logged_at": now} for row in rows])
         except sa.exc.SQLAlchemyError as exc:
-            raise DataSourceError(f"cannot write to the store {self.url!r}: "
+            raise DataSourceError(f"cannot write to the store {shown_url(self.url)!r}: "
                                   f"{first_line(exc)}") from None
 
     def predictions(self, customer_id=None, newest: int | None = None) -> pd.DataFrame:
@@ -365,7 +366,7 @@ class Store:
                 return len(conn.execute(insert, [{**row, "reported_at": now}
                                                  for row in rows]).all())
         except sa.exc.SQLAlchemyError as exc:
-            raise DataSourceError(f"cannot write to the store {self.url!r}: "
+            raise DataSourceError(f"cannot write to the store {shown_url(self.url)!r}: "
                                   f"{first_line(exc)}") from None
 
     def outcomes(self, customer_id=None) -> pd.DataFrame:
@@ -382,28 +383,33 @@ class Store:
                 query = query.where(table.c.customer_id == str(customer_id))
             return pd.read_sql_query(query, conn)
 
-    def contacted(self, customer_ids: Iterable, since: pd.Timestamp) -> set[str]:
-        """Those of `customer_ids` (as text) a channel contacted from `since` on: in a campaign
-        (`campaigns.timestamp`) or with an action a channel reported taken or declined
-        (`outcomes.occurred_at`). Contact pressure for worklists (`serving.worklist`)."""
+    def contacted(self, customer_ids: Iterable | None, since: pd.Timestamp,
+                  until: pd.Timestamp) -> set[str]:
+        """Those of `customer_ids` (None: any customer; as text) a channel contacted in
+        `[since, until)` (UTC): in a campaign (`campaigns.timestamp`) or with an action a
+        channel reported taken or declined (`outcomes.occurred_at`). Contact pressure for
+        worklists (`serving.worklist`)."""
         import sqlalchemy as sa
 
-        wanted = list(dict.fromkeys(str(c) for c in customer_ids))
-        moment = pd.Timestamp(since).to_pydatetime()
+        wanted = None if customer_ids is None else list(dict.fromkeys(map(str, customer_ids)))
+        start, end = (pd.Timestamp(t).to_pydatetime() for t in (since, until))
         found: set[str] = set()
         with self.engine.connect() as conn:
             present = set(sa.inspect(conn).get_table_names())
             for name, column in (("campaigns", "timestamp"), (OUTCOMES, "occurred_at")):
-                if name not in present or not wanted:
+                if name not in present or wanted == []:
                     continue
                 table = (self._reflected(conn, name) if name != OUTCOMES
                          else self._outcomes_table())
+                within = sa.select(table.c.customer_id).distinct().where(
+                    table.c[column] >= start, table.c[column] < end)
+                if wanted is None:
+                    found.update(str(c) for c in conn.execute(within).scalars())
+                    continue
                 values = _as_column_values(wanted, table.c.customer_id.type)
                 for i in range(0, len(values), 500):
-                    found.update(str(c) for c in conn.execute(
-                        sa.select(table.c.customer_id).distinct().where(
-                            table.c.customer_id.in_(values[i:i + 500]),
-                            table.c[column] >= moment)).scalars())
+                    found.update(str(c) for c in conn.execute(within.where(
+                        table.c.customer_id.in_(values[i:i + 500]))).scalars())
         return found
 
     def responded(self, prediction_ids: Iterable[str]) -> set[str]:
@@ -469,7 +475,7 @@ class Store:
                 table.create(conn, checkfirst=True)
                 conn.execute(sa.insert(table), [row])
         except sa.exc.SQLAlchemyError as exc:
-            raise DataSourceError(f"cannot write to the store {self.url!r}: "
+            raise DataSourceError(f"cannot write to the store {shown_url(self.url)!r}: "
                                   f"{first_line(exc)}") from None
 
     def latest_check(self, model_name: str, version: str) -> dict | None:
@@ -521,7 +527,7 @@ class Store:
                         table.c.model_name == model_name, table.c.model_version == version,
                         table.c.customer_key.in_(list(gone)[start:start + 500])))
         except sa.exc.SQLAlchemyError as exc:
-            raise DataSourceError(f"cannot write to the store {self.url!r}: "
+            raise DataSourceError(f"cannot write to the store {shown_url(self.url)!r}: "
                                   f"{first_line(exc)}") from None
 
     def read_scores(self, model_name: str, version: str, keys: list[str]) -> dict[str, str]:

@@ -19,10 +19,12 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from churn_risk import __version__
+from churn_risk.features.io import DataSourceError
 from churn_risk.serving import problems
 from churn_risk.serving.deadline import DeadlineExceeded
 from churn_risk.serving.problems import Problem, ProblemDetails
@@ -135,21 +137,32 @@ async def _late(request: Request, exc: DeadlineExceeded) -> Response:
                                                "customers"), request.url.path)
 
 
-@app.exception_handler(Exception)
-async def _bug(request: Request, exc: Exception) -> Response:
-    """A bug: logged with its traceback, answered in the same shape without internals. The
-    store out of reach is no bug: a 503 asking to retry, and one line in the log."""
+@app.exception_handler(SQLAlchemyError)
+@app.exception_handler(DataSourceError)
+async def _store_failed(request: Request, exc: Exception) -> Response:
+    """The store out of reach is no bug: a 503 asking to retry, and one line in the log. Any
+    other failure of the store is (`_bug`). (A handler of these classes, unlike one of
+    `Exception`, is the last word: Starlette does not raise the error again after it.)"""
     import logging
 
     from churn_risk.errors import first_line
     from churn_risk.features.store import unreachable
 
-    log = logging.getLogger("churn_risk.serving")
-    if unreachable(exc):
-        log.warning("%s %s: the store cannot be reached (%s)", request.method,
-                    request.url.path, first_line(exc))
-        return await _problem(request, problems.store_unavailable())
-    log.exception("%s %s failed", request.method, request.url.path)
+    if not unreachable(exc):
+        return await _bug(request, exc)
+    logging.getLogger("churn_risk.serving").warning(
+        "%s %s: the store cannot be reached (%s)", request.method, request.url.path,
+        first_line(exc))
+    return await _problem(request, problems.store_unavailable())
+
+
+@app.exception_handler(Exception)
+async def _bug(request: Request, exc: Exception) -> Response:
+    """A bug: logged with its traceback, answered in the same shape without internals."""
+    import logging
+
+    logging.getLogger("churn_risk.serving").exception("%s %s failed", request.method,
+                                                      request.url.path, exc_info=exc)
     return problem_response(Problem("internal", "the service failed to answer; the error is "
                                                 "logged"), request.url.path)
 
@@ -392,7 +405,7 @@ async def login(request: Request) -> Response:
     audit = middleware.audit_log(SETTINGS)
     address = request.client.host if request.client is not None else "?"
     attempts = middleware.LOGIN_ATTEMPTS
-    wait = attempts.wait_seconds(name, address)
+    wait = attempts.attempt(name, address)
     if wait > 0:  # the password is not even checked: guessing on learns nothing
         audit.write(name or None, "login_failed", 429)
         minutes = max(1, round(wait / 60))
@@ -401,7 +414,6 @@ async def login(request: Request) -> Response:
                     f"{'' if minutes == 1 else 's'}.", name),
             status_code=429, headers={"Retry-After": str(int(wait) + 1)})
     if not await run_in_threadpool(people.check_password, user, password):
-        attempts.failed(name, address)
         audit.write(name or None, "login_failed", 401)
         return HTMLResponse(render_login(target, "Wrong user name or password.", name),
                             status_code=401)

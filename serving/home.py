@@ -104,7 +104,7 @@ class StoreRows(Rows):
 
     def contacted(self, customer_ids, days):
         now = pd.Timestamp.now(tz="UTC").tz_localize(None)
-        return self.store.contacted(customer_ids, now - pd.Timedelta(days=days))
+        return self.store.contacted(customer_ids, now - pd.Timedelta(days=days), now)
 
     def listing(self, where, query, limit, offset):
         return self.store.served_list(self.model_name, self.version, where, query, limit,

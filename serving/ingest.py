@@ -7,9 +7,8 @@ import threading
 
 import pandas as pd
 
-from churn_risk.features.io import DataSourceError
 from churn_risk.features.validation import DataContractError
-from churn_risk.serving.problems import Problem, store_unavailable
+from churn_risk.serving.problems import Problem
 
 #: Offending records listed per broken rule (the problem lists at most `MAX_ERRORS` in all).
 ROWS_PER_RULE = 5
@@ -42,8 +41,6 @@ class Ingestion:
         except DataContractError as exc:
             raise Problem("invalid-events", f"{len(exc.problems)} rule(s) broken: nothing of "
                           "this batch is stored", record_errors(exc)) from None
-        except DataSourceError as exc:
-            raise _store_unavailable(exc) from None
         ids = (frame["customer_id"].dropna().drop_duplicates().tolist()
                if "customer_id" in frame.columns else [])
         watermark = store.watermark()
@@ -66,18 +63,7 @@ class Ingestion:
         except OutcomeErrors as exc:
             raise Problem("invalid-outcomes", f"{len(exc.errors)} problem(s): nothing of this "
                           "batch is stored", exc.errors) from None
-        except DataSourceError as exc:
-            raise _store_unavailable(exc) from None
         return {"received": len(rows), "stored": stored, "already_stored": len(rows) - stored}
-
-
-def _store_unavailable(exc: DataSourceError) -> Problem:
-    """A write the store refused or could not take: said in the log with its reason, answered
-    with a 503 that names no URL."""
-    import logging
-
-    logging.getLogger(__name__).warning("the store did not take a write (%s)", exc)
-    return store_unavailable()
 
 
 def _wait_for_log(prediction_log) -> None:

@@ -8,7 +8,9 @@ customer `stayed`. Reports are validated all together (one bad report rejects th
 error naming `records[i].field`, the rule and an example) and stored idempotently: a report's
 key is its `outcome_id` when given, else a digest of its values, so a resend stores nothing.
 A prediction's outcome is the newest report of each field (`Store.outcome_state`): "taken" now,
-"stayed: true" three months later. `customer_id` may be left out (the prediction names the
+"stayed: true" three months later (a correction of a report sent before needs an `outcome_id`:
+without one, a report with the same values as an earlier one is that report sent again).
+`customer_id` may be left out (the prediction names the
 customer), and a report of whether the customer stayed may give only `prediction_id` and
 `stayed` once a report of what was done is stored (or comes earlier in the same batch).
 Success rates learn from them (`training.campaigns.outcome_success_rates`).
@@ -100,7 +102,7 @@ def checked_outcomes(records: list[dict], store, now: pd.Timestamp | None = None
             bad("action", f"the name of an action of the catalogue (got {action!r})")
         # left out: stored so (`Store.outcome_state` reads it as the one recommended), so a
         # later report saying only whether the customer stayed keeps an action named before
-        elif action is None and prediction is not None and \
+        elif action is None and prediction is not None and not follow_up and \
                 prediction.get("recommended_action") in (None, "none"):
             bad("action", "the prediction recommended no action: name the action taken "
                 "or declined, e.g. \"service_recovery\"")

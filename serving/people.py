@@ -357,9 +357,16 @@ class Sessions:
             return
         with self._lock:
             self._ended.add(data["s"])
-            if self._ended_file is not None:
+            if self._ended_file is None:  # one process: ended in it only
+                return
+            try:
                 with open(self._ended_file, "a", encoding="utf-8") as out:
                     out.write(f"{data['s']}\n")  # one short append: whole even beside others
+            except OSError as exc:  # the browser's cookie is still cleared
+                import logging
+
+                logging.getLogger(__name__).error("session ended in this worker only: cannot "
+                                                  "write %s (%s)", self._ended_file, exc)
 
     def _session(self, cookie: str | None) -> dict | None:
         """The signed content of a cookie still in time, or None."""
@@ -395,32 +402,35 @@ class Sessions:
 
 
 class LoginAttempts:
-    """Failed logins per user name and address, in this worker: after `MAX_FAILED_LOGINS`
+    """Logins per user name and address, in this worker: after `MAX_FAILED_LOGINS` failed ones
     within `FAILED_LOGIN_SECONDS`, that name is refused from that address until the oldest
-    failure is that old (a person elsewhere is not locked out by someone guessing)."""
+    failure is that old (a person elsewhere is not locked out by someone guessing; behind a
+    proxy that hides the address, everyone shares one). An attempt counts as failed from the
+    start, before its password is checked, so guesses sent at once are counted too; a
+    success forgets the name's failures there."""
+
+    #: Names and addresses remembered before the stale ones are forgotten.
+    MAX_KEPT = 10_000
 
     def __init__(self) -> None:
         self._failures: dict[tuple[str, str], list[float]] = {}
         self._lock = threading.Lock()
 
-    def wait_seconds(self, name: str, address: str, now: float | None = None) -> float:
-        """Seconds until `name` may try again from `address` (0: now)."""
+    def attempt(self, name: str, address: str, now: float | None = None) -> float:
+        """0 when `name` may try from `address` now (the attempt is counted), else the
+        seconds to wait (it is not)."""
         now = time.monotonic() if now is None else now
+        key = (name, address)
         with self._lock:
-            recent = [t for t in self._failures.get((name, address), ())
-                      if now - t < FAILED_LOGIN_SECONDS]
-            if recent:
-                self._failures[(name, address)] = recent
-            else:
-                self._failures.pop((name, address), None)
-            if len(recent) < MAX_FAILED_LOGINS:
-                return 0.0
-            return FAILED_LOGIN_SECONDS - (now - recent[0])
-
-    def failed(self, name: str, address: str, now: float | None = None) -> None:
-        with self._lock:
-            self._failures.setdefault((name, address), []).append(
-                time.monotonic() if now is None else now)
+            if len(self._failures) >= self.MAX_KEPT:
+                self._failures = {k: v for k, v in self._failures.items()
+                                  if now - v[-1] < FAILED_LOGIN_SECONDS}
+            recent = [t for t in self._failures.get(key, ()) if now - t < FAILED_LOGIN_SECONDS]
+            if len(recent) >= MAX_FAILED_LOGINS:
+                self._failures[key] = recent
+                return FAILED_LOGIN_SECONDS - (now - recent[0])
+            self._failures[key] = [*recent, now]
+            return 0.0
 
     def succeeded(self, name: str, address: str) -> None:
         with self._lock:

@@ -331,6 +331,18 @@ def test_batch_scores_from_a_store_are_as_of_now_with_provenance_and_logged(
     assert given["prediction_id"].tolist() == rows["prediction_id"].tolist()
     assert given["recommended_action"].tolist() == rows["recommended_action"].tolist()
 
+    # contact pressure read from the store is the campaigns' of the data (`recently_contacted`)
+    from churn_risk.serving.worklist import recently_contacted
+
+    as_of = pd.Timestamp(day)
+    expected = recently_contacted(prepare(load_crm(demo_folder)), None, as_of, 365)
+    with Store(store_url) as store:
+        assert store.contacted(None, as_of - pd.Timedelta(days=365), as_of) == expected
+        some = sorted(expected)[:3]
+        assert store.contacted([*some, "no-such-customer"], as_of - pd.Timedelta(days=365),
+                               as_of) == set(some)
+    assert len(expected) > 3
+
 
 def test_live_workers_hold_no_customers_and_answer_as_a_snapshot_in_memory(loaded_store):
     """Live, the portfolio is scored into the store and every lookup reads its customers' rows:

@@ -131,7 +131,7 @@ def test_reports_are_stored_once_and_an_outcome_is_the_newest_report_of_each_fie
 
 
 def test_whether_the_customer_stayed_is_reported_by_prediction_id_alone(store_url):
-    first, second, third = _logged(111), _logged(112), _logged(113)
+    first, second, third = _logged(111), _logged(112, action=None), _logged(113)
     with Store(store_url) as store:
         store.log_predictions([first, second, third])
         taken = _report(first)
@@ -139,7 +139,8 @@ def test_whether_the_customer_stayed_is_reported_by_prediction_id_alone(store_ur
         store.record_outcomes(checked_outcomes([taken], store))
         later = [{"prediction_id": first["prediction_id"], "stayed": False},
                  # what was done and whether they stayed, in one batch
-                 _report(second, response="declined"),
+                 _report(second, response="declined", action="loyalty_discount"),
+                 # ... of a prediction that recommended nothing: its action named before
                  {"prediction_id": second["prediction_id"], "stayed": True}]
         assert store.record_outcomes(checked_outcomes(later, store)) == 3
         # nothing says what was done with the third: a bare "stayed" is refused
@@ -153,7 +154,8 @@ def test_whether_the_customer_stayed_is_reported_by_prediction_id_alone(store_ur
     assert (one["customer_id"], one["response"], one["reports"]) == ("111", "taken", 2)
     assert one["occurred_at"] == pd.Timestamp(taken["occurred_at"]).tz_localize(None)
     assert state.loc[[first["prediction_id"]], "stayed"].tolist() == [False]
-    assert (two["response"], two["reports"]) == ("declined", 2)
+    assert (two["response"], two["action"], two["reports"]) == (
+        "declined", "loyalty_discount", 2)
     assert state.loc[[second["prediction_id"]], "stayed"].tolist() == [True]
 
 

@@ -133,16 +133,19 @@ def test_logging_out_ends_the_session_on_every_worker_copies_of_the_cookie_inclu
 
 def test_wrong_passwords_make_one_name_at_one_address_wait():
     attempts = LoginAttempts()
-    for i in range(MAX_FAILED_LOGINS):
-        assert attempts.wait_seconds("alice", "10.0.0.9", now=100.0 + i) == 0
-        attempts.failed("alice", "10.0.0.9", now=100.0 + i)
-    assert attempts.wait_seconds("alice", "10.0.0.9", now=110.0) == FAILED_LOGIN_SECONDS - 10
-    assert attempts.wait_seconds("alice", "10.0.0.7", now=110.0) == 0  # alice, elsewhere
-    assert attempts.wait_seconds("bob", "10.0.0.9", now=110.0) == 0
+    for i in range(MAX_FAILED_LOGINS):  # counted before their passwords are checked
+        assert attempts.attempt("alice", "10.0.0.9", now=100.0 + i) == 0
+    assert attempts.attempt("alice", "10.0.0.9", now=110.0) == FAILED_LOGIN_SECONDS - 10
+    assert attempts.attempt("alice", "10.0.0.7", now=110.0) == 0  # alice, elsewhere
+    assert attempts.attempt("bob", "10.0.0.9", now=110.0) == 0
     # once the oldest failure is old enough, one more try
-    assert attempts.wait_seconds("alice", "10.0.0.9", now=100.0 + FAILED_LOGIN_SECONDS) == 0
-    attempts.succeeded("alice", "10.0.0.9")
-    assert attempts.wait_seconds("alice", "10.0.0.9", now=110.0) == 0
+    assert attempts.attempt("alice", "10.0.0.9", now=100.0 + FAILED_LOGIN_SECONDS) == 0
+    assert attempts.attempt("alice", "10.0.0.9", now=100.0 + FAILED_LOGIN_SECONDS) > 0
+    attempts.succeeded("alice", "10.0.0.9")  # her password: her failures there forgotten
+    assert attempts.attempt("alice", "10.0.0.9", now=110.0) == 0
+    attempts.MAX_KEPT = 2  # stale names are forgotten, not kept forever
+    attempts.attempt("carol", "10.0.0.1", now=100.0 + 3 * FAILED_LOGIN_SECONDS)
+    assert len(attempts._failures) <= 2
 
 
 def _changed(text: str) -> str:

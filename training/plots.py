@@ -409,7 +409,7 @@ def key_drivers_figure(group_contributions: pd.DataFrame, segments: pd.Series) -
     """Heatmap of the mean signed contribution of each driver group (columns, the largest mean
     |SHAP| overall first) in each segment (rows): what the group adds to (red) or removes from
     (blue) the segment's churn risk on average, in log-odds, on a colour scale centred at 0 so
-    both directions read at a glance. Groups are named in words (`serving.page.human`, as on the
+    both directions read at a glance. Groups are named in words (`serving.wording.human`, as on the
     customer page).
 
     `group_contributions` holds, per customer, the sum of the SHAP contributions of each

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from churn_risk.features.io import DataSourceLike
+from churn_risk.features.io import DataSourceLike, as_source
 from churn_risk.features.lifecycle import PreparedData
 from churn_risk.jobs.common import (
     CHAMPION_URI,
@@ -85,6 +85,12 @@ def run(source: DataSourceLike, settings: WorklistSettings, prep: PreparedData |
                                              prep=prep, progress=progress), source)
     contacted = recently_contacted(prep, read_ledger(settings.ledger), settings.as_of,
                                    settings.contact_gap_days)
+    if as_source(source).store:  # and the actions channels reported (`Store.contacted`)
+        from churn_risk.features.store import Store
+
+        with Store(as_source(source).location) as store:
+            contacted |= store.contacted(None, settings.as_of - pd.Timedelta(
+                days=settings.contact_gap_days), settings.as_of)
     rules = WorklistRules(budget=settings.budget, channel=settings.channel,
                           capacity=settings.capacity, contact_gap_days=settings.contact_gap_days)
     result = build_worklist(bundle, scored.reset_index(drop=True), rules, contacted)
