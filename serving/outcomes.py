@@ -160,7 +160,7 @@ def with_reported_outcomes(bundle, store) -> dict[str, dict]:
     from dataclasses import replace
 
     from churn_risk.models.portfolio import with_measured_success
-    from churn_risk.training.campaigns import outcome_success_rates
+    from churn_risk.training.campaigns.effects import outcome_success_rates
 
     reported = outcome_success_rates(store.outcome_state())
     bundle.policy = replace(bundle.policy, actions=with_measured_success(

@@ -45,13 +45,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from churn_risk.features.lifecycle import FeatureSpec
-from churn_risk.training.plots import MODEL_COLOR, REFERENCE_COLOR, _figure
+
+if TYPE_CHECKING:  # the service computes its score PSI here: no matplotlib in its workers
+    from matplotlib.figure import Figure
 
 #: 1: bins, shares and missing share per feature; score deciles and histogram.
 REFERENCE_FORMAT = 1
@@ -421,6 +423,8 @@ def prediction_log_by_month(log: pd.DataFrame, top_reasons: int = 5
 
 def psi_figure(report: DriftReport, psi_alert: float, top: int = 25) -> Figure:
     """Horizontal bars of the largest feature PSIs, with the watch and alert lines."""
+    from churn_risk.training.plots import MODEL_COLOR, REFERENCE_COLOR, _figure
+
     t = report.features.head(top).iloc[::-1]
     fig = _figure((7.5, max(3.5, 1.2 + 0.28 * len(t))))
     ax = fig.subplots()
@@ -448,6 +452,8 @@ def psi_figure(report: DriftReport, psi_alert: float, top: int = 25) -> Figure:
 
 def score_shift_figure(report: DriftReport, reference: dict) -> Figure:
     """The churn probability's histogram now and in the reference (shares, same bins)."""
+    from churn_risk.training.plots import MODEL_COLOR, REFERENCE_COLOR, _figure
+
     score = reference["score"]
     edges = np.asarray(score["histogram_edges"])
     width = np.diff(edges)

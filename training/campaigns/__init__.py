@@ -18,32 +18,29 @@ The package, by concern:
 - `tracking`: everything into the active MLflow run (`log_campaign_evaluation`).
 """
 
-from churn_risk.training.campaigns.effects import (
-    MISSING_OFFER,
-    POOLING_METHOD,
-    CampaignEvaluation,
-    campaign_target,
-    evaluate_campaigns,
-    outcome_success_rates,
-    success_rates,
-)
-from churn_risk.training.campaigns.figures import forest_figure, qini_figure
-from churn_risk.training.campaigns.stats import (
-    mantel_haenszel,
-    newcombe_interval,
-    qini_coefficient,
-    qini_curve,
-    risk_ratio_interval,
-    wilson_interval,
-)
-from churn_risk.training.campaigns.tracking import log_campaign_evaluation
-from churn_risk.training.campaigns.uplift import (
-    LEAVE_ALONE,
-    PERSUADABLE,
-    NotEnoughControls,
-    UpliftModel,
-    fit_uplift_model,
-)
+from importlib import import_module
+
+#: Where each name of the package lives: imported on first use (PEP 562), so the service, which
+#: needs only `effects.outcome_success_rates`, loads neither matplotlib nor scikit-learn.
+_HOME = {
+    **dict.fromkeys(("MISSING_OFFER", "POOLING_METHOD", "CampaignEvaluation", "campaign_target",
+                     "evaluate_campaigns", "outcome_success_rates", "success_rates"), "effects"),
+    **dict.fromkeys(("forest_figure", "qini_figure"), "figures"),
+    **dict.fromkeys(("mantel_haenszel", "newcombe_interval", "qini_coefficient", "qini_curve",
+                     "risk_ratio_interval", "wilson_interval"), "stats"),
+    "log_campaign_evaluation": "tracking",
+    **dict.fromkeys(("LEAVE_ALONE", "PERSUADABLE", "NotEnoughControls", "UpliftModel",
+                     "fit_uplift_model"), "uplift"),
+}
+
+
+def __getattr__(name: str):
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "PERSUADABLE",

@@ -54,7 +54,6 @@ from churn_risk.features.labels import (
 from churn_risk.features.lifecycle import DAY, PreparedData, to_timestamp
 from churn_risk.features.target import Target, TargetKind
 from churn_risk.training.campaigns.stats import EFFECT_COLUMNS, effect, mantel_haenszel, z_value
-from churn_risk.training.metrics import MISSING_SEGMENT
 
 __all__ = [
     "MISSING_OFFER",
@@ -420,6 +419,8 @@ def _segment_rows(campaign: dict, outcome: pd.DataFrame, values: dict[str, np.nd
                   confidence: float) -> list[dict]:
     """The campaign's rows of `CampaignEvaluation.segments`: one per value of each column (not
     evaluable when the campaign is not, or when a group of the segment is empty)."""
+    from churn_risk.training.metrics import MISSING_SEGMENT  # (scikit-learn: not on import)
+
     rows = []
     for column, of_column in values.items():
         names = pd.Series(of_column).where(pd.notna(of_column), MISSING_SEGMENT).astype(str)

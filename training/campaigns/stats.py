@@ -25,11 +25,12 @@ Every interval is two-sided at `confidence`, with normal quantiles from `scipy.s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from statistics import NormalDist
 
 import numpy as np
-from scipy.stats import norm
-from statsmodels.stats.contingency_tables import StratifiedTable
-from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
+
+# statsmodels is imported where it is used: the service learns success rates from reported
+# outcomes with these functions and should not load statsmodels (and SciPy) until it does.
 
 __all__ = [
     "EFFECT_COLUMNS",
@@ -50,7 +51,7 @@ def z_value(confidence: float) -> float:
     """The two-sided normal quantile of `confidence`; ValueError outside (0, 1)."""
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    return float(norm.ppf(0.5 + confidence / 2.0))
+    return NormalDist().inv_cdf(0.5 + confidence / 2.0)
 
 
 def _alpha(confidence: float) -> float:
@@ -63,6 +64,8 @@ def wilson_interval(successes: float, n: float, confidence: float = 0.95) -> tup
     """Wilson score interval of a proportion (no continuity correction); NaNs when n == 0."""
     if n <= 0:
         return NAN, NAN
+    from statsmodels.stats.proportion import proportion_confint
+
     low, high = proportion_confint(successes, n, alpha=_alpha(confidence), method="wilson")
     return float(low), float(high)
 
@@ -74,6 +77,8 @@ def newcombe_interval(
     proportions (Newcombe 1998, method 10). NaNs when a group is empty."""
     if n1 <= 0 or n2 <= 0:
         return NAN, NAN, NAN
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
     low, high = confint_proportions_2indep(x1, n1, x2, n2, method="newcomb", compare="diff",
                                            alpha=_alpha(confidence))
     return float(x1 / n1 - x2 / n2), float(low), float(high)
@@ -90,6 +95,8 @@ def risk_ratio_interval(
         return NAN, NAN, NAN
     # "log-adjusted" adds 0.5 to a, n1, c and n0 alike: our zero-count rule
     method = "log-adjusted" if a == 0 else "log"
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
     low, high = confint_proportions_2indep(a, n1, c, n0, method=method, compare="ratio",
                                            alpha=_alpha(confidence))
     return float((a / n1) / (c / n0)), float(low), float(high)
@@ -151,6 +158,8 @@ def _pooled_risk_ratio(a: np.ndarray, n1: np.ndarray, c: np.ndarray, n0: np.ndar
         return {}
     # rows: treated / control; columns: event / no event; one 2x2 table per stratum
     tables = np.array([[a, n1 - a], [c, n0 - c]])
+    from statsmodels.stats.contingency_tables import StratifiedTable
+
     rr = float(StratifiedTable(tables, shift_zeros=False).riskratio_pooled)
     if r <= 0:
         return {"risk_ratio": rr}
