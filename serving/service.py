@@ -140,23 +140,24 @@ class Serving:
             source = DataSource(self.settings.store, store=True)
         # Live, one worker scores into the store and the others read: the first.
         refresher = bentoml.server_context.worker_index in (None, 1)
-        self.scorer = Scorer(source, on_switch=_freeze_heap, before_switch=barrier,
-                             rescore_seconds=self.settings.rescore_seconds,
-                             refresher=refresher)
+        scorer = Scorer(source, on_switch=_freeze_heap, before_switch=barrier,
+                        rescore_seconds=self.settings.rescore_seconds, refresher=refresher)
+        if scorer.live:  # before any answer: every score given out is logged with its id
+            from churn_risk.serving.predlog import PredictionLog
+
+            self.predictions = PredictionLog(scorer.feed.store)
+        self.scorer = scorer
         self.problem = None
+        if scorer.live:
+            threading.Thread(target=self._follow_store, name="store-follower",
+                             daemon=True).start()
         self._warm_pages()
-        ready = self.settings.instance_path("ready")
+        self._model_metric()
+        _freeze_heap()
+        ready = self.settings.instance_path("ready")  # last: the server answers from now on
         if ready is not None:
             ready.mkdir(exist_ok=True)
             (ready / str(os.getpid())).touch()
-        self._model_metric()
-        _freeze_heap()
-        if self.scorer.live:
-            from churn_risk.serving.predlog import PredictionLog
-
-            self.predictions = PredictionLog(self.scorer.feed.store)
-            threading.Thread(target=self._follow_store, name="store-follower",
-                             daemon=True).start()
         state = self.scorer.state
         logger.info("ready: serving %s version %s (%s) on %d customers as of %s after %.1f s",
                     state.model.name, state.model.version, state.bundle.target,
