@@ -151,13 +151,15 @@ class Serving:
         if scorer.live:
             threading.Thread(target=self._follow_store, name="store-follower",
                              daemon=True).start()
-        self._warm_pages()
-        self._model_metric()
-        _freeze_heap()
-        ready = self.settings.instance_path("ready")  # last: the server answers from now on
-        if ready is not None:
-            ready.mkdir(exist_ok=True)
-            (ready / str(os.getpid())).touch()
+        try:
+            self._warm_pages()
+            self._model_metric()
+            _freeze_heap()
+        finally:  # last, whatever these did: the server answers from now on
+            ready = self.settings.instance_path("ready")
+            if ready is not None:
+                ready.mkdir(exist_ok=True)
+                (ready / str(os.getpid())).touch()
         state = self.scorer.state
         logger.info("ready: serving %s version %s (%s) on %d customers as of %s after %.1f s",
                     state.model.name, state.model.version, state.bundle.target,
