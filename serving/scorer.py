@@ -23,7 +23,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -495,12 +494,6 @@ class ScoringState:
                           {"required": list(self.bundle.feature_names)}],
                 "description": "feature name -> value; with a customer_id, the given features "
                                "override that customer's, else every feature is needed"}
-
-    def left_on(self, customer_id) -> date | None:
-        """The day a customer the data know, but the snapshot no longer scores, left
-        (`labels.left_on`); None otherwise."""
-        former = self.former(customer_id)
-        return None if former is None else former.left_on
 
     def former(self, customer_id):
         """A customer the data know but the snapshot no longer scores, as they were when they

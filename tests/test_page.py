@@ -765,13 +765,13 @@ def test_a_former_customer_is_named_as_one(state, prep):
     known = prep.customers["customer_id"].astype(str)
     signed = prep.customers["signup_date"] < state.as_of
     former = next(c for c, s in zip(known, signed, strict=True) if s and c not in state.row_of)
-    left = state.left_on(former)
+    page = state.former(former)
+    left = page.left_on
     assert left is not None and left < state.as_of.date()
     with pytest.raises(UnknownCustomer):
         state.page_model(former)
-    assert state.left_on(state.ids[0]) is None and state.left_on("no-such-id") is None
-    page = state.former(former)
-    assert page.left_on == left and page.signup is not None and page.tenure_days > 0
+    assert state.former(state.ids[0]) is None and state.former("no-such-id") is None
+    assert page.signup is not None and page.tenure_days > 0
     html = render_former(page, None, state)
     text = re.sub(r"<[^>]+>", " ", html)
     assert f"Former customer — left on {left.day} {left:%b %Y}" in " ".join(text.split())
