@@ -181,6 +181,11 @@ class Store:
             return contextlib.nullcontext()
         return _SQLITE_WRITERS.setdefault(self.url, threading.Lock())
 
+    def _write_failed(self, exc: Exception) -> DataSourceError:
+        """What a write the database refused says (its URL without the password)."""
+        return DataSourceError(f"cannot write to the store {shown_url(self.url)!r}: "
+                               f"{first_line(exc)}")
+
     def _insert_once(self, table, key: str):
         """An INSERT that skips each row whose `key` (a unique column) is stored already."""
         import sqlalchemy as sa
@@ -225,8 +230,7 @@ class Store:
                     received=sum(received.values()), stored=sum(stored.values())))
         except sa.exc.SQLAlchemyError as exc:
             self._tables.clear()  # a table it altered is as it was
-            raise DataSourceError(f"cannot write to the store {shown_url(self.url)!r}: "
-                                  f"{first_line(exc)}") from None
+            raise self._write_failed(exc) from None
         return WriteResult(received, stored, write_id)
 
     def ingest(self, raw: Mapping[str, pd.DataFrame], problems=(),
@@ -288,9 +292,9 @@ class Store:
                 values = _as_column_values(
                     pd.concat(wanted, ignore_index=True).dropna().unique(), table.c[column].type)
                 found = []
-                for i in range(0, len(values), 500):
+                for part in _in_lists(values):
                     found += conn.execute(sa.select(table.c[column]).where(
-                        table.c[column].in_(values[i:i + 500]))).scalars().all()
+                        table.c[column].in_(part))).scalars().all()
                 keys[name] = pd.Series(found, dtype="int64" if values and isinstance(
                     values[0], int) else object)
         return keys
@@ -311,8 +315,7 @@ class Store:
                 conn.execute(self._insert_once(log, "prediction_id"), [
                     {"prediction_id": None, **row, "logged_at": now} for row in rows])
         except sa.exc.SQLAlchemyError as exc:
-            raise DataSourceError(f"cannot write to the store {shown_url(self.url)!r}: "
-                                  f"{first_line(exc)}") from None
+            raise self._write_failed(exc) from None
 
     def predictions(self, customer_id=None, newest: int | None = None) -> pd.DataFrame:
         """The prediction log (of one customer; only its `newest` entries), oldest first."""
@@ -338,8 +341,7 @@ class Store:
         if not self._readable_predictions():
             return found
         with self.engine.connect() as conn:
-            for start in range(0, len(prediction_ids), 500):
-                part = list(prediction_ids[start:start + 500])
+            for part in _in_lists(prediction_ids):
                 for row in conn.execute(sa.select(log).where(
                         log.c.prediction_id.in_(part))).mappings():
                     found[row["prediction_id"]] = dict(row)
@@ -366,8 +368,7 @@ class Store:
                 return len(conn.execute(insert, [{**row, "reported_at": now}
                                                  for row in rows]).all())
         except sa.exc.SQLAlchemyError as exc:
-            raise DataSourceError(f"cannot write to the store {shown_url(self.url)!r}: "
-                                  f"{first_line(exc)}") from None
+            raise self._write_failed(exc) from None
 
     def outcomes(self, customer_id=None) -> pd.DataFrame:
         """The outcome reports (of one customer), oldest first: `id` and `OUTCOME_COLUMNS`,
@@ -406,10 +407,9 @@ class Store:
                 if wanted is None:
                     found.update(str(c) for c in conn.execute(within).scalars())
                     continue
-                values = _as_column_values(wanted, table.c.customer_id.type)
-                for i in range(0, len(values), 500):
+                for part in _in_lists(_as_column_values(wanted, table.c.customer_id.type)):
                     found.update(str(c) for c in conn.execute(within.where(
-                        table.c.customer_id.in_(values[i:i + 500]))).scalars())
+                        table.c.customer_id.in_(part))).scalars())
         return found
 
     def responded(self, prediction_ids: Iterable[str]) -> set[str]:
@@ -423,9 +423,9 @@ class Store:
         with self.engine.connect() as conn:
             if not ids or not sa.inspect(conn).has_table(OUTCOMES):
                 return found
-            for i in range(0, len(ids), 500):
+            for part in _in_lists(ids):
                 found.update(conn.execute(sa.select(table.c.prediction_id).distinct().where(
-                    table.c.prediction_id.in_(ids[i:i + 500]),
+                    table.c.prediction_id.in_(part),
                     table.c.response.is_not(None))).scalars())
         return found
 
@@ -475,8 +475,7 @@ class Store:
                 table.create(conn, checkfirst=True)
                 conn.execute(sa.insert(table), [row])
         except sa.exc.SQLAlchemyError as exc:
-            raise DataSourceError(f"cannot write to the store {shown_url(self.url)!r}: "
-                                  f"{first_line(exc)}") from None
+            raise self._write_failed(exc) from None
 
     def latest_check(self, model_name: str, version: str) -> dict | None:
         """The newest `record_check` of this model version (`features` decoded), or None."""
@@ -522,13 +521,12 @@ class Store:
                            payload, *summary) for key, as_of, payload, *summary in rows]
                 for start in range(0, len(values), _BATCH_ROWS):
                     conn.exec_driver_sql(sql, values[start:start + _BATCH_ROWS])
-                for start in range(0, len(gone), 500):
+                for part in _in_lists(gone):
                     conn.execute(sa.delete(table).where(
                         table.c.model_name == model_name, table.c.model_version == version,
-                        table.c.customer_key.in_(list(gone)[start:start + 500])))
+                        table.c.customer_key.in_(part)))
         except sa.exc.SQLAlchemyError as exc:
-            raise DataSourceError(f"cannot write to the store {shown_url(self.url)!r}: "
-                                  f"{first_line(exc)}") from None
+            raise self._write_failed(exc) from None
 
     def read_scores(self, model_name: str, version: str, keys: list[str]) -> dict[str, str]:
         """Customer key -> stored payload, of those of `keys` scored by this model version (a
@@ -537,8 +535,7 @@ class Store:
         found: dict[str, str] = {}
         with self.engine.connect() as conn:
             marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-            for start in range(0, len(keys), 500):
-                part = list(keys[start:start + 500])
+            for part in _in_lists(keys):
                 sql = (f"SELECT customer_key, payload FROM {SCORES} WHERE model_name = "
                        f"{marker} AND model_version = {marker} AND customer_key IN "
                        f"({', '.join([marker] * len(part))})")
@@ -602,16 +599,14 @@ class Store:
         conditions = self._served(table, model_name, version, where)
         if query:
             prefix, name = search_terms(query)
-            escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            by_id = table.c.customer_key.like(f"{escaped}%", escape="\\")
+            by_id = table.c.customer_key.like(f"{_like_literal(prefix)}%", escape="\\")
             if self.engine.dialect.name == "sqlite":  # binary order: a range the key answers
                 by_id = sa.and_(by_id, table.c.customer_key >= prefix,
                                 table.c.customer_key < prefix + "\U0010ffff")
             if name is not None:  # SQLite's LIKE ignores case by itself, and then reads the index
-                part = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
                 matching = (table.c.name.like if self.engine.dialect.name == "sqlite"
                             else table.c.name.ilike)
-                by_id = sa.or_(by_id, matching(f"%{part}%", escape="\\"))
+                by_id = sa.or_(by_id, matching(f"%{_like_literal(name)}%", escape="\\"))
             conditions.append(by_id)
         columns = [table.c.customer_key, table.c.features_as_of,
                    *(table.c[c] for c in SCORE_SUMMARY)]
@@ -1146,6 +1141,22 @@ class _Progress:
         self.done += rows
         if self.report is not None:
             self.report(self.done, self.total)
+
+
+#: Values per `IN (...)` list: one indexed lookup each, so the cost follows the batch.
+IN_LIST = 500
+
+
+def _in_lists(values) -> Iterable[list]:
+    """`values` (any sequence or collection) in lists of at most `IN_LIST`."""
+    values = list(values)
+    for start in range(0, len(values), IN_LIST):
+        yield values[start:start + IN_LIST]
+
+
+def _like_literal(text: str) -> str:
+    """`text` matched literally by a LIKE with `escape="\\"` (its %, _ and \\ escaped)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _as_column_values(values, sql_type) -> list:
