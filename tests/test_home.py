@@ -145,27 +145,34 @@ def test_the_leavers_a_driver_accounts_for_add_up_over_chunks_and_match_one_by_h
     assert total[group] == pytest.approx(whole.loc[whole["group"] == group, "churners"].sum())
 
 
+@pytest.fixture(scope="module")
+def scored(state, fitted) -> pd.DataFrame:
+    """The bundle's own batch scores of the snapshot (what `churn worklist` ranks)."""
+    frame = fitted.bundle.score(state.frame).reset_index(drop=True)
+    frame.insert(0, "customer_id", [str(i) for i in state.ids])
+    return frame
+
+
+def _stored_candidates(store, state) -> home.StoreRows:
+    """The store's rows of model version 3, with the snapshot's worklist candidates kept."""
+    from churn_risk.serving.worklist import channel_candidates, top_candidates
+
+    store.save_worklist_candidates("churn-risk", "3", top_candidates([channel_candidates(state)]))
+    return home.StoreRows(store, "churn-risk", "3")
+
+
 def test_a_channels_worklist_on_the_page_is_the_one_churn_worklist_makes(state, fitted,
-                                                                       store_url):
+                                                                       scored, store_url):
     """The page fills from each customer's best action of the channel kept at scoring; the
     same list as `build_worklist` on the bundle's own batch scores (what `churn worklist
     --channel` runs), from the snapshot and from a store."""
-    from churn_risk.serving.worklist import (
-        WorklistRules,
-        build_worklist,
-        channel_candidates,
-        top_candidates,
-    )
+    from churn_risk.serving.worklist import WorklistRules, build_worklist
 
     bundle = fitted.bundle
-    scored = bundle.score(state.frame).reset_index(drop=True)
-    scored.insert(0, "customer_id", [str(i) for i in state.ids])
     channels = tuple(dict.fromkeys(a.channel for a in bundle.policy.actions))
     in_memory = home.FrameRows(state)
     with Store(store_url) as store:
-        store.save_worklist_candidates("churn-risk", "3", top_candidates(
-            [channel_candidates(state)]))
-        stored = home.StoreRows(store, "churn-risk", "3")
+        stored = _stored_candidates(store, state)
         compared = 0
         for channel in channels:
             for budget, capacity in ((500.0, 20), (5_000.0, 200)):
@@ -183,21 +190,13 @@ def test_a_channels_worklist_on_the_page_is_the_one_churn_worklist_makes(state, 
         assert home.StoreRows(store, "churn-risk", "4").candidates(channels[0], {}) is None
 
 
-def test_a_worklist_leaves_out_customers_contacted_lately(state, fitted, store_url):
+def test_a_worklist_leaves_out_customers_contacted_lately(state, fitted, scored, store_url):
     """On files, a campaign in the last `gap` days (as `churn worklist` without a ledger); on
     a store, also an action a channel reported taken or declined."""
     from churn_risk.serving.outcomes import checked_outcomes
-    from churn_risk.serving.worklist import (
-        WorklistRules,
-        build_worklist,
-        channel_candidates,
-        recently_contacted,
-        top_candidates,
-    )
+    from churn_risk.serving.worklist import WorklistRules, build_worklist, recently_contacted
 
     bundle = fitted.bundle
-    scored = bundle.score(state.frame).reset_index(drop=True)
-    scored.insert(0, "customer_id", [str(i) for i in state.ids])
     channel = bundle.policy.actions[0].channel
     rules = WorklistRules(100_000.0, channel, 5_000, contact_gap_days=365)
     contacted = recently_contacted(state.prep, None, pd.Timestamp(state.as_of), 365)
@@ -209,9 +208,7 @@ def test_a_worklist_leaves_out_customers_contacted_lately(state, fitted, store_u
     assert not {i.customer_id for i in page.items} & contacted
 
     with Store(store_url) as store:
-        store.save_worklist_candidates("churn-risk", "3", top_candidates(
-            [channel_candidates(state)]))
-        rows = home.StoreRows(store, "churn-risk", "3")
+        rows = _stored_candidates(store, state)
         before = home.worklist(rows, None, bundle, channel, 100_000.0, 5_000)
         assert before.recently_contacted == 0 and len(before.items) >= 3
         called = [i.customer_id for i in before.items[:2]]
