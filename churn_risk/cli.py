@@ -987,6 +987,7 @@ def ingest(
 
 
 def _print_written(title: str, written, store_url: str, started: float) -> None:
+    from churn_risk.features.io import shown_url
     from churn_risk.features.store import Store
 
     with Store(store_url) as store:
@@ -998,8 +999,6 @@ def _print_written(title: str, written, store_url: str, started: float) -> None:
         table.add_row(name, f"{received:,}", f"{written.stored[name]:,}",
                       f"{written.duplicates[name]:,}", f"{counts[name]:,}")
     console.print(table)
-    from churn_risk.features.io import shown_url
-
     newest = "-" if newest is None else f"{newest:%Y-%m-%d %H:%M:%S} UTC"
     console.print(f"Stored in {time.perf_counter() - started:.1f} s; newest record stored at "
                   f"{newest}. Read it with --store {shown_url(store_url)}")

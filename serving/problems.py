@@ -105,7 +105,7 @@ STORE_RETRY_SECONDS = 5
 
 def store_unavailable() -> Problem:
     """The answer while the store is down or busy: a 503 that says to retry, and when. It never
-    names the store's URL (which may hold a password); the server's log does."""
+    names the store's URL (which may hold a password); the server's log says what failed."""
     return Problem("store-unavailable", "the store cannot be reached just now: retry in "
                    f"{STORE_RETRY_SECONDS} s (events and outcomes sent again are stored once)",
                    headers={"Retry-After": str(STORE_RETRY_SECONDS)})

@@ -195,8 +195,8 @@ def _log_run(source, settings: MonitorSettings, name: str, version: str, referen
                          "model_version": str(version), "data": str(source),
                          "verdict": "retraining due" if decided.retraining_due else "stable",
                          "reference": "none" if report is None else str(report.reference_as_of),
-                         "same_month_reference": str(getattr(report, "same_month_as_of", None)
-                                                     or "none")})
+                         "same_month_reference": "none" if report is None
+                         else str(report.same_month_as_of or "none")})
         mlflow.log_params({k: v for k, v in settings.thresholds.__dict__.items()})
         metrics = {"retraining_due": float(decided.retraining_due)}
         if report is not None:

@@ -85,10 +85,11 @@ def run(source: DataSourceLike, settings: WorklistSettings, prep: PreparedData |
                                              prep=prep, progress=progress), source)
     contacted = recently_contacted(prep, read_ledger(settings.ledger), settings.as_of,
                                    settings.contact_gap_days)
-    if as_source(source).store:  # and the actions channels reported (`Store.contacted`)
+    stored = as_source(source)
+    if stored.store:  # and the actions channels reported (`Store.contacted`)
         from churn_risk.features.store import Store
 
-        with Store(as_source(source).location) as store:
+        with Store(stored.location) as store:
             contacted |= store.contacted(None, settings.as_of - pd.Timedelta(
                 days=settings.contact_gap_days), settings.as_of)
     rules = WorklistRules(budget=settings.budget, channel=settings.channel,
