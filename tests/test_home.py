@@ -20,6 +20,7 @@ from churn_risk.serving.people import (
     hash_password,
     save_people,
 )
+from tests.records import logged_prediction, utc_text
 from tests.serve import bearer, request, running
 
 from . import browser
@@ -212,19 +213,12 @@ def test_a_worklist_leaves_out_customers_contacted_lately(state, fitted, scored,
         before = home.worklist(rows, None, bundle, channel, 100_000.0, 5_000)
         assert before.recently_contacted == 0 and len(before.items) >= 3
         called = [i.customer_id for i in before.items[:2]]
-        now = pd.Timestamp.now(tz="UTC")
-        logged = [{"prediction_id": f"{n:032x}", "source": "api", "channel": channel,
-                   "customer_id": c, "model_name": "churn-risk", "model_version": "3",
-                   "target": "no_purchase", "horizon_days": 90, "features_as_of": "2026-12-01",
-                   "scored_at": f"{now - pd.Timedelta(hours=1):%Y-%m-%dT%H:%M:%S}Z",
-                   "data_watermark": None, "churn_probability": 0.3, "risk_band": "high",
-                   "reason_1": None, "reason_2": None, "reason_3": None,
-                   "recommended_action": bundle.policy.actions[0].name}
-                  for n, c in enumerate(called, start=1)]
+        logged = [logged_prediction(c, bundle.policy.actions[0].name, channel=channel)
+                  for c in called]
         store.log_predictions(logged)
         store.record_outcomes(checked_outcomes([
             {"prediction_id": p["prediction_id"], "response": r, "channel": channel,
-             "occurred_at": f"{now - pd.Timedelta(minutes=5):%Y-%m-%dT%H:%M:%S}Z"}
+             "occurred_at": utc_text(-5)}
             for p, r in zip(logged, ("taken", "declined"), strict=True)], store))
         after = home.worklist(rows, None, bundle, channel, 100_000.0, 5_000)
         again = home.worklist(rows, None, bundle, channel, 100_000.0, 5_000, gap_days=0)

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from churn_risk.features.store import PREDICTION_COLUMNS, PREDICTIONS, Store, new_prediction_id
 from churn_risk.serving.outcomes import OutcomeErrors, checked_outcomes
 from churn_risk.serving.pagemodel import PastRecommendation, past_recommendations
+from tests.records import logged_prediction, utc_text
 from tests.serve import assert_problem, bearer, request
 
 from . import browser
@@ -25,26 +26,10 @@ INGEST = "ingest-key-0123456789abcd"
 KEYS = f"{READ},ingest:{INGEST}"
 
 
-def _now(offset_minutes: float = 0) -> str:
-    moment = pd.Timestamp.now(tz="UTC") + pd.Timedelta(minutes=offset_minutes)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}Z"
-
-
-def _logged(customer_id, action="service_recovery", probability=0.42, channel="contact_center",
-            scored_minutes_ago: float = 60, source="api") -> dict:
-    """A prediction log row as the service writes it (`serving.predlog.prediction_rows`)."""
-    return {"prediction_id": new_prediction_id(), "source": source, "channel": channel,
-            "customer_id": str(customer_id), "model_name": "churn-risk", "model_version": "1",
-            "target": "no_purchase", "horizon_days": 90, "features_as_of": "2026-12-01",
-            "scored_at": _now(-scored_minutes_ago), "data_watermark": None,
-            "churn_probability": probability, "risk_band": "high", "reason_1": "tickets_open",
-            "reason_2": None, "reason_3": None, "recommended_action": action}
-
-
 def _report(prediction: dict, **fields) -> dict:
     return {"prediction_id": prediction["prediction_id"],
             "customer_id": prediction["customer_id"], "response": "taken",
-            "channel": "contact_center", "occurred_at": _now(-1), **fields}
+            "channel": "contact_center", "occurred_at": utc_text(-1), **fields}
 
 
 # --------------------------------------------------------------------------------------------
@@ -73,13 +58,13 @@ def test_a_log_kept_before_predictions_had_ids_gets_the_column(store_url):
     with Store(store_url) as store:  # a read first: the column is added for it
         before = store.predictions()
         assert len(before) == 1 and before["prediction_id"].isna().all()
-        row = _logged(7)
+        row = logged_prediction(7)
         store.log_predictions([row])
         assert list(store.predictions_by_id([row["prediction_id"]])) == [row["prediction_id"]]
     with Store(store_url) as store:  # a write first
-        store.log_predictions([_logged(8)])
+        store.log_predictions([logged_prediction(8)])
         assert len(store.predictions()) == 3
-        store.log_predictions([{**_logged(9), "prediction_id": row["prediction_id"]}])
+        store.log_predictions([{**logged_prediction(9), "prediction_id": row["prediction_id"]}])
         kept = store.predictions()  # an id is stored once: the first entry stays
         assert len(kept) == 3 and kept.set_index("prediction_id").loc[
             row["prediction_id"], "customer_id"] == "7"
@@ -91,7 +76,7 @@ def test_a_log_kept_before_predictions_had_ids_gets_the_column(store_url):
 
 
 def test_reports_are_stored_once_and_an_outcome_is_the_newest_report_of_each_field(store_url):
-    first, second = _logged(101), _logged(102, action="none")
+    first, second = logged_prediction(101), logged_prediction(102, action="none")
     with Store(store_url) as store:
         assert store.outcomes().empty and store.outcome_state().empty
         store.log_predictions([first, second])
@@ -107,7 +92,7 @@ def test_reports_are_stored_once_and_an_outcome_is_the_newest_report_of_each_fie
         # the same report twice in a batch is one report
         assert store.record_outcomes(checked_outcomes([reports[0]] * 2, store)) == 0
         # months later: whether they stayed, a new report of the same prediction
-        later = _report(first, stayed=True, occurred_at=_now())
+        later = _report(first, stayed=True, occurred_at=utc_text())
         later.pop("channel")
         assert store.record_outcomes(checked_outcomes([later], store)) == 1
 
@@ -131,7 +116,8 @@ def test_reports_are_stored_once_and_an_outcome_is_the_newest_report_of_each_fie
 
 
 def test_whether_the_customer_stayed_is_reported_by_prediction_id_alone(store_url):
-    first, second, third = _logged(111), _logged(112, action=None), _logged(113)
+    first, second, third = (logged_prediction(111), logged_prediction(112, action=None),
+                            logged_prediction(113))
     with Store(store_url) as store:
         store.log_predictions([first, second, third])
         taken = _report(first)
@@ -160,7 +146,7 @@ def test_whether_the_customer_stayed_is_reported_by_prediction_id_alone(store_ur
 
 
 def test_every_broken_rule_is_named_and_nothing_is_kept(store_url):
-    prediction, none = _logged(201), _logged(202, action=None)
+    prediction, none = logged_prediction(201), logged_prediction(202, action=None)
     with Store(store_url) as store:
         store.log_predictions([prediction, none])
         with pytest.raises(OutcomeErrors) as raised:
@@ -169,8 +155,8 @@ def test_every_broken_rule_is_named_and_nothing_is_kept(store_url):
                 _report(prediction, response="maybe"),
                 _report(prediction, prediction_id="f" * 32),
                 _report(prediction, customer_id="999"),
-                _report(prediction, occurred_at=_now(-24 * 60)),
-                _report(prediction, occurred_at=_now(60), stayed="yes"),
+                _report(prediction, occurred_at=utc_text(-24 * 60)),
+                _report(prediction, occurred_at=utc_text(60), stayed="yes"),
                 _report(none),
                 _report(prediction, channel="fax", colour="red"),
             ], store)
@@ -201,16 +187,16 @@ def test_a_bulk_of_reports_is_counted_right(store_url):
 
 
 def test_past_recommendations_keep_reported_ones_and_show_the_newest_first(store_url):
-    reported = _logged(301, scored_minutes_ago=600, probability=0.61)
-    routine = [_logged(301, scored_minutes_ago=m, action=None, channel=None, source="batch")
-               for m in (50, 40, 30, 20, 10)]
-    other = _logged(302, scored_minutes_ago=5)
+    reported = logged_prediction(301, scored_minutes_ago=600, probability=0.61)
+    routine = [logged_prediction(301, scored_minutes_ago=m, action=None, channel=None,
+                                 source="batch") for m in (50, 40, 30, 20, 10)]
+    other = logged_prediction(302, scored_minutes_ago=5)
     with Store(store_url) as store:
         assert past_recommendations(store, 301) == ()
         store.log_predictions([reported, *routine, other])
         store.record_outcomes(checked_outcomes(
-            [_report(reported, action="loyalty_discount", occurred_at=_now(-500)),
-             _report(reported, stayed=False, occurred_at=_now(-2))], store))
+            [_report(reported, action="loyalty_discount", occurred_at=utc_text(-500)),
+             _report(reported, stayed=False, occurred_at=utc_text(-2))], store))
         past = past_recommendations(store, 301)
     assert len(past) == 5  # the reported one, then the four newest routine scores
     assert [p.prediction_id for p in past] == [r["prediction_id"] for r in routine[:0:-1]] + [
@@ -231,7 +217,7 @@ def test_a_bad_file_is_refused_in_a_line_and_nothing_is_stored(tmp_path, capsys)
     from churn_risk.cli import main
 
     url = f"sqlite:///{tmp_path / 'store.db'}"
-    predictions = [_logged(401), _logged(402)]
+    predictions = [logged_prediction(401), logged_prediction(402)]
     with Store(url) as store:
         store.log_predictions(predictions)
     good = pd.DataFrame([_report(p, stayed=i == 0) for i, p in enumerate(predictions)])
@@ -358,7 +344,7 @@ def _answered(result: dict, **fields) -> dict:
     """A report of what the contact center did with a score `/score` answered."""
     action = result["recommended_action"]
     return {"prediction_id": result["prediction_id"], "customer_id": result["customer_id"],
-            "response": "taken", "channel": "contact_center", "occurred_at": _now(),
+            "response": "taken", "channel": "contact_center", "occurred_at": utc_text(),
             **({} if action else {"action": "service_recovery"}), **fields}
 
 
